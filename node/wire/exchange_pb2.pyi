@@ -1,0 +1,55 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Signature(_message.Message):
+    __slots__ = ("keyid", "alg", "sig")
+    KEYID_FIELD_NUMBER: _ClassVar[int]
+    ALG_FIELD_NUMBER: _ClassVar[int]
+    SIG_FIELD_NUMBER: _ClassVar[int]
+    keyid: str
+    alg: str
+    sig: bytes
+    def __init__(self, keyid: _Optional[str] = ..., alg: _Optional[str] = ..., sig: _Optional[bytes] = ...) -> None: ...
+
+class Signed(_message.Message):
+    __slots__ = ("payload_type", "payload", "signatures")
+    PAYLOAD_TYPE_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    payload_type: str
+    payload: bytes
+    signatures: _containers.RepeatedCompositeFieldContainer[Signature]
+    def __init__(self, payload_type: _Optional[str] = ..., payload: _Optional[bytes] = ..., signatures: _Optional[_Iterable[_Union[Signature, _Mapping]]] = ...) -> None: ...
+
+class Envelope(_message.Message):
+    __slots__ = ("header", "origin", "consents", "ciphertext")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    CONSENTS_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    header: Signed
+    origin: Signed
+    consents: _containers.RepeatedCompositeFieldContainer[Signed]
+    ciphertext: bytes
+    def __init__(self, header: _Optional[_Union[Signed, _Mapping]] = ..., origin: _Optional[_Union[Signed, _Mapping]] = ..., consents: _Optional[_Iterable[_Union[Signed, _Mapping]]] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
+
+class Receipt(_message.Message):
+    __slots__ = ("statement",)
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    statement: Signed
+    def __init__(self, statement: _Optional[_Union[Signed, _Mapping]] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("accepted", "reason", "detail")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    accepted: bool
+    reason: str
+    detail: str
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,94 @@
+"""intelshare protocol core: pure, no I/O, no wall clock, no global state.
+
+See ``protocol/SPEC.md``. Modules:
+
+- ``classification``: common bands and national markings (SPEC §5.2)
+- ``roster``: the signed federation roster (SPEC §5.1)
+- ``label`` and ``item``: what an item is (SPEC §7)
+- ``agreement``: bilateral agreements and trust models (SPEC §6)
+- ``envelope``: origin attestation, ``seal`` and ``open`` (SPEC §8)
+- ``consent``, ``notices``, ``receipt``: signed statements (SPEC §9.4, §10, §11.3)
+- ``policy``: the egress and ingress decisions (SPEC §9)
+"""
+
+from protocol.agreement import Agreement, AgreementBook, DirectionTerms, ReshareRule, TrustModel
+from protocol.classification import Band, NationalMarkings
+from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
+from protocol.envelope import DEFAULT_SUITE, Envelope, EnvelopeHeader, OriginAttestation, Suite, attest, seal
+from protocol.errors import (
+    ConfigurationError,
+    IntelshareError,
+    LocalProtocolError,
+    MalformedError,
+    OpenError,
+    RemoteProtocolError,
+    RollbackError,
+    SignatureError,
+)
+from protocol.item import Attachment, ContentKind, RawData, ReportTemplate
+from protocol.keys import HpkeKeyPair, HpkePublicKeys, PublicSigningKey, SigningKey
+from protocol.label import Category, InformationCredibility, Label, SourceReliability, UseLimitation
+from protocol.notices import Correction, Recall
+from protocol.policy import Decision, PolicyContext, Reason, TimeWindow, Transfer, check_egress, check_ingress
+from protocol.receipt import Receipt
+from protocol.roster import Member, MemberStatus, Roster, accept_roster
+from protocol.statements import PayloadType, Signature, Signed
+
+__all__ = [
+    "DEFAULT_SUITE",
+    "Agreement",
+    "AgreementBook",
+    "Attachment",
+    "Band",
+    "Category",
+    "ConfigurationError",
+    "ConsentDenial",
+    "ConsentGrant",
+    "ConsentRequest",
+    "ConsentRevocation",
+    "ContentKind",
+    "Correction",
+    "Decision",
+    "DirectionTerms",
+    "Envelope",
+    "EnvelopeHeader",
+    "HpkeKeyPair",
+    "HpkePublicKeys",
+    "InformationCredibility",
+    "IntelshareError",
+    "Label",
+    "LocalProtocolError",
+    "MalformedError",
+    "Member",
+    "MemberStatus",
+    "NationalMarkings",
+    "OpenError",
+    "OriginAttestation",
+    "PayloadType",
+    "PolicyContext",
+    "PublicSigningKey",
+    "RawData",
+    "Reason",
+    "Recall",
+    "Receipt",
+    "RemoteProtocolError",
+    "ReportTemplate",
+    "ReshareRule",
+    "RollbackError",
+    "Roster",
+    "Signature",
+    "SignatureError",
+    "Signed",
+    "SigningKey",
+    "SourceReliability",
+    "Suite",
+    "TimeWindow",
+    "Transfer",
+    "TrustModel",
+    "UseLimitation",
+    "accept_roster",
+    "attest",
+    "check_egress",
+    "check_ingress",
+    "seal",
+]

@@ -1,0 +1,244 @@
+"""Bilateral agreements and the terms they give each direction (SPEC §6).
+
+An agreement is in force only when both parties signed the same version, the
+validity window contains ``now``, and no newer version of the same agreement is
+held. The trust model changes what the terms demand (SPEC §6.3, Table 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import Field, field_validator, model_validator
+
+from protocol._model import MemberId, Model, Timestamp
+from protocol.classification import Band, BandField
+from protocol.errors import ConfigurationError, RollbackError, SignatureError
+from protocol.label import Category, Topic
+from protocol.roster import Roster
+from protocol.statements import PayloadType, Signed, parse_unverified, verify
+
+__all__ = [
+    "Agreement",
+    "AgreementBook",
+    "DirectionTerms",
+    "ReshareRule",
+    "TrustModel",
+    "check_markings",
+    "pair_key",
+]
+
+
+class TrustModel(StrEnum):
+    """The three ways of containing sharing risks (SPEC §6.3)."""
+
+    HIGH_TRUST = "high-trust"
+    INSTITUTIONAL_OVERSIGHT = "institutional-oversight"
+    HIERARCHICAL = "hierarchical"
+
+
+class ReshareRule(StrEnum):
+    """What it takes for an item received under this agreement to reach a third party."""
+
+    #: Always the originator's signed consent, whatever the label says (the default ban).
+    ORIGINATOR_CONSENT = "originator-consent"
+    #: The label decides: if not originator-controlled, members on its release list may
+    #: receive it without consent.
+    LABEL_DECIDES = "label-decides"
+
+
+def pair_key(a: str, b: str) -> tuple[str, str]:
+    """The unordered pair, as a sorted tuple."""
+    return (a, b) if a <= b else (b, a)
+
+
+class Agreement(Model):
+    """One version of a bilateral agreement (SPEC §6.1)."""
+
+    agreement_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    version: int = Field(ge=1)
+    parties: tuple[MemberId, MemberId]
+    title: str = Field(default="", max_length=512)
+    valid_from: Timestamp
+    valid_until: Timestamp
+    #: Band ceiling for items SENT BY each party (asymmetric ceilings: SPEC §6.3).
+    ceilings: dict[MemberId, BandField]
+    categories: tuple[Category, ...] = Field(min_length=1)
+    topics: tuple[Topic, ...] = Field(min_length=1)
+    max_retention_days: int = Field(ge=1, le=36500)
+    raw_data_allowed: bool
+    trust_model: TrustModel
+    #: Under the hierarchical model, the party that sets the parameters.
+    senior_party: MemberId | None = None
+    reshare_rule: ReshareRule = ReshareRule.ORIGINATOR_CONSENT
+
+    @field_validator("parties")
+    @classmethod
+    def _ordered_parties(cls, value: tuple[str, str]) -> tuple[str, str]:
+        if value[0] == value[1]:
+            raise ValueError("an agreement needs two different parties")
+        return pair_key(*value)
+
+    @field_validator("categories", "topics")
+    @classmethod
+    def _sorted_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("duplicates are not allowed")
+        return tuple(sorted(value))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Agreement:
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        if set(self.ceilings) != set(self.parties):
+            raise ValueError("ceilings must name exactly the two parties")
+        if self.trust_model is TrustModel.HIERARCHICAL:
+            if self.senior_party not in self.parties:
+                raise ValueError("a hierarchical agreement names its senior party")
+            junior = self.other(self.senior_party)
+            # SPEC §6.3: the junior party receives no higher band than it sends.
+            if self.ceilings[self.senior_party] > self.ceilings[junior]:
+                raise ValueError("hierarchical: the ceiling towards the junior party must not be higher")
+        elif self.senior_party is not None:
+            raise ValueError("only a hierarchical agreement names a senior party")
+        return self
+
+    def other(self, party: str) -> str:
+        """The party that is not ``party``."""
+        return self.parties[1] if party == self.parties[0] else self.parties[0]
+
+    def in_window(self, now: datetime) -> bool:
+        """Whether ``now`` is inside the validity window."""
+        return self.valid_from <= now < self.valid_until
+
+    def terms(self, sender: str, recipient: str) -> DirectionTerms:
+        """The effective terms for items from ``sender`` to ``recipient`` (SPEC §6.3 table)."""
+        if pair_key(sender, recipient) != self.parties or sender == recipient:
+            raise ConfigurationError(f"{self.agreement_id} is not between {sender} and {recipient}")
+        raw_allowed = self.raw_data_allowed
+        template_required = False
+        if self.trust_model is TrustModel.INSTITUTIONAL_OVERSIGHT:
+            raw_allowed, template_required = False, True
+        elif self.trust_model is TrustModel.HIERARCHICAL and recipient != self.senior_party:
+            # Towards the junior party: finished reports only.
+            raw_allowed, template_required = False, True
+        return DirectionTerms(
+            ceiling=self.ceilings[sender],
+            categories=frozenset(self.categories),
+            topics=frozenset(self.topics),
+            max_retention=timedelta(days=self.max_retention_days),
+            raw_data_allowed=raw_allowed,
+            template_required=template_required,
+            reshare_rule=(
+                ReshareRule.ORIGINATOR_CONSENT
+                if self.trust_model is TrustModel.INSTITUTIONAL_OVERSIGHT
+                else self.reshare_rule
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class DirectionTerms:
+    """What an agreement allows in one direction, after the trust model is applied."""
+
+    ceiling: Band
+    categories: frozenset[Category]
+    topics: frozenset[str]
+    max_retention: timedelta
+    raw_data_allowed: bool
+    template_required: bool
+    reshare_rule: ReshareRule
+
+
+def check_markings(agreement: Agreement, roster: Roster) -> None:
+    """Every band a pair may use needs a marking on both sides (SPEC §5.2).
+
+    Raises ``ConfigurationError`` naming the party and band that lack a marking.
+    """
+    top = max(agreement.ceilings.values())
+    for party in agreement.parties:
+        member = roster.member(party)
+        if member is None:
+            raise ConfigurationError(f"{agreement.agreement_id}: party {party} is not in the roster")
+        have = member.national_markings.bands()
+        missing = [band.title for band in Band if band <= top and band not in have]
+        if missing:
+            raise ConfigurationError(
+                f"{agreement.agreement_id} v{agreement.version} is invalid: {party} has no national "
+                f"marking for {', '.join(missing)}"
+            )
+    for topic in agreement.topics:
+        if topic not in roster.topics:
+            raise ConfigurationError(f"{agreement.agreement_id}: topic {topic!r} is not in the vocabulary")
+
+
+class AgreementBook:
+    """The agreements a node holds: the newest verified version per pair (SPEC §6.2).
+
+    Pure state: the caller persists the signed statements and replays ``accept`` on
+    start-up. ``accept`` refuses older versions (rollback) and a different text under
+    an already-held version.
+    """
+
+    def __init__(self) -> None:
+        self._signed: dict[tuple[str, str], Signed] = {}
+        self._agreements: dict[tuple[str, str], Agreement] = {}
+        self._fully_signed: dict[tuple[str, str], bool] = {}
+
+    def accept(self, signed: Signed, roster: Roster) -> Agreement:
+        """Verify an agreement statement and hold it if it is the newest for its pair.
+
+        A statement signed by only one party is held (it may be countersigned later)
+        but is not in force (SPEC §6.2). Signatures by anyone but the two parties, or
+        an invalid signature, raise ``SignatureError``.
+        """
+        agreement = parse_unverified(signed, PayloadType.AGREEMENT, Agreement)
+        signer_keys = {}
+        for party in agreement.parties:
+            member = roster.member(party)
+            if member is None:
+                raise ConfigurationError(f"{agreement.agreement_id}: party {party} is not in the roster")
+            signer_keys[party] = member.signing_key
+        claimed = {s.keyid for s in signed.signatures}
+        signers = [key for key in signer_keys.values() if key.keyid in claimed]
+        if not signers:
+            raise SignatureError(f"{agreement.agreement_id}: not signed by either party")
+        verify(signed, PayloadType.AGREEMENT, signers)
+        check_markings(agreement, roster)
+        pair = agreement.parties
+        held = self._agreements.get(pair)
+        if held is not None:
+            if held.agreement_id != agreement.agreement_id:
+                raise ConfigurationError(f"{pair[0]}–{pair[1]} already has agreement {held.agreement_id}")
+            if agreement.version < held.version:
+                raise RollbackError(f"{agreement.agreement_id} v{agreement.version} is older than held v{held.version}")
+            if agreement.version == held.version:
+                if agreement != held:
+                    raise RollbackError(f"{agreement.agreement_id} v{agreement.version} differs from the held text")
+                if self._fully_signed[pair] or len(signers) < 2:
+                    return held
+        self._signed[pair] = signed
+        self._agreements[pair] = agreement
+        self._fully_signed[pair] = len(signers) == 2
+        return agreement
+
+    def get(self, a: str, b: str) -> Agreement | None:
+        """The newest held version for the pair, in force or not."""
+        return self._agreements.get(pair_key(a, b))
+
+    def in_force(self, a: str, b: str, now: datetime) -> bool:
+        """Both parties signed the held version and ``now`` is in its window (SPEC §6.2)."""
+        pair = pair_key(a, b)
+        agreement = self._agreements.get(pair)
+        return agreement is not None and self._fully_signed[pair] and agreement.in_window(now)
+
+    def signed(self, a: str, b: str) -> Signed | None:
+        """The held statement for the pair, to persist or forward."""
+        return self._signed.get(pair_key(a, b))
+
+    def agreements(self) -> Iterable[Agreement]:
+        """Every held agreement."""
+        return self._agreements.values()

@@ -1,0 +1,294 @@
+"""Origin attestation and the sign-then-seal envelope (SPEC §8).
+
+``attest`` makes the originator's signed statement binding item id, version, label and
+plaintext digest. ``seal`` encrypts the plaintext to one recipient with HPKE, binding
+the context in HPKE ``info``, and signs the header. ``open`` is the one safe recipe
+for the recipient: any failure raises the same opaque ``OpenError``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from cryptography.hazmat.primitives import hpke
+from pydantic import Field
+
+from protocol._model import Digest, MemberId, Model, Timestamp
+from protocol.encoding import hpke_info, sha256_hex
+from protocol.errors import IntelshareError, LocalProtocolError, OpenError
+from protocol.item import (
+    ContentKind,
+    RawData,
+    ReportTemplate,
+    content_kind,
+    item_from_bytes,
+    item_to_bytes,
+)
+from protocol.keys import HpkeKeyPair, KemName, SigningKey
+from protocol.label import Label
+from protocol.roster import Member, Roster
+from protocol.statements import PayloadType, Signed, sign, verify, verify_and_parse
+
+__all__ = [
+    "DEFAULT_SUITE",
+    "Envelope",
+    "EnvelopeHeader",
+    "OriginAttestation",
+    "Suite",
+    "attest",
+    "decrypt",
+    "open",
+    "seal",
+    "seal_info",
+]
+
+ItemId = str
+_ITEM_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
+
+class Suite(StrEnum):
+    """HPKE suites named in the envelope (SPEC §8.2)."""
+
+    X25519_AES256GCM = "DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/AES-256-GCM"
+    X25519_CHACHA20POLY1305 = "DHKEM(X25519,HKDF-SHA256)/HKDF-SHA256/ChaCha20Poly1305"
+    #: Post-quantum hybrid: ML-KEM-768 + X25519 (harvest-now-decrypt-later).
+    MLKEM768X25519_AES256GCM = "MLKEM768-X25519/HKDF-SHA256/AES-256-GCM"
+
+    @property
+    def kem(self) -> KemName:
+        """The KEM whose recipient key this suite needs."""
+        return KemName.MLKEM768_X25519 if self is Suite.MLKEM768X25519_AES256GCM else KemName.X25519
+
+    def _primitive(self) -> hpke.Suite:
+        aead = hpke.AEAD.CHACHA20_POLY1305 if self is Suite.X25519_CHACHA20POLY1305 else hpke.AEAD.AES_256_GCM
+        kem = hpke.KEM.MLKEM768_X25519 if self.kem is KemName.MLKEM768_X25519 else hpke.KEM.X25519
+        return hpke.Suite(kem, hpke.KDF.HKDF_SHA256, aead)
+
+
+#: The default suite of configuration files and the CLI. ``seal`` itself has no default.
+DEFAULT_SUITE = Suite.X25519_AES256GCM
+
+
+class OriginAttestation(Model):
+    """The originator's statement of who said what under which label (SPEC §8.1)."""
+
+    item_id: ItemId = Field(pattern=_ITEM_ID)
+    item_version: int = Field(ge=1)
+    originator: MemberId
+    label: Label
+    content_kind: ContentKind
+    plaintext_digest: Digest
+    attested_at: Timestamp
+
+
+class EnvelopeHeader(Model):
+    """What the sender signs for one envelope (SPEC §8.4)."""
+
+    envelope_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    item_id: ItemId = Field(pattern=_ITEM_ID)
+    item_version: int = Field(ge=1)
+    sender: MemberId
+    recipient: MemberId
+    agreement_id: str = Field(max_length=64)
+    agreement_version: int = Field(ge=1)
+    #: SHA-256 of the origin attestation payload: binds the label (SPEC §8.1).
+    origin_digest: Digest
+    ciphertext_digest: Digest
+    suite: Suite
+    created_at: Timestamp
+    nonce: str = Field(pattern=r"^[0-9a-f]{32}$")
+    #: Digests of the consent grants carried, root first (SPEC §9.4).
+    consent_refs: tuple[Digest, ...] = Field(default=(), max_length=16)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One item for one recipient: signed header, origin attestation, consents, ciphertext."""
+
+    header: Signed
+    origin: Signed
+    consents: tuple[Signed, ...]
+    ciphertext: bytes
+
+    @property
+    def digest(self) -> str:
+        """The envelope's identity: the digest of its signed header, which binds the rest."""
+        return self.header.digest
+
+
+def attest(
+    *,
+    item_id: str,
+    label: Label,
+    item: ReportTemplate | RawData,
+    originator_key: SigningKey,
+    now: datetime,
+) -> tuple[Signed, bytes]:
+    """Sign the origin attestation; returns it and the exact plaintext to seal (SPEC §8.1)."""
+    if isinstance(item, ReportTemplate) and item.grading != label.grading:
+        raise LocalProtocolError(f"report grading {item.grading} differs from label grading {label.grading}")
+    plaintext = item_to_bytes(item)
+    statement = OriginAttestation(
+        item_id=item_id,
+        item_version=label.item_version,
+        originator=label.originator,
+        label=label,
+        content_kind=content_kind(item),
+        plaintext_digest=sha256_hex(plaintext),
+        attested_at=now,
+    )
+    return sign(PayloadType.ORIGIN, statement, [originator_key]), plaintext
+
+
+def seal_info(header: EnvelopeHeader) -> bytes:
+    """HPKE ``info``: the context an envelope is bound to (SPEC §8.3)."""
+    return hpke_info(
+        "intelshare/v1 seal",
+        (
+            header.origin_digest.encode(),
+            header.sender.encode(),
+            header.recipient.encode(),
+            header.item_id.encode(),
+            str(header.item_version).encode(),
+            header.agreement_id.encode(),
+            str(header.agreement_version).encode(),
+            header.envelope_id.encode(),
+            header.suite.value.encode(),
+        ),
+    )
+
+
+def seal(
+    *,
+    plaintext: bytes,
+    origin: Signed,
+    sender: str,
+    sender_key: SigningKey,
+    recipient: Member,
+    agreement_id: str,
+    agreement_version: int,
+    consents: Sequence[Signed],
+    suite: Suite,
+    now: datetime,
+) -> Envelope:
+    """Encrypt ``plaintext`` to ``recipient`` and sign the header (SPEC §8.2–8.4).
+
+    ``origin`` is the originator's attestation of this plaintext (the sender may be a
+    later holder re-sharing it). There is deliberately no default ``suite``.
+    """
+    attestation = OriginAttestation.from_bytes(origin.payload)
+    if attestation.plaintext_digest != sha256_hex(plaintext):
+        raise LocalProtocolError("plaintext does not match the origin attestation")
+    header_fields = {
+        "envelope_id": secrets.token_hex(16),
+        "item_id": attestation.item_id,
+        "item_version": attestation.item_version,
+        "sender": sender,
+        "recipient": recipient.member_id,
+        "agreement_id": agreement_id,
+        "agreement_version": agreement_version,
+        "origin_digest": origin.digest,
+        "suite": suite,
+        "created_at": now,
+        "nonce": secrets.token_hex(16),
+        "consent_refs": tuple(c.digest for c in consents),
+    }
+    # The info is computed from the header fields before the ciphertext exists.
+    provisional = EnvelopeHeader(**header_fields, ciphertext_digest="0" * 64)
+    public_key = recipient.hpke_keys.for_kem(suite.kem)
+    ciphertext = suite._primitive().encrypt(plaintext, public_key, info=seal_info(provisional))
+    header = provisional.model_copy(update={"ciphertext_digest": sha256_hex(ciphertext)})
+    return Envelope(
+        header=sign(PayloadType.HEADER, header, [sender_key]),
+        origin=origin,
+        consents=tuple(consents),
+        ciphertext=ciphertext,
+    )
+
+
+def decrypt(
+    envelope: Envelope,
+    header: EnvelopeHeader,
+    attestation: OriginAttestation,
+    recipient_keys: HpkeKeyPair,
+) -> ReportTemplate | RawData:
+    """Decrypt an envelope whose header and origin were already verified (SPEC §8.6).
+
+    For the ingress path, after ``policy.check_ingress`` verified the signatures: it
+    does not verify them again. Every failure raises the same ``OpenError``.
+    """
+    try:
+        if sha256_hex(envelope.ciphertext) != header.ciphertext_digest:
+            raise OpenError
+        private = recipient_keys._private_for(header.suite.kem)
+        plaintext = header.suite._primitive().decrypt(envelope.ciphertext, private, info=seal_info(header))
+        if sha256_hex(plaintext) != attestation.plaintext_digest:
+            raise OpenError
+        item = item_from_bytes(plaintext)
+        if content_kind(item) is not attestation.content_kind:
+            raise OpenError
+        if isinstance(item, ReportTemplate) and item.grading != attestation.label.grading:
+            raise OpenError
+    except OpenError:
+        raise
+    except Exception as exc:  # one opaque error, whatever failed inside (SPEC §8.6)
+        raise OpenError from exc
+    return item
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What ``open`` returns: the verified statements and the content."""
+
+    header: EnvelopeHeader
+    attestation: OriginAttestation
+    item: ReportTemplate | RawData
+
+
+def open(
+    envelope: Envelope,
+    *,
+    recipient_id: str,
+    recipient_keys: HpkeKeyPair,
+    roster: Roster,
+) -> Opened:
+    """Verify and open an envelope addressed to ``recipient_id`` (SPEC §8.6).
+
+    Checks the sender's header signature, the originator's attestation, the bindings
+    between them and the ciphertext, then decrypts. It does not apply policy: a node
+    MUST run ``policy.check_ingress`` (which also calls ``decrypt``) instead.
+    Every failure raises the same ``OpenError``.
+    """
+    try:
+        claimed = EnvelopeHeader.from_bytes(envelope.header.payload)
+        sender = roster.member(claimed.sender)
+        if sender is None or roster.is_revoked(sender.signing_key.keyid):
+            raise OpenError
+        header = verify_and_parse(envelope.header, PayloadType.HEADER, [sender.signing_key], EnvelopeHeader)
+        if header.recipient != recipient_id or header.origin_digest != envelope.origin.digest:
+            raise OpenError
+        if header.consent_refs != tuple(c.digest for c in envelope.consents):
+            raise OpenError
+        claimed_origin = OriginAttestation.from_bytes(envelope.origin.payload)
+        originator = roster.member(claimed_origin.originator)
+        if originator is None or roster.is_revoked(originator.signing_key.keyid):
+            raise OpenError
+        verify(envelope.origin, PayloadType.ORIGIN, [originator.signing_key])
+        if (claimed_origin.item_id, claimed_origin.item_version) != (
+            header.item_id,
+            header.item_version,
+        ):
+            raise OpenError
+        item = decrypt(envelope, header, claimed_origin, recipient_keys)
+    except OpenError:
+        raise
+    except IntelshareError as exc:
+        raise OpenError from exc
+    return Opened(header=header, attestation=claimed_origin, item=item)
+
+
+__all__ += ["Opened"]

@@ -1,0 +1,242 @@
+"""Member keys: signing identities and HPKE sealing keys (SPEC §6).
+
+The private halves are opaque objects; only the operations the protocol needs are
+exposed. Raw primitives from ``cryptography`` never leave this module and
+``protocol.envelope``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem
+from cryptography.hazmat.primitives.asymmetric import x25519 as x25519_keys
+
+from protocol._model import Model
+from protocol.encoding import b64decode, b64encode, sha256_hex
+from protocol.errors import ConfigurationError
+
+__all__ = [
+    "HpkeKeyPair",
+    "HpkePublicKeys",
+    "KemName",
+    "PublicSigningKey",
+    "SignatureAlg",
+    "SigningKey",
+    "keyid_of",
+]
+
+_X25519_PUBLIC_LEN = 32
+_MLKEM768_PUBLIC_LEN = 1184
+
+
+class SignatureAlg(StrEnum):
+    """Signature algorithms (SPEC §6.1)."""
+
+    ED25519 = "ed25519"
+    ML_DSA_65 = "ml-dsa-65"
+
+
+class KemName(StrEnum):
+    """HPKE KEMs a member may publish a key for (SPEC §6.2)."""
+
+    X25519 = "x25519"
+    MLKEM768_X25519 = "mlkem768-x25519"
+
+
+def keyid_of(public_raw: bytes) -> str:
+    """Key id: hex SHA-256 of the raw public key bytes (SPEC §6.1)."""
+    return sha256_hex(public_raw)
+
+
+class PublicSigningKey(Model):
+    """A member's public signing identity as published in the roster (SPEC §6.1).
+
+    When ``ml_dsa_65`` is present the identity is hybrid and every statement from
+    the member MUST carry both signatures; either alone does not verify.
+    """
+
+    ed25519: bytes
+    ml_dsa_65: bytes | None = None
+
+    @property
+    def keyid(self) -> str:
+        """The identity's key id, that of its Ed25519 key."""
+        return keyid_of(self.ed25519)
+
+    def verify(self, message: bytes, signatures: dict[tuple[str, str], bytes]) -> bool:
+        """True iff every algorithm of this identity has a valid signature over ``message``.
+
+        ``signatures`` maps (keyid, alg) to signature bytes.
+        """
+        ed_sig = signatures.get((self.keyid, SignatureAlg.ED25519))
+        if ed_sig is None or not _verify_ed25519(self.ed25519, ed_sig, message):
+            return False
+        if self.ml_dsa_65 is None:
+            return True
+        pq_sig = signatures.get((keyid_of(self.ml_dsa_65), SignatureAlg.ML_DSA_65))
+        return pq_sig is not None and _verify_mldsa65(self.ml_dsa_65, pq_sig, message)
+
+
+def _verify_ed25519(public_raw: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        ed25519.Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _verify_mldsa65(public_raw: bytes, signature: bytes, message: bytes) -> bool:
+    try:
+        mldsa.MLDSA65PublicKey.from_public_bytes(public_raw).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, eq=False)
+class SigningKey:
+    """A member's private signing identity: Ed25519, optionally hybrid with ML-DSA-65."""
+
+    _ed25519: ed25519.Ed25519PrivateKey
+    _ml_dsa_65: mldsa.MLDSA65PrivateKey | None = None
+
+    @classmethod
+    def generate(cls, *, hybrid: bool) -> SigningKey:
+        """A fresh identity; ``hybrid`` adds ML-DSA-65 (no default: a security choice)."""
+        pq = mldsa.MLDSA65PrivateKey.generate() if hybrid else None
+        return cls(ed25519.Ed25519PrivateKey.generate(), pq)
+
+    @classmethod
+    def from_seeds(cls, ed25519_seed: bytes, ml_dsa_65_seed: bytes | None) -> SigningKey:
+        """Deterministic identity from 32-byte seeds (test vectors, key files)."""
+        pq = None if ml_dsa_65_seed is None else mldsa.MLDSA65PrivateKey.from_seed_bytes(ml_dsa_65_seed)
+        return cls(ed25519.Ed25519PrivateKey.from_private_bytes(ed25519_seed), pq)
+
+    def public(self) -> PublicSigningKey:
+        """The public identity to publish in the roster."""
+        pq = None if self._ml_dsa_65 is None else self._ml_dsa_65.public_key().public_bytes_raw()
+        return PublicSigningKey(ed25519=self._ed25519.public_key().public_bytes_raw(), ml_dsa_65=pq)
+
+    @property
+    def keyid(self) -> str:
+        """Key id of the identity (its Ed25519 key)."""
+        return self.public().keyid
+
+    def sign(self, message: bytes) -> list[tuple[str, str, bytes]]:
+        """(keyid, alg, signature) for every algorithm of the identity."""
+        public = self.public()
+        out = [(public.keyid, SignatureAlg.ED25519.value, self._ed25519.sign(message))]
+        if self._ml_dsa_65 is not None and public.ml_dsa_65 is not None:
+            out.append(
+                (
+                    keyid_of(public.ml_dsa_65),
+                    SignatureAlg.ML_DSA_65.value,
+                    self._ml_dsa_65.sign(message),
+                )
+            )
+        return out
+
+    def to_json(self) -> str:
+        """Private key file content. The caller stores it with owner-only permissions."""
+        doc = {"ed25519_seed": b64encode(self._ed25519.private_bytes_raw())}
+        if self._ml_dsa_65 is not None:
+            doc["ml_dsa_65_seed"] = b64encode(self._ml_dsa_65.private_bytes_raw())
+        return json.dumps(doc)
+
+    @classmethod
+    def from_json(cls, text: str) -> SigningKey:
+        """Inverse of ``to_json``; a bad file is a ``ConfigurationError``."""
+        try:
+            doc = json.loads(text)
+            pq = doc.get("ml_dsa_65_seed")
+            return cls.from_seeds(b64decode(doc["ed25519_seed"]), None if pq is None else b64decode(pq))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"signing key file is invalid: {exc}") from exc
+
+
+class HpkePublicKeys(Model):
+    """A member's published HPKE public keys, one per KEM (SPEC §6.2)."""
+
+    x25519: bytes
+    mlkem768_x25519: bytes | None = None
+
+    def for_kem(self, kem: KemName) -> hpke.MLKEM768X25519PublicKey | x25519_keys.X25519PublicKey:
+        """The public key object for ``kem``; ``ConfigurationError`` if not published."""
+        try:
+            if kem is KemName.X25519:
+                return x25519_keys.X25519PublicKey.from_public_bytes(self.x25519)
+            raw = self.mlkem768_x25519
+            if raw is None or len(raw) != _MLKEM768_PUBLIC_LEN + _X25519_PUBLIC_LEN:
+                raise ConfigurationError(f"recipient has no {kem.value} key")
+            return hpke.MLKEM768X25519PublicKey(
+                mlkem.MLKEM768PublicKey.from_public_bytes(raw[:_MLKEM768_PUBLIC_LEN]),
+                x25519_keys.X25519PublicKey.from_public_bytes(raw[_MLKEM768_PUBLIC_LEN:]),
+            )
+        except ValueError as exc:
+            raise ConfigurationError(f"recipient's {kem.value} key is invalid") from exc
+
+
+@dataclass(frozen=True, eq=False)
+class HpkeKeyPair:
+    """A member's private HPKE keys: X25519, and the ML-KEM-768+X25519 hybrid."""
+
+    _x25519: x25519_keys.X25519PrivateKey
+    _mlkem768: mlkem.MLKEM768PrivateKey
+    _mlkem_x25519: x25519_keys.X25519PrivateKey
+
+    @classmethod
+    def generate(cls) -> HpkeKeyPair:
+        """Fresh keys for every supported KEM."""
+        return cls(
+            x25519_keys.X25519PrivateKey.generate(),
+            mlkem.MLKEM768PrivateKey.generate(),
+            x25519_keys.X25519PrivateKey.generate(),
+        )
+
+    @classmethod
+    def from_seeds(cls, x25519_raw: bytes, mlkem768_seed: bytes, mlkem_x25519_raw: bytes) -> HpkeKeyPair:
+        """Deterministic keys (test vectors, key files)."""
+        return cls(
+            x25519_keys.X25519PrivateKey.from_private_bytes(x25519_raw),
+            mlkem.MLKEM768PrivateKey.from_seed_bytes(mlkem768_seed),
+            x25519_keys.X25519PrivateKey.from_private_bytes(mlkem_x25519_raw),
+        )
+
+    def public(self) -> HpkePublicKeys:
+        """The public keys to publish in the roster."""
+        hybrid = self._mlkem768.public_key().public_bytes_raw() + self._mlkem_x25519.public_key().public_bytes_raw()
+        return HpkePublicKeys(x25519=self._x25519.public_key().public_bytes_raw(), mlkem768_x25519=hybrid)
+
+    def _private_for(self, kem: KemName) -> hpke.MLKEM768X25519PrivateKey | x25519_keys.X25519PrivateKey:
+        # Private to the protocol core: only protocol.envelope opens envelopes.
+        if kem is KemName.X25519:
+            return self._x25519
+        return hpke.MLKEM768X25519PrivateKey(self._mlkem768, self._mlkem_x25519)
+
+    def to_json(self) -> str:
+        """Private key file content. The caller stores it with owner-only permissions."""
+        return json.dumps(
+            {
+                "x25519": b64encode(self._x25519.private_bytes_raw()),
+                "mlkem768_seed": b64encode(self._mlkem768.private_bytes_raw()),
+                "mlkem_x25519": b64encode(self._mlkem_x25519.private_bytes_raw()),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> HpkeKeyPair:
+        """Inverse of ``to_json``; a bad file is a ``ConfigurationError``."""
+        try:
+            doc = json.loads(text)
+            return cls.from_seeds(
+                b64decode(doc["x25519"]),
+                b64decode(doc["mlkem768_seed"]),
+                b64decode(doc["mlkem_x25519"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigurationError(f"HPKE key file is invalid: {exc}") from exc

@@ -1,0 +1,117 @@
+"""Signed statements: DSSE-style envelopes over exact payload bytes (SPEC §4).
+
+A ``Signed`` carries ``payload_type``, the exact ``payload`` bytes and signatures over
+``pae(payload_type, payload)``. Verification checks the signature first and parses
+second; the parsed object is never re-serialised to check a signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from enum import StrEnum
+from typing import TypeVar
+
+from pydantic import Field
+
+from protocol._model import Model
+from protocol.encoding import pae, sha256_hex
+from protocol.errors import MalformedError, SignatureError
+from protocol.keys import PublicSigningKey, SigningKey
+
+__all__ = [
+    "PayloadType",
+    "Signature",
+    "Signed",
+    "sign",
+    "verify",
+    "verify_and_parse",
+]
+
+_MAX_SIGNATURES = 8
+
+M = TypeVar("M", bound=Model)
+
+
+class PayloadType(StrEnum):
+    """Every statement type; the string is the signature's domain separator (SPEC §4.2)."""
+
+    ROSTER = "application/vnd.intelshare.roster+json;v=1"
+    AGREEMENT = "application/vnd.intelshare.agreement+json;v=1"
+    ORIGIN = "application/vnd.intelshare.origin+json;v=1"
+    HEADER = "application/vnd.intelshare.envelope-header+json;v=1"
+    RECEIPT = "application/vnd.intelshare.receipt+json;v=1"
+    CONSENT_REQUEST = "application/vnd.intelshare.consent-request+json;v=1"
+    CONSENT_GRANT = "application/vnd.intelshare.consent-grant+json;v=1"
+    CONSENT_DENIAL = "application/vnd.intelshare.consent-denial+json;v=1"
+    CONSENT_REVOCATION = "application/vnd.intelshare.consent-revocation+json;v=1"
+    RECALL = "application/vnd.intelshare.recall+json;v=1"
+    CORRECTION = "application/vnd.intelshare.correction+json;v=1"
+
+
+class Signature(Model):
+    """One signature: the signer's key id, the algorithm and the signature bytes."""
+
+    keyid: str = Field(max_length=128)
+    alg: str = Field(max_length=32)
+    sig: bytes = Field(max_length=8192)
+
+
+class Signed(Model):
+    """A signed statement (SPEC §4.1)."""
+
+    payload_type: str = Field(max_length=128)
+    payload: bytes
+    signatures: tuple[Signature, ...] = Field(max_length=_MAX_SIGNATURES)
+
+    @property
+    def digest(self) -> str:
+        """Identity of the statement: SHA-256 of its payload bytes (SPEC §4.3)."""
+        return sha256_hex(self.payload)
+
+    def _signature_map(self) -> dict[tuple[str, str], bytes]:
+        return {(s.keyid, s.alg): s.sig for s in self.signatures}
+
+
+def sign(payload_type: PayloadType, statement: Model, signers: Sequence[SigningKey]) -> Signed:
+    """Serialise ``statement`` once and sign those exact bytes with every signer."""
+    if not signers:
+        raise ValueError("at least one signer is required")
+    payload = statement.to_bytes()
+    message = pae(payload_type.value, payload)
+    signatures = tuple(
+        Signature(keyid=keyid, alg=alg, sig=sig) for signer in signers for keyid, alg, sig in signer.sign(message)
+    )
+    return Signed(payload_type=payload_type.value, payload=payload, signatures=signatures)
+
+
+def verify(signed: Signed, payload_type: PayloadType, signers: Iterable[PublicSigningKey]) -> None:
+    """Raise ``SignatureError`` unless every one of ``signers`` signed ``signed``."""
+    if signed.payload_type != payload_type.value:
+        raise SignatureError(f"expected a {payload_type.name} statement, got {signed.payload_type!r}")
+    message = pae(signed.payload_type, signed.payload)
+    signature_map = signed._signature_map()
+    for signer in signers:
+        if not signer.verify(message, signature_map):
+            raise SignatureError(f"no valid signature by key {signer.keyid[:16]}…")
+
+
+def verify_and_parse(
+    signed: Signed, payload_type: PayloadType, signers: Iterable[PublicSigningKey], model: type[M]
+) -> M:
+    """Verify, then parse the verified bytes into ``model`` (never the other way round)."""
+    verify(signed, payload_type, signers)
+    return model.from_bytes(signed.payload)
+
+
+def parse_unverified(signed: Signed, payload_type: PayloadType, model: type[M]) -> M:
+    """Parse without verifying: only to learn who claims to have signed (SPEC §4.5).
+
+    The result MUST NOT be acted on until ``verify`` has succeeded with the key that the
+    roster gives for the claimed signer.
+    """
+    if signed.payload_type != payload_type.value:
+        raise MalformedError(f"expected a {payload_type.name} statement, got {signed.payload_type!r}")
+    return model.from_bytes(signed.payload)
+
+
+__all__ += ["parse_unverified"]
