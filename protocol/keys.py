@@ -1,4 +1,4 @@
-"""Member keys: signing identities and HPKE sealing keys (SPEC §6).
+"""Member keys: signing identities and HPKE sealing keys (SPEC §5.4).
 
 The private halves are opaque objects; only the operations the protocol needs are
 exposed. Raw primitives from ``cryptography`` never leave this module and
@@ -35,26 +35,26 @@ _MLKEM768_PUBLIC_LEN = 1184
 
 
 class SignatureAlg(StrEnum):
-    """Signature algorithms (SPEC §6.1)."""
+    """Signature algorithms (SPEC §5.4.1)."""
 
     ED25519 = "ed25519"
     ML_DSA_65 = "ml-dsa-65"
 
 
 class KemName(StrEnum):
-    """HPKE KEMs a member may publish a key for (SPEC §6.2)."""
+    """HPKE KEMs a member may publish a key for (SPEC §5.4.2)."""
 
     X25519 = "x25519"
     MLKEM768_X25519 = "mlkem768-x25519"
 
 
 def keyid_of(public_raw: bytes) -> str:
-    """Key id: hex SHA-256 of the raw public key bytes (SPEC §6.1)."""
+    """Key id: hex SHA-256 of the raw public key bytes (SPEC §5.4.1)."""
     return sha256_hex(public_raw)
 
 
 class PublicSigningKey(Model):
-    """A member's public signing identity as published in the roster (SPEC §6.1).
+    """A member's public signing identity as published in the roster (SPEC §5.4.1).
 
     When ``ml_dsa_65`` is present the identity is hybrid and every statement from
     the member MUST carry both signatures; either alone does not verify.
@@ -160,7 +160,7 @@ class SigningKey:
 
 
 class HpkePublicKeys(Model):
-    """A member's published HPKE public keys, one per KEM (SPEC §6.2)."""
+    """A member's published HPKE public keys, one per KEM (SPEC §5.4.2)."""
 
     x25519: bytes
     mlkem768_x25519: bytes | None = None
