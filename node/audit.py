@@ -85,7 +85,7 @@ _WRITER_KEY = "intelshare.audit.writer"
 _MOVE_SEARCH_DEPTH = 4
 
 Scalar: TypeAlias = str | int | float | bool | None
-DetailValue: TypeAlias = Scalar | list[Scalar]
+DetailValue: TypeAlias = Scalar | list[str] | list[Scalar]
 ProblemKind: TypeAlias = Literal["edited", "removed", "reordered", "truncated", "head_mismatch"]
 
 
@@ -125,9 +125,7 @@ def format_time(at: datetime) -> str:
 
 
 def _canonical_json(value: object) -> str:
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _check_detail(detail: Mapping[str, DetailValue] | None) -> dict[str, DetailValue]:
@@ -222,7 +220,7 @@ class AuditWriter:
         self._head: AuditHead | None = None
 
     def _current_head(self) -> AuditHead:
-        # Touch the session so a transaction exists, then compare it with the cached one.
+        # Re-read whenever the session is in a different transaction from the cached read.
         session = self._session
         txn = session.get_transaction()
         if txn is None or txn is not self._txn or self._head is None:
@@ -356,13 +354,20 @@ def _stream(session: Session, after_seq: int = 0) -> Iterator[AuditEntryRow]:
     yield from session.scalars(stmt.execution_options(populate_existing=True))
 
 
+def _hash_matches(row: AuditEntryRow, *, seq: int | None = None) -> bool:
+    try:
+        return _hash_hex(row, seq=seq) == row.entry_hash
+    except (ValueError, TypeError):  # e.g. detail no longer valid JSON
+        return False
+
+
 def _original_seq(session: Session, row: AuditEntryRow, depth: int = 0) -> int | None:
     """The seq at which ``row``'s contents were written, judged by its own hash.
 
     The predecessor is found by ``entry_hash == row.prev_hash``; if that entry has moved
     too (adjacent swap) its own original seq is worked out the same way, a few levels deep.
     """
-    if _hash_hex(row) == row.entry_hash:
+    if _hash_matches(row):
         return row.seq
     if depth > _MOVE_SEARCH_DEPTH:
         return None
@@ -375,7 +380,7 @@ def _original_seq(session: Session, row: AuditEntryRow, depth: int = 0) -> int |
             return None
         before_seq = _original_seq(session, before, depth + 1)
         origin = None if before_seq is None else before_seq + 1
-    if origin is not None and _hash_hex(row, seq=origin) == row.entry_hash:
+    if origin is not None and _hash_matches(row, seq=origin):
         return origin
     return None
 
@@ -394,9 +399,7 @@ def _check_row(session: Session, row: AuditEntryRow) -> AuditProblem | None:
             "reordered",
             f"entry {row.seq} holds the contents of entry {origin} (rows reordered)",
         )
-    return AuditProblem(
-        row.seq, "edited", f"entry {row.seq} does not match its hash (contents edited)"
-    )
+    return AuditProblem(row.seq, "edited", f"entry {row.seq} does not match its hash (contents edited)")
 
 
 def _span(first: int, last: int) -> str:
@@ -404,22 +407,21 @@ def _span(first: int, last: int) -> str:
 
 
 def _check_head(
-    head_seq: int | None, head_hash: str | None, last_seq: int, last_hash: str
+    head_seq: int | None, head_hash: str | None, last_seq: int, last_hash: str, last_flagged: bool
 ) -> AuditProblem | None:
     if head_seq is None:
         return AuditProblem(0, "head_mismatch", "audit_head row is missing")
     if head_seq > last_seq:
         span = _span(last_seq + 1, head_seq)
-        return AuditProblem(
-            last_seq + 1, "truncated", f"{span} missing at the end: head records seq {head_seq}"
-        )
+        return AuditProblem(last_seq + 1, "truncated", f"{span} missing at the end: head records seq {head_seq}")
     if head_seq < last_seq:
         return AuditProblem(
             head_seq + 1,
             "head_mismatch",
             f"entries after {head_seq} (up to {last_seq}) are not recorded in the head",
         )
-    if head_hash != last_hash:
+    # A flagged last entry already explains a hash mismatch; do not report it twice.
+    if head_hash != last_hash and not last_flagged:
         return AuditProblem(last_seq, "head_mismatch", f"head hash does not match entry {last_seq}")
     return None
 
@@ -457,7 +459,7 @@ def verify(session: Session) -> AuditReport:
                 )
             )
         expected, prev_hash, prev_flagged = row.seq + 1, row.entry_hash, problem is not None
-    head_problem = _check_head(head_seq, head_hash, expected - 1, prev_hash)
+    head_problem = _check_head(head_seq, head_hash, expected - 1, prev_hash, prev_flagged)
     if head_problem is not None:
         problems.append(head_problem)
     return AuditReport(ok=not problems, entries=count, head_seq=head_seq, problems=tuple(problems))

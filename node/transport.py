@@ -96,9 +96,7 @@ def server_credentials(cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> grpc.S
 
 def channel_credentials(cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> grpc.ChannelCredentials:
     """Client credentials presenting our certificate and trusting only ca_pem."""
-    return grpc.ssl_channel_credentials(
-        root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem
-    )
+    return grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -120,9 +118,7 @@ def peer_identity(context: grpc.aio.ServicerContext[Any, Any]) -> PeerIdentity |
         return None
 
 
-async def add_health_and_reflection(
-    server: grpc.aio.Server, service_names: Iterable[str]
-) -> health_aio.HealthServicer:
+async def add_health_and_reflection(server: grpc.aio.Server, service_names: Iterable[str]) -> health_aio.HealthServicer:
     """Register health (SERVING for each service and "") and reflection; return the servicer.
 
     A coroutine because the asyncio health servicer's set() is one.
@@ -132,9 +128,7 @@ async def add_health_and_reflection(
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     for name in ["", *names, health.SERVICE_NAME]:
         await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    reflection.enable_server_reflection(
-        [*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
     return servicer
 
 

@@ -155,7 +155,7 @@ class SigningKey:
             doc = json.loads(text)
             pq = doc.get("ml_dsa_65_seed")
             return cls.from_seeds(b64decode(doc["ed25519_seed"]), None if pq is None else b64decode(pq))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(f"signing key file is invalid: {exc}") from exc
 
 
@@ -238,5 +238,5 @@ class HpkeKeyPair:
                 b64decode(doc["mlkem768_seed"]),
                 b64decode(doc["mlkem_x25519"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(f"HPKE key file is invalid: {exc}") from exc

@@ -60,9 +60,29 @@ def _verify_by_originator(signed: Signed, payload_type: PayloadType, originator:
     verify(signed, payload_type, [member.signing_key])
 
 
-def verify_recall(signed: Signed, *, roster: Roster, item_id: str, item_version: int, origin_digest: str) -> Recall:
-    """Verify a recall against the held item (SPEC §10.1); raises on forgery or mismatch."""
+def _check_originator(claimed: str, originator: str | None) -> None:
+    # The signer named in the notice must be the held item's originator (from its verified
+    # origin attestation); otherwise any member could recall or correct anyone's item.
+    if originator is not None and claimed != originator:
+        raise SignatureError(f"notice is signed by {claimed}, not by the item's originator {originator}")
+
+
+def verify_recall(
+    signed: Signed,
+    *,
+    roster: Roster,
+    item_id: str,
+    item_version: int,
+    origin_digest: str,
+    originator: str | None = None,
+) -> Recall:
+    """Verify a recall against the held item (SPEC §10.1); raises on forgery or mismatch.
+
+    ``originator`` is the held item's originator; callers MUST pass it, or a recall signed by
+    any member for an item it holds would verify.
+    """
     recall = parse_unverified(signed, PayloadType.RECALL, Recall)
+    _check_originator(recall.originator, originator)
     _verify_by_originator(signed, PayloadType.RECALL, recall.originator, roster)
     if (recall.item_id, recall.item_version, recall.origin_digest) != (
         item_id,
@@ -74,10 +94,20 @@ def verify_recall(signed: Signed, *, roster: Roster, item_id: str, item_version:
 
 
 def verify_correction(
-    signed: Signed, *, roster: Roster, item_id: str, item_version: int, origin_digest: str
+    signed: Signed,
+    *,
+    roster: Roster,
+    item_id: str,
+    item_version: int,
+    origin_digest: str,
+    originator: str | None = None,
 ) -> Correction:
-    """Verify a correction against the held item (SPEC §10.2); raises on forgery or mismatch."""
+    """Verify a correction against the held item (SPEC §10.2); raises on forgery or mismatch.
+
+    ``originator`` is the held item's originator; callers MUST pass it (see ``verify_recall``).
+    """
     correction = parse_unverified(signed, PayloadType.CORRECTION, Correction)
+    _check_originator(correction.originator, originator)
     _verify_by_originator(signed, PayloadType.CORRECTION, correction.originator, roster)
     bound = (correction.item_id, correction.corrected_version, correction.corrected_digest)
     if bound != (item_id, item_version, origin_digest) or correction.new_version <= item_version:

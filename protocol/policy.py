@@ -189,10 +189,12 @@ def _check_transfer(t: Transfer, ctx: PolicyContext) -> Decision:
     uncovered = sorted(set(label.topics) - terms.topics)
     if uncovered:
         return Decision.refuse(Reason.TOPIC_NOT_COVERED, f"{', '.join(uncovered)} not covered by {under}")
-    if t.attestation.content_kind is ContentKind.RAW and not terms.raw_data_allowed:
-        return Decision.refuse(Reason.RAW_DATA_NOT_ALLOWED, f"{under} does not allow raw data {t.sender}→{t.recipient}")
+    # §9.3.8 before §9.3.7: a model that requires the template also forbids raw data, so the
+    # other order would make TEMPLATE_REQUIRED unreachable.
     if terms.template_required and t.attestation.content_kind is not ContentKind.REPORT:
         return Decision.refuse(Reason.TEMPLATE_REQUIRED, f"{under} requires the report template")
+    if t.attestation.content_kind is ContentKind.RAW and not terms.raw_data_allowed:
+        return Decision.refuse(Reason.RAW_DATA_NOT_ALLOWED, f"{under} does not allow raw data {t.sender}→{t.recipient}")
     if label.retain_until > ctx.now + terms.max_retention:
         return Decision.refuse(
             Reason.RETENTION_EXCEEDS_AGREEMENT,

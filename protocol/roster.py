@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from protocol._model import MemberId, Model, Timestamp
 from protocol.classification import Band, BandField, NationalMarkings
-from protocol.errors import RollbackError
+from protocol.errors import ConfigurationError, RollbackError
 from protocol.keys import HpkePublicKeys, PublicSigningKey
 from protocol.label import DEFAULT_TOPICS, Topic
 from protocol.statements import PayloadType, Signed, verify_and_parse
@@ -80,7 +80,10 @@ class Roster(Model):
             if dupes:
                 raise ValueError(f"duplicate {what}: {', '.join(dupes)}")
         for member in self.members:
-            member.national_markings  # noqa: B018 - validates the marking table eagerly
+            try:
+                member.national_markings  # noqa: B018 - validates the marking table eagerly
+            except ConfigurationError as exc:  # a parse failure, so from_bytes blames the sender
+                raise ValueError(str(exc)) from exc
         return self
 
     @cached_property

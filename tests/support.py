@@ -6,17 +6,19 @@ Deterministic keys (seeded by member id) so failures reproduce. No I/O.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from protocol.agreement import Agreement, AgreementBook, TrustModel
 from protocol.classification import Band
 from protocol.consent import ConsentGrant
-from protocol.envelope import Envelope, Suite, attest, seal
+from protocol.envelope import Envelope, EnvelopeHeader, Suite, attest, seal
+from protocol.errors import MalformedError
 from protocol.item import RawData, ReportTemplate
 from protocol.keys import HpkeKeyPair, SigningKey
 from protocol.label import Category, InformationCredibility, Label, SourceReliability
-from protocol.policy import PolicyContext, TimeWindow
+from protocol.policy import IngressResult, PolicyContext, TimeWindow, check_ingress
 from protocol.roster import Member, MemberStatus, Roster
 from protocol.statements import PayloadType, Signed, sign
 
@@ -167,7 +169,9 @@ class Ctx:
     recalled: set[tuple[str, int]] = field(default_factory=set)
     revoked_grants: set[str] = field(default_factory=set)
 
-    def policy(self, agreements: AgreementBook | None = None, now: datetime = NOW, ros: Roster | None = None) -> PolicyContext:
+    def policy(
+        self, agreements: AgreementBook | None = None, now: datetime = NOW, ros: Roster | None = None
+    ) -> PolicyContext:
         return PolicyContext(
             roster=ros or roster(),
             agreements=agreements or default_book(),
@@ -177,9 +181,17 @@ class Ctx:
         )
 
 
-def make_origin(lab: Label | None = None, item: ReportTemplate | RawData | None = None, item_id: str = "item-1") -> tuple[Signed, bytes]:
+def make_origin(
+    lab: Label | None = None, item: ReportTemplate | RawData | None = None, item_id: str = "item-1"
+) -> tuple[Signed, bytes]:
     lab = lab or label()
-    return attest(item_id=item_id, label=lab, item=item or report(lab.grading), originator_key=signing_key(lab.originator), now=NOW)
+    return attest(
+        item_id=item_id,
+        label=lab,
+        item=item or report(lab.grading),
+        originator_key=signing_key(lab.originator),
+        now=NOW,
+    )
 
 
 def make_envelope(
@@ -234,3 +246,139 @@ def grant(
         issued_at=NOW,
     )
     return sign(PayloadType.CONSENT_GRANT, statement, [signing_key(signer or grantor)])
+
+
+# --- An attacker-controlled peer (in the spirit of python-tuf's RepositorySimulator) ---------
+#
+# Helpers that let a test play a dishonest or compromised member: deliver envelopes with any
+# TLS identity, re-sign altered headers and origins with any key, flip bytes, replay.
+
+
+def tls(member_id: str) -> str:
+    """The TLS identity ``member()`` gives a member."""
+    return f"urn:intelshare:member:{member_id}"
+
+
+def never_replayed(header: EnvelopeHeader, digest: str) -> bool:
+    return False
+
+
+def ingress(
+    env: Envelope,
+    receiver: str,
+    *,
+    peer: str | None = None,
+    ctx: PolicyContext | None = None,
+    is_replay: Callable[[EnvelopeHeader, str], bool] = never_replayed,
+    window: TimeWindow = WINDOW,
+    peer_fingerprint: str | None = None,
+) -> IngressResult:
+    """Deliver ``env`` to ``receiver`` over a TLS connection from ``peer`` (default: the claimed sender)."""
+    if peer is None:
+        try:
+            peer = tls(EnvelopeHeader.from_bytes(env.header.payload).sender)
+        except MalformedError:
+            peer = tls("XX")
+    return check_ingress(
+        env,
+        receiver=receiver,
+        receiver_keys=hpke_keys(receiver),
+        peer_tls_identity=peer,
+        peer_fingerprint=peer_fingerprint,
+        ctx=ctx or Ctx().policy(),
+        window=window,
+        is_replay=is_replay,
+    )
+
+
+def header_of(env: Envelope) -> EnvelopeHeader:
+    return EnvelopeHeader.from_bytes(env.header.payload)
+
+
+def resign_header(env: Envelope, signer: str, **changes: object) -> Envelope:
+    """The envelope with its header altered by ``changes`` and re-signed by ``signer``."""
+    header = header_of(env).model_copy(update=changes)
+    return replace(env, header=sign(PayloadType.HEADER, header, [signing_key(signer)]))
+
+
+def flip(data: bytes, index: int, mask: int = 0x01) -> bytes:
+    """``data`` with the byte at ``index`` (modulo its length) XOR-ed with ``mask`` (non-zero)."""
+    assert mask & 0xFF
+    i = index % len(data)
+    return data[:i] + bytes([data[i] ^ (mask & 0xFF)]) + data[i + 1 :]
+
+
+def with_payload(signed: Signed, payload: bytes) -> Signed:
+    """The same signatures over different payload bytes."""
+    return signed.model_copy(update={"payload": payload})
+
+
+def with_signature(signed: Signed, index: int, sig: bytes) -> Signed:
+    """``signed`` with the bytes of signature ``index`` replaced."""
+    sigs = list(signed.signatures)
+    sigs[index] = sigs[index].model_copy(update={"sig": sig})
+    return signed.model_copy(update={"signatures": tuple(sigs)})
+
+
+def full_book(**overrides: object) -> AgreementBook:
+    """Agreements between every pair of the four test members."""
+    ids = sorted(MARKINGS)
+    return book(*(agreement(a, b, **overrides) for i, a in enumerate(ids) for b in ids[i + 1 :]))
+
+
+class ReplayStore:
+    """What a node remembers per sender: nonces and envelope ids with the digest first seen."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[str, str], str] = {}
+
+    def is_replay(self, header: EnvelopeHeader, digest: str) -> bool:
+        keys = ((header.sender, "n:" + header.nonce), (header.sender, "e:" + header.envelope_id))
+        return any(self._seen.get(key, digest) != digest for key in keys)
+
+    def record(self, header: EnvelopeHeader, digest: str) -> None:
+        self._seen.setdefault((header.sender, "n:" + header.nonce), digest)
+        self._seen.setdefault((header.sender, "e:" + header.envelope_id), digest)
+
+
+def signed_roster(ros: Roster, signer: SigningKey = SECRETARIAT) -> Signed:
+    return sign(PayloadType.ROSTER, ros, [signer])
+
+
+def recall(origin: Signed, *, originator: str = "KZ", signer: str | None = None, recall_id: str = "c" * 32) -> Signed:
+    from protocol.envelope import OriginAttestation
+    from protocol.notices import Recall
+
+    att = OriginAttestation.from_bytes(origin.payload)
+    statement = Recall(
+        recall_id=recall_id,
+        item_id=att.item_id,
+        item_version=att.item_version,
+        origin_digest=origin.digest,
+        originator=originator,
+        reason="source withdrawn",
+        issued_at=NOW,
+    )
+    return sign(PayloadType.RECALL, statement, [signing_key(signer or originator)])
+
+
+def correction(
+    corrected: Signed, new: Signed, *, originator: str = "KZ", signer: str | None = None, new_version: int | None = None
+) -> Signed:
+    from protocol.envelope import OriginAttestation
+    from protocol.notices import Correction
+
+    old_att = OriginAttestation.from_bytes(corrected.payload)
+    new_att = OriginAttestation.from_bytes(new.payload)
+    statement = Correction(
+        correction_id="d" * 32,
+        item_id=old_att.item_id,
+        corrected_version=old_att.item_version,
+        corrected_digest=corrected.digest,
+        new_version=new_version or new_att.item_version,
+        new_origin_digest=new.digest,
+        originator=originator,
+        reason="numbers were wrong",
+        issued_at=NOW,
+    )
+    return sign(PayloadType.CORRECTION, statement, [signing_key(signer or originator)])

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 from logging.config import fileConfig
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 from node.storage import Base, UTCDateTime, make_engine, normalise_url
@@ -38,7 +39,7 @@ def _url() -> str:
     return normalise_url(str(url))
 
 
-def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     # Keep generated migrations free of imports from node.storage: a migration must keep
     # working after the models change.
     if type_ == "type" and isinstance(obj, UTCDateTime):

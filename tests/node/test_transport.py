@@ -83,9 +83,7 @@ async def _whoami(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes
 @asynccontextmanager
 async def running_server(certs: Pki, address: str = "127.0.0.1:0") -> AsyncIterator[int]:
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    handler = grpc.method_handlers_generic_handler(
-        TEST_SERVICE, {"Get": grpc.unary_unary_rpc_method_handler(_whoami)}
-    )
+    handler = grpc.method_handlers_generic_handler(TEST_SERVICE, {"Get": grpc.unary_unary_rpc_method_handler(_whoami)})
     server.add_generic_rpc_handlers((handler,))
     await add_health_and_reflection(server, [TEST_SERVICE])
     creds = server_credentials(certs.server.cert_pem, certs.server.key_pem, certs.ca_pem)
@@ -105,14 +103,10 @@ def test_ca_issued_client_passes_health_and_is_identified(certs: Pki) -> None:
     async def main() -> None:
         async with running_server(certs) as port:
             creds = channel_credentials(certs.client.cert_pem, certs.client.key_pem, certs.ca_pem)
-            async with grpc.aio.secure_channel(
-                f"127.0.0.1:{port}", creds, options=CHANNEL_OPTIONS
-            ) as ch:
+            async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds, options=CHANNEL_OPTIONS) as ch:
                 stub = health_pb2_grpc.HealthStub(ch)
                 for service in ("", TEST_SERVICE):
-                    resp = await stub.Check(
-                        health_pb2.HealthCheckRequest(service=service), timeout=DEADLINE
-                    )
+                    resp = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=DEADLINE)
                     assert resp.status == health_pb2.HealthCheckResponse.SERVING
                 raw = await ch.unary_unary(WHOAMI, None, None)(b"", timeout=DEADLINE)
         seen = json.loads(raw)
@@ -135,9 +129,7 @@ async def _expect_refused(port: int, creds: grpc.ChannelCredentials) -> None:
 def test_client_from_unknown_ca_is_refused(certs: Pki) -> None:
     async def main() -> None:
         async with running_server(certs) as port:
-            creds = channel_credentials(
-                certs.stranger.cert_pem, certs.stranger.key_pem, certs.ca_pem
-            )
+            creds = channel_credentials(certs.stranger.cert_pem, certs.stranger.key_pem, certs.ca_pem)
             await _expect_refused(port, creds)
 
     _run(main)
@@ -146,9 +138,7 @@ def test_client_from_unknown_ca_is_refused(certs: Pki) -> None:
 def test_client_without_certificate_is_refused(certs: Pki) -> None:
     async def main() -> None:
         async with running_server(certs) as port:
-            await _expect_refused(
-                port, grpc.ssl_channel_credentials(root_certificates=certs.ca_pem)
-            )
+            await _expect_refused(port, grpc.ssl_channel_credentials(root_certificates=certs.ca_pem))
 
     _run(main)
 
@@ -156,9 +146,7 @@ def test_client_without_certificate_is_refused(certs: Pki) -> None:
 def test_client_refuses_server_it_does_not_trust(certs: Pki) -> None:
     async def main() -> None:
         async with running_server(certs) as port:
-            creds = channel_credentials(
-                certs.client.cert_pem, certs.client.key_pem, certs.stranger_ca_pem
-            )
+            creds = channel_credentials(certs.client.cert_pem, certs.client.key_pem, certs.stranger_ca_pem)
             await _expect_refused(port, creds)
 
     _run(main)
@@ -183,9 +171,7 @@ def test_reflection_lists_registered_services(certs: Pki) -> None:
     async def main() -> None:
         async with running_server(certs) as port:
             creds = channel_credentials(certs.client.cert_pem, certs.client.key_pem, certs.ca_pem)
-            async with grpc.aio.secure_channel(
-                f"127.0.0.1:{port}", creds, options=CHANNEL_OPTIONS
-            ) as ch:
+            async with grpc.aio.secure_channel(f"127.0.0.1:{port}", creds, options=CHANNEL_OPTIONS) as ch:
                 stub = reflection_pb2_grpc.ServerReflectionStub(ch)
                 call = stub.ServerReflectionInfo(
                     iter([reflection_pb2.ServerReflectionRequest(list_services="")]),

@@ -1,0 +1,94 @@
+"""Translation between wire messages (``node.wire``) and protocol objects.
+
+Servicers stay thin: they call these and then plain functions in ``node.core``.
+Nothing here re-serialises signed bytes: payloads are carried as they arrived.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import TypeAdapter, ValidationError
+
+from node.wire import exchange_pb2
+from protocol.envelope import Envelope
+from protocol.errors import MalformedError
+from protocol.statements import Signature, Signed
+
+__all__ = [
+    "chain_from_bytes",
+    "chain_to_bytes",
+    "envelope_from_bytes",
+    "envelope_from_pb",
+    "envelope_to_bytes",
+    "envelope_to_pb",
+    "signed_from_pb",
+    "signed_to_pb",
+]
+
+_CHAIN = TypeAdapter(tuple[Signed, ...])
+
+
+def signed_to_pb(signed: Signed) -> exchange_pb2.Signed:
+    """Protocol statement to wire message."""
+    return exchange_pb2.Signed(
+        payload_type=signed.payload_type,
+        payload=signed.payload,
+        signatures=[exchange_pb2.Signature(keyid=s.keyid, alg=s.alg, sig=s.sig) for s in signed.signatures],
+    )
+
+
+def signed_from_pb(message: exchange_pb2.Signed) -> Signed:
+    """Wire message to protocol statement; ``MalformedError`` if it breaks the limits."""
+    try:
+        return Signed(
+            payload_type=message.payload_type,
+            payload=message.payload,
+            signatures=tuple(Signature(keyid=s.keyid, alg=s.alg, sig=s.sig) for s in message.signatures),
+        )
+    except ValidationError as exc:
+        raise MalformedError(f"signed statement is malformed: {exc.errors()[0]['msg']}") from exc
+
+
+def envelope_to_pb(envelope: Envelope) -> exchange_pb2.Envelope:
+    """Protocol envelope to wire message."""
+    return exchange_pb2.Envelope(
+        header=signed_to_pb(envelope.header),
+        origin=signed_to_pb(envelope.origin),
+        consents=[signed_to_pb(c) for c in envelope.consents],
+        ciphertext=envelope.ciphertext,
+    )
+
+
+def envelope_from_pb(message: exchange_pb2.Envelope) -> Envelope:
+    """Wire envelope to protocol envelope; ``MalformedError`` if a part is missing."""
+    if not message.HasField("header") or not message.HasField("origin"):
+        raise MalformedError("envelope lacks a header or an origin attestation")
+    return Envelope(
+        header=signed_from_pb(message.header),
+        origin=signed_from_pb(message.origin),
+        consents=tuple(signed_from_pb(c) for c in message.consents),
+        ciphertext=message.ciphertext,
+    )
+
+
+def envelope_to_bytes(envelope: Envelope) -> bytes:
+    """Bytes for the outbox: the wire encoding, sent as stored on every retry."""
+    return envelope_to_pb(envelope).SerializeToString()
+
+
+def envelope_from_bytes(data: bytes) -> Envelope:
+    """Inverse of ``envelope_to_bytes``."""
+    message = exchange_pb2.Envelope()
+    message.ParseFromString(data)
+    return envelope_from_pb(message)
+
+
+def chain_to_bytes(chain: Sequence[Signed]) -> bytes:
+    """A consent chain for storage."""
+    return _CHAIN.dump_json(tuple(chain))
+
+
+def chain_from_bytes(data: bytes) -> tuple[Signed, ...]:
+    """Inverse of ``chain_to_bytes``."""
+    return _CHAIN.validate_json(data)

@@ -1,0 +1,1062 @@
+"""What a node does, as plain functions over a database session (SPEC §11).
+
+No gRPC here: servicers translate wire messages and call these; the async layer runs
+them on the node's single database thread. Every function that changes state appends
+its audit entries in the same transaction as the change (SPEC §11.4); the caller
+commits. ``now`` is always passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from node import audit
+from node.audit import AuditEvent
+from node.config import ConsentPolicy
+from node.convert import chain_from_bytes, chain_to_bytes, envelope_to_bytes
+from node.storage import (
+    ConsentGrantRow,
+    ConsentRequestRow,
+    Delivery,
+    InboxItem,
+    NoticeRow,
+    OriginalItem,
+    OutboxEntry,
+)
+from protocol.agreement import AgreementBook
+from protocol.classification import Band
+from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
+from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite, attest, seal
+from protocol.errors import IntelshareError, LocalProtocolError, RemoteProtocolError
+from protocol.item import RawData, ReportTemplate, item_from_bytes
+from protocol.keys import HpkeKeyPair, SigningKey
+from protocol.label import Label
+from protocol.notices import Recall, verify_recall
+from protocol.policy import Decision, IngressResult, PolicyContext, Reason, TimeWindow, Transfer, check_egress
+from protocol.receipt import Receipt
+from protocol.roster import Roster
+from protocol.statements import PayloadType, Signed, parse_unverified, sign, verify, verify_and_parse
+
+__all__ = [
+    "AtRestKey",
+    "DeskError",
+    "NodeState",
+    "Outcome",
+    "SubmitResult",
+    "ask_consent",
+    "commit_ingress",
+    "decide_consent",
+    "load_runtime_sets",
+    "read_item",
+    "recall",
+    "receive_consent_decision",
+    "receive_consent_request",
+    "receive_notice",
+    "record_delivery_error",
+    "record_receipt",
+    "reshare",
+    "submit",
+]
+
+
+class DeskError(LocalProtocolError):
+    """An officer's request cannot be carried out; the message says why."""
+
+
+class AtRestKey:
+    """The node-local key that keeps payloads sealed in the database (SPEC §11.5).
+
+    AES-256-GCM with a random 96-bit nonce per value; the associated data binds each
+    sealed value to its row, so a ciphertext moved to another row does not open.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise ValueError("the at-rest key must be 32 bytes")
+        self._aead = AESGCM(key)
+
+    def seal(self, plaintext: bytes, binding: str) -> bytes:
+        """Nonce followed by ciphertext."""
+        nonce = os.urandom(12)
+        return nonce + self._aead.encrypt(nonce, plaintext, binding.encode())
+
+    def open(self, sealed: bytes, binding: str) -> bytes:
+        """Inverse of ``seal``; raises ``cryptography.exceptions.InvalidTag`` if tampered."""
+        return self._aead.decrypt(sealed[:12], sealed[12:], binding.encode())
+
+
+@dataclass
+class NodeState:
+    """A running node's identity, keys and federation view, plus in-memory indexes."""
+
+    me: str
+    signing_key: SigningKey
+    hpke_keys: HpkeKeyPair
+    at_rest: AtRestKey
+    roster: Roster
+    agreements: AgreementBook
+    window: TimeWindow
+    suite: Suite
+    consent: ConsentPolicy
+    #: (item_id, version) recalled; loaded at start, kept current by this module.
+    recalled: set[tuple[str, int]] = field(default_factory=set)
+    revoked_grants: set[str] = field(default_factory=set)
+
+    def policy(self, now: datetime) -> PolicyContext:
+        """The policy context at ``now``."""
+        return PolicyContext(
+            roster=self.roster,
+            agreements=self.agreements,
+            now=now,
+            is_recalled=lambda item_id, version: (item_id, version) in self.recalled,
+            is_grant_revoked=lambda grant_id: grant_id in self.revoked_grants,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The egress decision for one recipient and, if allowed, its outbox entry."""
+
+    recipient: str
+    decision: Decision
+    envelope_id: str | None
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What ``submit`` and ``reshare`` return to the desk."""
+
+    item_id: str
+    item_version: int
+    outcomes: tuple[Outcome, ...]
+
+
+def load_runtime_sets(session: Session, state: NodeState) -> None:
+    """Rebuild the in-memory recall and revocation indexes from the database."""
+    state.recalled = {
+        (row.item_id, row.item_version)
+        for row in session.scalars(select(OriginalItem).where(OriginalItem.recalled_at.is_not(None)))
+    }
+    state.recalled |= {
+        (row.item_id, row.item_version) for row in session.scalars(select(NoticeRow).where(NoticeRow.kind == "recall"))
+    }
+    state.revoked_grants = set(
+        session.scalars(select(ConsentGrantRow.grant_id).where(ConsentGrantRow.revoked_at.is_not(None)))
+    )
+    state.revoked_grants |= {
+        row.item_id
+        for row in session.scalars(select(NoticeRow).where(NoticeRow.kind == "revocation"))
+        # For revocations the notice keeps the grant id in item_id (see receive_notice).
+    }
+
+
+# --- egress -------------------------------------------------------------------------------
+
+
+def _binding(item_id: str, version: int, where: str) -> str:
+    return f"{where}|{item_id}|{version}"
+
+
+def submit(
+    session: Session,
+    state: NodeState,
+    *,
+    label: Label,
+    item: ReportTemplate | RawData,
+    recipients: Sequence[str],
+    suite: Suite,
+    now: datetime,
+    item_id: str | None = None,
+) -> SubmitResult:
+    """An officer shares a new item (or a new version) with recipients (SPEC §8, §9.3).
+
+    The item is attested and stored sealed at rest; every recipient gets its own
+    decision under its own pair's agreement and, if allowed, its own envelope in the
+    outbox (SPEC §8.5). All in the caller's transaction.
+    """
+    if label.originator != state.me:
+        raise DeskError(f"this node is {state.me}; it cannot originate items for {label.originator}")
+    expected = state.roster.marking(state.me, label.band)
+    if expected != label.originator_marking:
+        raise DeskError(
+            f"{state.me}'s marking for {label.band.title} is {expected!r}, not {label.originator_marking!r}"
+        )
+    new_id = item_id or secrets.token_hex(16)
+    if session.get(OriginalItem, (new_id, label.item_version)) is not None:
+        raise DeskError(f"item {new_id} v{label.item_version} already exists")
+    try:
+        origin, plaintext = attest(item_id=new_id, label=label, item=item, originator_key=state.signing_key, now=now)
+    except LocalProtocolError as exc:
+        raise DeskError(str(exc)) from exc
+    session.add(
+        OriginalItem(
+            item_id=new_id,
+            item_version=label.item_version,
+            origin_statement=origin.model_dump_json().encode(),
+            origin_digest=origin.digest,
+            sealed_content=state.at_rest.seal(plaintext, _binding(new_id, label.item_version, "original")),
+            band=int(label.band),
+            created_at=now,
+            recalled_at=None,
+        )
+    )
+    outcomes = _send(
+        session,
+        state,
+        origin=origin,
+        plaintext=plaintext,
+        chain=(),
+        recipients=recipients,
+        suite=suite,
+        now=now,
+        kind="item",
+    )
+    return SubmitResult(new_id, label.item_version, outcomes)
+
+
+def _send(
+    session: Session,
+    state: NodeState,
+    *,
+    origin: Signed,
+    plaintext: bytes,
+    chain: tuple[Signed, ...],
+    recipients: Sequence[str],
+    suite: Suite,
+    now: datetime,
+    kind: str,
+) -> tuple[Outcome, ...]:
+    attestation = OriginAttestation.from_bytes(origin.payload)
+    ctx = state.policy(now)
+    outcomes = []
+    for recipient in dict.fromkeys(recipients):  # one decision per distinct recipient
+        # Our own originals travel without consents; anything else carries its chain.
+        consents = () if kind == "item" else chain + _own_grants(session, state, attestation, recipient, now)
+        transfer = Transfer(state.me, recipient, attestation, origin.digest, consents)
+        decision = check_egress(transfer, ctx)
+        envelope_id = None
+        if decision.allowed:
+            agreement = state.agreements.get(state.me, recipient)
+            member = state.roster.member(recipient)
+            assert agreement is not None
+            assert member is not None
+            envelope = seal(
+                plaintext=plaintext,
+                origin=origin,
+                sender=state.me,
+                sender_key=state.signing_key,
+                recipient=member,
+                agreement_id=agreement.agreement_id,
+                agreement_version=agreement.version,
+                consents=consents,
+                suite=suite,
+                now=now,
+            )
+            envelope_id = EnvelopeHeader.from_bytes(envelope.header.payload).envelope_id
+            session.add(
+                OutboxEntry(
+                    envelope_id=envelope_id,
+                    recipient=recipient,
+                    item_id=attestation.item_id,
+                    item_version=attestation.item_version,
+                    kind=kind,
+                    envelope=envelope_to_bytes(envelope),
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                    last_error=None,
+                    reason=None,
+                    receipt=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        audit.append(
+            session,
+            now=now,
+            event=AuditEvent.RESHARE if kind == "reshare" else AuditEvent.EGRESS,
+            actor=state.me,
+            peer=recipient,
+            item_id=attestation.item_id,
+            item_version=attestation.item_version,
+            envelope_id=envelope_id,
+            allowed=decision.allowed,
+            reason=decision.reason.value,
+            rule=decision.rule,
+            detail={
+                "detail": decision.detail,
+                "band": attestation.label.band.name,
+                "origin_digest": origin.digest,
+                "consents": [c.digest for c in consents],
+            },
+        )
+        outcomes.append(Outcome(recipient, decision, envelope_id))
+    return tuple(outcomes)
+
+
+def _own_grants(
+    session: Session, state: NodeState, attestation: OriginAttestation, recipient: str, now: datetime
+) -> tuple[Signed, ...]:
+    """The newest live grant letting this node pass the item to ``recipient``, if any."""
+    rows = session.scalars(
+        select(ConsentGrantRow)
+        .where(
+            ConsentGrantRow.item_id == attestation.item_id,
+            ConsentGrantRow.item_version == attestation.item_version,
+            ConsentGrantRow.holder == state.me,
+            ConsentGrantRow.grantee == recipient,
+            ConsentGrantRow.revoked_at.is_(None),
+        )
+        .order_by(ConsentGrantRow.expires_at.desc())
+    ).all()
+    for row in rows:
+        if row.expires_at > now and row.grant_id not in state.revoked_grants:
+            return (Signed.model_validate_json(row.statement),)
+    return ()
+
+
+def _held(session: Session, state: NodeState, item_id: str, version: int) -> tuple[Signed, bytes, tuple[Signed, ...]]:
+    """Origin statement, plaintext and consent chain of an item this node holds."""
+    original = session.get(OriginalItem, (item_id, version))
+    if original is not None:
+        origin = Signed.model_validate_json(original.origin_statement)
+        plaintext = state.at_rest.open(original.sealed_content, _binding(item_id, version, "original"))
+        return origin, plaintext, ()
+    row = session.scalars(
+        select(InboxItem)
+        .where(InboxItem.item_id == item_id, InboxItem.item_version == version)
+        .order_by(InboxItem.received_at)
+    ).first()
+    if row is None:
+        raise DeskError(f"this node holds no item {item_id} v{version}")
+    plaintext = state.at_rest.open(row.sealed_content, _binding(item_id, version, row.envelope_id))
+    return Signed.model_validate_json(row.origin_statement), plaintext, chain_from_bytes(row.consent_chain)
+
+
+def reshare(
+    session: Session,
+    state: NodeState,
+    *,
+    item_id: str,
+    item_version: int,
+    recipients: Sequence[str],
+    suite: Suite,
+    now: datetime,
+) -> SubmitResult:
+    """Pass a held item on (SPEC §9.4): the chain it came with plus this node's own grant."""
+    origin, plaintext, chain = _held(session, state, item_id, item_version)
+    kind = "item" if OriginAttestation.from_bytes(origin.payload).originator == state.me else "reshare"
+    outcomes = _send(
+        session,
+        state,
+        origin=origin,
+        plaintext=plaintext,
+        chain=chain,
+        recipients=recipients,
+        suite=suite,
+        now=now,
+        kind=kind,
+    )
+    return SubmitResult(item_id, item_version, outcomes)
+
+
+# --- ingress ------------------------------------------------------------------------------
+
+
+def commit_ingress(
+    session: Session,
+    state: NodeState,
+    *,
+    envelope: Envelope,
+    result: IngressResult,
+    peer: str,
+    now: datetime,
+) -> Signed:
+    """Store an ingress decision and return the signed receipt (SPEC §11.3).
+
+    Runs inside the commit transaction, which is where re-delivery and replay are
+    decided race-free (SPEC §9.2.8): the same envelope again returns the stored receipt
+    and stores nothing; a reused envelope id or nonce with other bytes is a REPLAY.
+    The item (if accepted), its audit entry and the replay record commit together.
+    """
+    digest = envelope.digest
+    header = result.header
+    decision = result.decision
+    if header is not None:
+        previous = session.get(Delivery, header.envelope_id)
+        if previous is not None and previous.envelope_digest == digest:
+            return Signed.model_validate_json(previous.receipt)
+        nonce_seen = session.scalar(
+            select(Delivery.envelope_id).where(Delivery.sender == header.sender, Delivery.nonce == header.nonce)
+        )
+        if previous is not None or nonce_seen is not None:
+            decision = Decision.refuse(Reason.REPLAY, f"envelope id or nonce of {header.sender} reused")
+    envelope_id = header.envelope_id if header is not None else secrets.token_hex(16)
+    receipt = sign(
+        PayloadType.RECEIPT,
+        Receipt(
+            envelope_id=envelope_id,
+            envelope_digest=digest,
+            sender=header.sender if header else peer,
+            receiver=state.me,
+            accepted=decision.allowed,
+            reason=decision.reason.value,
+            rule=decision.rule,
+            received_at=now,
+        ),
+        [state.signing_key],
+    )
+    attestation = result.attestation
+    if decision.allowed and decision.reason is Reason.ALLOWED:
+        assert header is not None
+        assert attestation is not None
+        assert result.item is not None
+        label = attestation.label
+        session.add(
+            InboxItem(
+                envelope_id=envelope_id,
+                item_id=attestation.item_id,
+                item_version=attestation.item_version,
+                originator=attestation.originator,
+                sender=header.sender,
+                origin_digest=envelope.origin.digest,
+                band=int(label.band),
+                category=label.category.value,
+                topics=json.dumps(list(label.topics)),
+                label_json=label.model_dump_json(),
+                origin_statement=envelope.origin.model_dump_json().encode(),
+                consent_chain=chain_to_bytes(envelope.consents),
+                sealed_content=state.at_rest.seal(
+                    result.item.to_bytes(), _binding(attestation.item_id, attestation.item_version, envelope_id)
+                ),
+                received_at=now,
+                status="held",
+            )
+        )
+    if header is not None and decision.reason is not Reason.REPLAY:
+        # Replays keep the first record; everything else leaves one, refused or not.
+        session.add(
+            Delivery(
+                envelope_id=envelope_id,
+                envelope_digest=digest,
+                sender=header.sender,
+                nonce=header.nonce,
+                accepted=decision.allowed,
+                reason=decision.reason.value,
+                receipt=receipt.model_dump_json().encode(),
+                received_at=now,
+            )
+        )
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.INGRESS,
+        actor=state.me,
+        peer=peer,
+        item_id=attestation.item_id if attestation else (header.item_id if header else None),
+        item_version=attestation.item_version if attestation else (header.item_version if header else None),
+        envelope_id=envelope_id if header else None,
+        allowed=decision.allowed,
+        reason=decision.reason.value,
+        rule=decision.rule,
+        detail={
+            "detail": decision.detail,
+            "envelope_digest": digest,
+            "claimed_sender": header.sender if header else None,
+            "band": attestation.label.band.name if attestation else None,
+            "consents": [c.digest for c in envelope.consents],
+        },
+    )
+    return receipt
+
+
+def record_receipt(session: Session, state: NodeState, *, envelope_id: str, receipt: Signed, now: datetime) -> str:
+    """Settle an outbox entry with the receiver's signed receipt; returns the new state."""
+    entry = session.get(OutboxEntry, envelope_id)
+    if entry is None:
+        raise DeskError(f"no outbox entry {envelope_id}")
+    member = state.roster.member(entry.recipient)
+    assert member is not None
+    parsed = verify_and_parse(receipt, PayloadType.RECEIPT, [member.signing_key], Receipt)
+    if parsed.envelope_id != envelope_id or parsed.receiver != entry.recipient:
+        raise RemoteProtocolError(f"receipt from {entry.recipient} is for another envelope")
+    if entry.state in ("delivered", "refused"):
+        return entry.state
+    entry.state = "delivered" if parsed.accepted else "refused"
+    entry.reason = parsed.reason
+    entry.receipt = receipt.model_dump_json().encode()
+    entry.attempts += 1
+    entry.updated_at = now
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.DELIVERY_CONFIRMED,
+        actor=state.me,
+        peer=entry.recipient,
+        item_id=entry.item_id,
+        item_version=entry.item_version,
+        envelope_id=envelope_id,
+        allowed=parsed.accepted,
+        reason=parsed.reason,
+        rule=parsed.rule,
+        detail={"receipt_digest": receipt.digest},
+    )
+    return entry.state
+
+
+def record_delivery_error(
+    session: Session,
+    state: NodeState,
+    *,
+    envelope_id: str,
+    error: str,
+    retry_at: datetime,
+    now: datetime,
+    give_up: bool,
+) -> None:
+    """A delivery attempt failed in transport: schedule a retry (or give up and audit it)."""
+    entry = session.get(OutboxEntry, envelope_id)
+    if entry is None or entry.state != "pending":
+        return
+    entry.attempts += 1
+    entry.last_error = error[:500]
+    entry.next_attempt_at = retry_at
+    entry.updated_at = now
+    if give_up:
+        entry.state = "failed"
+        audit.append(
+            session,
+            now=now,
+            event=AuditEvent.DELIVERY_FAILED,
+            actor=state.me,
+            peer=entry.recipient,
+            item_id=entry.item_id,
+            item_version=entry.item_version,
+            envelope_id=envelope_id,
+            detail={"error": entry.last_error, "attempts": entry.attempts},
+        )
+
+
+# --- consent ------------------------------------------------------------------------------
+
+
+def ask_consent(
+    session: Session,
+    state: NodeState,
+    *,
+    item_id: str,
+    item_version: int,
+    third_party: str,
+    purpose: str,
+    now: datetime,
+) -> tuple[Signed, str]:
+    """A holder asks the originator for consent (SPEC §9.4.1); returns (request, originator)."""
+    origin, _, _ = _held(session, state, item_id, item_version)
+    attestation = OriginAttestation.from_bytes(origin.payload)
+    if attestation.originator == state.me:
+        raise DeskError("this node is the originator; it needs no consent")
+    if state.roster.member(third_party) is None:
+        raise DeskError(f"{third_party} is not in the roster")
+    request = ConsentRequest(
+        request_id=secrets.token_hex(16),
+        item_id=item_id,
+        item_version=item_version,
+        origin_digest=origin.digest,
+        requester=state.me,
+        third_party=third_party,
+        purpose=purpose,
+        requested_at=now,
+    )
+    signed = sign(PayloadType.CONSENT_REQUEST, request, [state.signing_key])
+    session.add(
+        ConsentRequestRow(
+            request_id=request.request_id,
+            direction="outgoing",
+            item_id=item_id,
+            item_version=item_version,
+            requester=state.me,
+            third_party=third_party,
+            purpose=purpose,
+            statement=signed.model_dump_json().encode(),
+            state="pending",
+            decision=None,
+            reason=None,
+            created_at=now,
+            decided_at=None,
+        )
+    )
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.CONSENT_REQUEST_SENT,
+        actor=state.me,
+        peer=attestation.originator,
+        item_id=item_id,
+        item_version=item_version,
+        detail={"request_id": request.request_id, "third_party": third_party, "purpose": purpose},
+    )
+    return signed, attestation.originator
+
+
+def _refuse_remote(
+    session: Session, state: NodeState, event: AuditEvent, peer: str, reason: str, detail: str, now: datetime
+) -> tuple[bool, str, str]:
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        allowed=False,
+        reason=reason,
+        detail={"detail": detail},
+    )
+    return (False, reason, detail)
+
+
+def receive_consent_request(
+    session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
+) -> tuple[tuple[bool, str, str], Signed | None]:
+    """The originator's node records a request and, if configured, decides it at once.
+
+    Returns the ack (accepted, reason, detail) and the signed decision to send back, if
+    one was made automatically.
+    """
+    event = AuditEvent.CONSENT_REQUEST_RECEIVED
+    try:
+        claimed = parse_unverified(signed, PayloadType.CONSENT_REQUEST, ConsentRequest)
+        requester = state.roster.member(claimed.requester)
+        if requester is None or requester.member_id != peer:
+            return _refuse_remote(
+                session,
+                state,
+                event,
+                peer,
+                Reason.SENDER_IDENTITY_MISMATCH.value,
+                f"request claims {claimed.requester} but came from {peer}",
+                now,
+            ), None
+        verify(signed, PayloadType.CONSENT_REQUEST, [requester.signing_key])
+    except RemoteProtocolError as exc:
+        return _refuse_remote(session, state, event, peer, Reason.SENDER_SIGNATURE_INVALID.value, str(exc), now), None
+    original = session.get(OriginalItem, (claimed.item_id, claimed.item_version))
+    if original is None or original.origin_digest != claimed.origin_digest:
+        return _refuse_remote(
+            session,
+            state,
+            event,
+            peer,
+            "UNKNOWN_ITEM",
+            f"{state.me} originated no item {claimed.item_id} v{claimed.item_version}",
+            now,
+        ), None
+    if session.get(ConsentRequestRow, claimed.request_id) is not None:
+        return (True, "DUPLICATE", "request already recorded"), None
+    session.add(
+        ConsentRequestRow(
+            request_id=claimed.request_id,
+            direction="incoming",
+            item_id=claimed.item_id,
+            item_version=claimed.item_version,
+            requester=claimed.requester,
+            third_party=claimed.third_party,
+            purpose=claimed.purpose,
+            statement=signed.model_dump_json().encode(),
+            state="pending",
+            decision=None,
+            reason=None,
+            created_at=now,
+            decided_at=None,
+        )
+    )
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=claimed.item_id,
+        item_version=claimed.item_version,
+        allowed=True,
+        reason="RECORDED",
+        detail={"request_id": claimed.request_id, "third_party": claimed.third_party, "purpose": claimed.purpose},
+    )
+    automatic = state.consent.decide(claimed.third_party, Band(original.band))
+    if automatic == "manual":
+        return (True, "PENDING", "awaiting the originator's officer"), None
+    granted = automatic != "deny"
+    decision, _ = decide_consent(
+        session,
+        state,
+        request_id=claimed.request_id,
+        grant=granted,
+        reason="" if granted else "refused by the originator's standing rules",
+        transferable=automatic.transferable if not isinstance(automatic, str) else False,
+        valid_for=automatic.validity if not isinstance(automatic, str) else timedelta(0),
+        conditions=(),
+        now=now,
+        by="rule",
+    )
+    return (True, "DECIDED", "granted" if granted else "denied"), decision
+
+
+def decide_consent(
+    session: Session,
+    state: NodeState,
+    *,
+    request_id: str,
+    grant: bool,
+    reason: str,
+    transferable: bool,
+    valid_for: timedelta,
+    conditions: Sequence[str],
+    now: datetime,
+    by: str,
+) -> tuple[Signed, str]:
+    """The originator grants or denies a pending request (SPEC §9.4.1); returns (decision, requester)."""
+    row = session.get(ConsentRequestRow, request_id)
+    if row is None or row.direction != "incoming":
+        raise DeskError(f"no incoming consent request {request_id}")
+    if row.state != "pending":
+        raise DeskError(f"request {request_id} was already {row.state}")
+    original = session.get(OriginalItem, (row.item_id, row.item_version))
+    assert original is not None
+    decision: Signed
+    if grant:
+        if valid_for <= timedelta(0):
+            raise DeskError("a grant needs a positive validity")
+        statement = ConsentGrant(
+            grant_id=secrets.token_hex(16),
+            request_id=request_id,
+            item_id=row.item_id,
+            item_version=row.item_version,
+            origin_digest=original.origin_digest,
+            grantor=state.me,
+            holder=row.requester,
+            grantee=row.third_party,
+            expires_at=now + valid_for,
+            transferable=transferable,
+            conditions=tuple(conditions),
+            issued_at=now,
+        )
+        decision = sign(PayloadType.CONSENT_GRANT, statement, [state.signing_key])
+        session.add(
+            ConsentGrantRow(
+                grant_id=statement.grant_id,
+                item_id=row.item_id,
+                item_version=row.item_version,
+                holder=row.requester,
+                grantee=row.third_party,
+                expires_at=statement.expires_at,
+                transferable=transferable,
+                statement=decision.model_dump_json().encode(),
+                revoked_at=None,
+            )
+        )
+    else:
+        denial = ConsentDenial(
+            request_id=request_id,
+            item_id=row.item_id,
+            item_version=row.item_version,
+            origin_digest=original.origin_digest,
+            denier=state.me,
+            reason=reason or "denied",
+            issued_at=now,
+        )
+        decision = sign(PayloadType.CONSENT_DENIAL, denial, [state.signing_key])
+    row.state = "granted" if grant else "denied"
+    row.decision = decision.model_dump_json().encode()
+    row.reason = reason or None
+    row.decided_at = now
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.CONSENT_DECISION_SENT,
+        actor=state.me,
+        peer=row.requester,
+        item_id=row.item_id,
+        item_version=row.item_version,
+        allowed=grant,
+        reason="CONSENT_GRANTED" if grant else "CONSENT_DENIED",
+        detail={
+            "request_id": request_id,
+            "grantee": row.third_party,
+            "by": by,
+            "transferable": transferable,
+            "decision_digest": decision.digest,
+        },
+    )
+    return decision, row.requester
+
+
+def receive_consent_decision(
+    session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
+) -> tuple[bool, str, str]:
+    """The requester records the originator's signed grant or denial."""
+    event = AuditEvent.CONSENT_DECISION_RECEIVED
+    try:
+        if signed.payload_type == PayloadType.CONSENT_GRANT.value:
+            grant = parse_unverified(signed, PayloadType.CONSENT_GRANT, ConsentGrant)
+            request_id, signer = grant.request_id, grant.grantor
+        else:
+            denial = parse_unverified(signed, PayloadType.CONSENT_DENIAL, ConsentDenial)
+            request_id, signer = denial.request_id, denial.denier
+        member = state.roster.member(signer)
+        if member is None or signer != peer:
+            return _refuse_remote(
+                session,
+                state,
+                event,
+                peer,
+                Reason.SENDER_IDENTITY_MISMATCH.value,
+                f"decision signed by {signer} came from {peer}",
+                now,
+            )
+        verify(signed, PayloadType(signed.payload_type), [member.signing_key])
+    except (RemoteProtocolError, ValueError) as exc:
+        return _refuse_remote(session, state, event, peer, Reason.CONSENT_INVALID.value, str(exc), now)
+    row = session.get(ConsentRequestRow, request_id) if request_id else None
+    if row is None or row.direction != "outgoing":
+        return _refuse_remote(
+            session, state, event, peer, Reason.CONSENT_INVALID.value, f"no outgoing request {request_id}", now
+        )
+    if row.state != "pending":
+        return (True, "DUPLICATE", f"request already {row.state}")
+    granted = signed.payload_type == PayloadType.CONSENT_GRANT.value
+    if granted:
+        if (grant.holder, grant.grantee, grant.item_id, grant.item_version) != (
+            state.me,
+            row.third_party,
+            row.item_id,
+            row.item_version,
+        ):
+            return _refuse_remote(
+                session, state, event, peer, Reason.CONSENT_WRONG_GRANTEE.value, "grant does not match the request", now
+            )
+        session.add(
+            ConsentGrantRow(
+                grant_id=grant.grant_id,
+                item_id=grant.item_id,
+                item_version=grant.item_version,
+                holder=grant.holder,
+                grantee=grant.grantee,
+                expires_at=grant.expires_at,
+                transferable=grant.transferable,
+                statement=signed.model_dump_json().encode(),
+                revoked_at=None,
+            )
+        )
+    row.state = "granted" if granted else "denied"
+    row.decision = signed.model_dump_json().encode()
+    row.reason = None if granted else denial.reason
+    row.decided_at = now
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=row.item_id,
+        item_version=row.item_version,
+        allowed=granted,
+        reason="CONSENT_GRANTED" if granted else "CONSENT_DENIED",
+        detail={"request_id": request_id, "grantee": row.third_party, "decision_digest": signed.digest},
+    )
+    return (True, "RECORDED", row.state)
+
+
+# --- recall -------------------------------------------------------------------------------
+
+
+def _delivered_to(session: Session, item_id: str, item_version: int) -> list[str]:
+    return sorted(
+        set(
+            session.scalars(
+                select(OutboxEntry.recipient).where(
+                    OutboxEntry.item_id == item_id,
+                    OutboxEntry.item_version == item_version,
+                    OutboxEntry.state.in_(("delivered", "pending")),
+                )
+            )
+        )
+    )
+
+
+def recall(
+    session: Session, state: NodeState, *, item_id: str, item_version: int, reason: str, now: datetime
+) -> tuple[Signed, list[str]]:
+    """The originator recalls an item version (SPEC §10.1); returns the notice and who to tell."""
+    original = session.get(OriginalItem, (item_id, item_version))
+    if original is None:
+        raise DeskError(f"{state.me} originated no item {item_id} v{item_version}")
+    notice = sign(
+        PayloadType.RECALL,
+        Recall(
+            recall_id=secrets.token_hex(16),
+            item_id=item_id,
+            item_version=item_version,
+            origin_digest=original.origin_digest,
+            originator=state.me,
+            reason=reason,
+            issued_at=now,
+        ),
+        [state.signing_key],
+    )
+    if original.recalled_at is None:
+        original.recalled_at = now
+    state.recalled.add((item_id, item_version))
+    # Envelopes not yet delivered are withdrawn rather than sent.
+    for entry in session.scalars(
+        select(OutboxEntry).where(
+            OutboxEntry.item_id == item_id, OutboxEntry.item_version == item_version, OutboxEntry.state == "pending"
+        )
+    ):
+        entry.state, entry.reason, entry.updated_at = "failed", Reason.RECALLED.value, now
+    recipients = _delivered_to(session, item_id, item_version)
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.RECALL_SENT,
+        actor=state.me,
+        item_id=item_id,
+        item_version=item_version,
+        detail={"reason": reason, "notified": recipients, "notice_digest": notice.digest},
+    )
+    return notice, recipients
+
+
+def receive_notice(
+    session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
+) -> tuple[tuple[bool, str, str], list[str]]:
+    """A holder applies a recall (or revocation) and learns whom to forward it to (SPEC §10.1)."""
+    if signed.payload_type == PayloadType.CONSENT_REVOCATION.value:
+        return _receive_revocation(session, state, signed=signed, peer=peer, now=now), []
+    event = AuditEvent.RECALL_RECEIVED
+    try:
+        claimed = parse_unverified(signed, PayloadType.RECALL, Recall)
+    except RemoteProtocolError as exc:
+        return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now), []
+    held = session.scalars(
+        select(InboxItem).where(InboxItem.item_id == claimed.item_id, InboxItem.item_version == claimed.item_version)
+    ).all()
+    if not held:
+        return _refuse_remote(session, state, event, peer, "UNKNOWN_ITEM", "no such item held", now), []
+    try:
+        verify_recall(
+            signed,
+            roster=state.roster,
+            item_id=claimed.item_id,
+            item_version=claimed.item_version,
+            origin_digest=held[0].origin_digest,
+        )
+    except RemoteProtocolError as exc:
+        reason = Reason.ORIGIN_SIGNATURE_INVALID.value
+        return _refuse_remote(session, state, event, peer, reason, str(exc), now), []
+    if session.get(NoticeRow, claimed.recall_id) is not None:
+        return (True, "DUPLICATE", "recall already applied"), []
+    for row in held:
+        row.status = "recalled"
+    session.add(
+        NoticeRow(
+            notice_id=claimed.recall_id,
+            kind="recall",
+            item_id=claimed.item_id,
+            item_version=claimed.item_version,
+            issuer=claimed.originator,
+            statement=signed.model_dump_json().encode(),
+            received_at=now,
+        )
+    )
+    state.recalled.add((claimed.item_id, claimed.item_version))
+    forward = [r for r in _delivered_to(session, claimed.item_id, claimed.item_version) if r != peer]
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=claimed.item_id,
+        item_version=claimed.item_version,
+        allowed=True,
+        reason=Reason.RECALLED.value,
+        detail={"originator": claimed.originator, "forwarded_to": forward, "notice_digest": signed.digest},
+    )
+    return (True, "RECALLED", f"{len(held)} copies withdrawn"), forward
+
+
+def _receive_revocation(
+    session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
+) -> tuple[bool, str, str]:
+    event = AuditEvent.CONSENT_REVOKED
+    try:
+        claimed = parse_unverified(signed, PayloadType.CONSENT_REVOCATION, ConsentRevocation)
+        grant_row = session.get(ConsentGrantRow, claimed.grant_id)
+        grant = None if grant_row is None else Signed.model_validate_json(grant_row.statement)
+        grantor = None if grant is None else parse_unverified(grant, PayloadType.CONSENT_GRANT, ConsentGrant).grantor
+        member = state.roster.member(claimed.revoker)
+        if member is None or grantor != claimed.revoker:
+            raise RemoteProtocolError("revocation is not by the grant's grantor")
+        verify(signed, PayloadType.CONSENT_REVOCATION, [member.signing_key])
+    except RemoteProtocolError as exc:
+        return _refuse_remote(session, state, event, peer, Reason.CONSENT_INVALID.value, str(exc), now)
+    assert grant_row is not None
+    grant_row.revoked_at = grant_row.revoked_at or now
+    state.revoked_grants.add(claimed.grant_id)
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=claimed.item_id,
+        allowed=True,
+        reason=Reason.CONSENT_REVOKED.value,
+        detail={"grant_id": claimed.grant_id},
+    )
+    return (True, "REVOKED", claimed.grant_id)
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def read_item(
+    session: Session, state: NodeState, *, item_id: str, item_version: int, officer: str, now: datetime
+) -> tuple[InboxItem | OriginalItem, Label, ReportTemplate | RawData, tuple[Signed, ...]]:
+    """An officer reads a held item; the read itself is audited (SPEC §11.4)."""
+    origin, plaintext, chain = _held(session, state, item_id, item_version)
+    attestation = OriginAttestation.from_bytes(origin.payload)
+    row: InboxItem | OriginalItem | None = session.get(OriginalItem, (item_id, item_version))
+    if row is None:
+        row = session.scalars(
+            select(InboxItem).where(InboxItem.item_id == item_id, InboxItem.item_version == item_version)
+        ).first()
+    assert row is not None
+    if isinstance(row, InboxItem) and row.status == "recalled":
+        raise DeskError(f"item {item_id} v{item_version} was recalled by {attestation.originator}")
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.OFFICER_READ,
+        actor=officer,
+        item_id=item_id,
+        item_version=item_version,
+        detail={"origin_digest": origin.digest},
+    )
+    return row, attestation.label, item_from_bytes(plaintext), chain
+
+
+def errors_are_local(exc: Exception) -> bool:
+    """True if the error is the officer's to fix (shown without a traceback)."""
+    return isinstance(exc, (DeskError, LocalProtocolError, IntelshareError, ValueError))
+
+
+__all__ += ["errors_are_local"]

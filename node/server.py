@@ -1,0 +1,450 @@
+"""The running node: gRPC servers, the commit batcher and the outbox pump (SPEC §11).
+
+Servicers are thin: they identify the TLS peer, translate wire messages with
+``node.convert`` and call plain functions in ``node.core`` on the node's single
+database thread. Ingress commits are grouped: many envelopes share one transaction,
+and no receipt leaves before its group is committed (SPEC §11.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import warnings
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from node import audit, core
+from node.audit import AuditEvent
+from node.config import NodeConfig, NodeMaterial, load_material, load_node_config
+from node.convert import envelope_from_bytes, envelope_from_pb, envelope_to_pb, signed_from_pb, signed_to_pb
+from node.storage import AuditHead, OutboxEntry, make_engine, make_sessionmaker, upgrade
+from node.transport import (
+    CHANNEL_OPTIONS,
+    SERVER_OPTIONS,
+    PeerIdentity,
+    add_health_and_reflection,
+    bind_secure,
+    channel_credentials,
+    peer_identity,
+    server_credentials,
+)
+from node.wire import desk_pb2_grpc, exchange_pb2, exchange_pb2_grpc
+from protocol.envelope import Envelope
+from protocol.errors import MalformedError, RemoteProtocolError
+from protocol.policy import Decision, IngressResult, Reason, check_ingress
+from protocol.roster import Member
+from protocol.statements import Signed
+
+__all__ = ["UNSAFE_CRASH_ENV", "Node", "run_node", "utcnow"]
+
+log = logging.getLogger("intelshare.node")
+T = TypeVar("T")
+
+#: Test hook: crash (like kill -9) right after the N-th ingress commit, before replying.
+UNSAFE_CRASH_ENV = "INTELSHARE_UNSAFE_CRASH_AFTER_COMMITS"
+EXCHANGE_SERVICE = "intelshare.v1.Exchange"
+DESK_SERVICE = "intelshare.v1.Desk"
+
+
+def utcnow() -> datetime:
+    """The wall clock, read only at the edges of the node and passed inward."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class _Pending:
+    envelope: Envelope | None
+    result: IngressResult
+    peer: str
+    future: asyncio.Future[Signed]
+
+
+class Node:
+    """One member service's node: state, database thread, servers and delivery."""
+
+    def __init__(self, cfg: NodeConfig, material: NodeMaterial) -> None:
+        self.cfg = cfg
+        self.material = material
+        self.state = core.NodeState(
+            me=cfg.member_id,
+            signing_key=material.signing_key,
+            hpke_keys=material.hpke_keys,
+            at_rest=core.AtRestKey(material.at_rest_key),
+            roster=material.roster,
+            agreements=material.agreements,
+            window=cfg.window,
+            suite=cfg.suite,
+            consent=cfg.consent,
+        )
+        upgrade(cfg.database_url)
+        self.engine = make_engine(cfg.database_url)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        # One writer thread: the database sees a single writer, commits stay ordered.
+        self._db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
+        # Signature checks release the GIL, so verification can use the second core.
+        self._crypto_pool = ThreadPoolExecutor(2, thread_name_prefix="crypto")
+        self._ingress: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._outbox_wakeup = asyncio.Event()
+        self._in_flight: set[str] = set()
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._crash_after = int(os.environ.get(UNSAFE_CRASH_ENV, "0") or 0)
+        if self._crash_after:
+            warnings.warn(f"{UNSAFE_CRASH_ENV} is set: this node will crash on purpose", stacklevel=2)
+        self._commits = 0
+        self.exchange_server: grpc.aio.Server | None = None
+        self.desk_server: grpc.aio.Server | None = None
+
+    # --- database ---------------------------------------------------------------------
+
+    async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run ``fn(session, state, **kwargs)`` in one transaction on the database thread."""
+
+        def work() -> T:
+            with self.sessions() as session:
+                try:
+                    result = fn(session, self.state, **kwargs)
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+                return result
+
+        return await asyncio.get_running_loop().run_in_executor(self._db_pool, work)
+
+    async def _commit_loop(self) -> None:
+        """Group ingress commits: everything queued goes into one transaction (SPEC §11.3)."""
+        loop = asyncio.get_running_loop()
+        batch_max = self.cfg.delivery.batch_max
+        while True:
+            batch = [await self._ingress.get()]
+            while len(batch) < batch_max and not self._ingress.empty():
+                batch.append(self._ingress.get_nowait())
+            try:
+                receipts = await loop.run_in_executor(self._db_pool, self._commit_batch, batch)
+            except Exception as exc:  # nothing was committed: every caller gets the error
+                log.exception("ingress commit failed")
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+                continue
+            self._commits += len(batch)
+            if self._crash_after and self._commits >= self._crash_after:
+                os._exit(137)  # Unsafe test hook: committed, receipt never sent.
+            for pending, receipt in zip(batch, receipts, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(receipt)
+
+    def _commit_batch(self, batch: list[_Pending]) -> list[Signed]:
+        now = utcnow()
+        with self.sessions() as session:
+            try:
+                receipts = [self._commit_one(session, pending, now) for pending in batch]
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        return receipts
+
+    def _commit_one(self, session: Session, pending: _Pending, now: datetime) -> Signed:
+        # A savepoint per envelope: one envelope's database error cannot sink the group.
+        envelope = pending.envelope or _EMPTY_ENVELOPE
+        with session.begin_nested():
+            return core.commit_ingress(
+                session, self.state, envelope=envelope, result=pending.result, peer=pending.peer, now=now
+            )
+
+    # --- identity ---------------------------------------------------------------------
+
+    def _member_for(self, identity: PeerIdentity | None) -> Member | None:
+        if identity is None:
+            return None
+        for member in self.state.roster.members:
+            if member.tls_identity in identity.san_uris:
+                return member
+        return None
+
+    async def identify(self, context: grpc.aio.ServicerContext[Any, Any]) -> tuple[Member, PeerIdentity]:
+        """The roster member behind this TLS connection, or abort (and audit the refusal)."""
+        identity = peer_identity(context)
+        member = self._member_for(identity)
+        fingerprint_ok = (
+            member is not None
+            and identity is not None
+            and (member.tls_fingerprint is None or member.tls_fingerprint == identity.fingerprint)
+        )
+        if member is None or identity is None or not fingerprint_ok:
+            who = ",".join(identity.san_uris) if identity else "no certificate"
+            await self.db(_audit_refused_connection, who=who, peer_addr=context.peer(), now=utcnow())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "peer is not a roster member")
+        assert member is not None
+        assert identity is not None
+        return member, identity
+
+    # --- ingress ----------------------------------------------------------------------
+
+    async def ingest(self, message: exchange_pb2.Envelope, member: Member, identity: PeerIdentity) -> Signed:
+        """Verify, decide and durably record one envelope; returns the signed receipt."""
+        now = utcnow()
+        try:
+            envelope: Envelope | None = envelope_from_pb(message)
+        except MalformedError as exc:
+            envelope = None
+            result = IngressResult(Decision.refuse(Reason.ENVELOPE_MALFORMED, str(exc)), None, None, None)
+        if envelope is not None:
+            checked = envelope
+            result = await asyncio.get_running_loop().run_in_executor(
+                self._crypto_pool,
+                lambda: check_ingress(
+                    checked,
+                    receiver=self.state.me,
+                    receiver_keys=self.state.hpke_keys,
+                    peer_tls_identity=member.tls_identity,
+                    peer_fingerprint=identity.fingerprint,
+                    ctx=self.state.policy(now),
+                    window=self.state.window,
+                    # Decided authoritatively inside the commit (core.commit_ingress).
+                    is_replay=lambda header, digest: False,
+                ),
+            )
+        future: asyncio.Future[Signed] = asyncio.get_running_loop().create_future()
+        await self._ingress.put(_Pending(envelope, result, member.member_id, future))
+        return await future
+
+    # --- outbox -----------------------------------------------------------------------
+
+    def wake_outbox(self) -> None:
+        """Tell the pump there is something new to send."""
+        self._outbox_wakeup.set()
+
+    def channel(self, member_id: str) -> grpc.aio.Channel:
+        """A cached mTLS channel to a member's endpoint."""
+        channel = self._channels.get(member_id)
+        if channel is None:
+            member = self.state.roster.member(member_id)
+            if member is None:
+                raise core.DeskError(f"{member_id} is not in the roster")
+            creds = channel_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
+            channel = grpc.aio.secure_channel(member.endpoint, creds, options=CHANNEL_OPTIONS)
+            self._channels[member_id] = channel
+        return channel
+
+    async def _outbox_loop(self) -> None:
+        semaphore = asyncio.Semaphore(self.cfg.delivery.max_in_flight)
+        while True:
+            self._outbox_wakeup.clear()
+            due = await self.db(
+                _due_outbox, limit=self.cfg.delivery.batch_max, exclude=frozenset(self._in_flight), now=utcnow()
+            )
+            for envelope_id, recipient, envelope_bytes, attempts in due:
+                self._in_flight.add(envelope_id)
+                await semaphore.acquire()
+                self._spawn(self._deliver_one(envelope_id, recipient, envelope_bytes, attempts, semaphore))
+            if len(due) < self.cfg.delivery.batch_max:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._outbox_wakeup.wait(), timeout=0.5)
+
+    async def _deliver_one(
+        self, envelope_id: str, recipient: str, envelope_bytes: bytes, attempts: int, semaphore: asyncio.Semaphore
+    ) -> None:
+        delivery = self.cfg.delivery
+        try:
+            stub = exchange_pb2_grpc.ExchangeStub(self.channel(recipient))
+            message = envelope_to_pb(envelope_from_bytes(envelope_bytes))
+            reply = await stub.Deliver(message, timeout=delivery.deadline_seconds)
+            await self.db(
+                core.record_receipt, envelope_id=envelope_id, receipt=signed_from_pb(reply.statement), now=utcnow()
+            )
+        except (grpc.aio.AioRpcError, RemoteProtocolError) as exc:
+            now = utcnow()
+            backoff = min(delivery.retry_max_seconds, delivery.retry_base_seconds * (2 ** min(attempts, 16)))
+            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            await self.db(
+                core.record_delivery_error,
+                envelope_id=envelope_id,
+                error=str(detail),
+                retry_at=now + timedelta(seconds=backoff),
+                now=now,
+                give_up=False,
+            )
+        finally:
+            self._in_flight.discard(envelope_id)
+            semaphore.release()
+            self.wake_outbox()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def send_control(self, member_id: str, rpc: str, statement: Signed, attempts: int = 5) -> exchange_pb2.Ack:
+        """Send a consent request, consent decision or notice, retrying transport errors."""
+        stub = exchange_pb2_grpc.ExchangeStub(self.channel(member_id))
+        method = getattr(stub, rpc)
+        for attempt in range(attempts):
+            try:
+                ack: exchange_pb2.Ack = await method(
+                    signed_to_pb(statement), timeout=self.cfg.delivery.deadline_seconds
+                )
+                return ack
+            except grpc.aio.AioRpcError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(self.cfg.delivery.retry_base_seconds * (2**attempt))
+        raise AssertionError("unreachable")
+
+    def send_control_later(self, member_id: str, rpc: str, statement: Signed) -> None:
+        """Fire-and-forget ``send_control`` (logged if it finally fails)."""
+
+        async def go() -> None:
+            try:
+                await self.send_control(member_id, rpc, statement)
+            except grpc.aio.AioRpcError as exc:
+                log.warning("could not send %s to %s: %s", rpc, member_id, exc.details())
+
+        self._spawn(go())
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind both servers and start the background loops."""
+        from node.desk import DeskServicer  # the desk imports this module's Node type
+        from node.exchange import ExchangeServicer
+
+        await self.db(core.load_runtime_sets)
+        await self.db(_audit_started, now=utcnow())
+        self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
+        exchange_pb2_grpc.add_ExchangeServicer_to_server(ExchangeServicer(self), self.exchange_server)
+        await add_health_and_reflection(self.exchange_server, [EXCHANGE_SERVICE])
+        creds = server_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
+        bind_secure(self.exchange_server, self.cfg.listen, creds)
+        self.desk_server = grpc.aio.server(options=SERVER_OPTIONS)
+        desk_pb2_grpc.add_DeskServicer_to_server(DeskServicer(self), self.desk_server)
+        await add_health_and_reflection(self.desk_server, [DESK_SERVICE])
+        socket_path = Path(self.cfg.desk_socket)
+        socket_path.unlink(missing_ok=True)
+        old_umask = os.umask(0o177)  # the desk socket is for this node's officers only
+        try:
+            self.desk_server.add_insecure_port(f"unix:{socket_path}")
+            await self.exchange_server.start()
+            await self.desk_server.start()
+        finally:
+            os.umask(old_umask)
+        self._tasks = [asyncio.create_task(self._commit_loop()), asyncio.create_task(self._outbox_loop())]
+
+    async def stop(self) -> None:
+        """Stop accepting calls, let in-flight ones finish briefly, then close."""
+        for server in (self.exchange_server, self.desk_server):
+            if server is not None:
+                await server.stop(grace=2.0)
+        for task in self._tasks:
+            task.cancel()
+        for channel in self._channels.values():
+            await channel.close(None)
+        self._db_pool.shutdown(wait=True)
+        self._crypto_pool.shutdown(wait=False)
+        self.engine.dispose()
+
+
+_EMPTY_ENVELOPE = Envelope(
+    header=Signed(payload_type="", payload=b"", signatures=()),
+    origin=Signed(payload_type="", payload=b"", signatures=()),
+    consents=(),
+    ciphertext=b"",
+)
+
+
+def _audit_refused_connection(
+    session: Session, state: core.NodeState, *, who: str, peer_addr: str, now: datetime
+) -> None:
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.CONNECTION_REFUSED,
+        actor=state.me,
+        peer=who,
+        allowed=False,
+        reason="UNKNOWN_PEER",
+        detail={"address": peer_addr},
+    )
+
+
+def _audit_started(session: Session, state: core.NodeState, *, now: datetime) -> None:
+    audit.append(
+        session, now=now, event=AuditEvent.NODE_STARTED, actor=state.me, detail={"roster_version": state.roster.version}
+    )
+
+
+def _due_outbox(
+    session: Session, state: core.NodeState, *, limit: int, exclude: frozenset[str], now: datetime
+) -> list[tuple[str, str, bytes, int]]:
+    rows = session.execute(
+        select(OutboxEntry.envelope_id, OutboxEntry.recipient, OutboxEntry.envelope, OutboxEntry.attempts)
+        .where(OutboxEntry.state == "pending", OutboxEntry.next_attempt_at <= now)
+        .order_by(OutboxEntry.next_attempt_at)
+        .limit(limit + len(exclude))
+    ).all()
+    return [(r[0], r[1], r[2], r[3]) for r in rows if r[0] not in exclude][:limit]
+
+
+def audit_head(session: Session) -> int:
+    """The sequence number of the newest audit entry."""
+    return int(session.scalar(select(func.coalesce(AuditHead.seq, 0)).where(AuditHead.id == 1)) or 0)
+
+
+async def _serve(config_path: Path, ready: Callable[[str], None]) -> None:
+    cfg = load_node_config(config_path)
+    node = Node(cfg, load_material(cfg))
+    await node.start()
+    ready(f"node {cfg.member_id} ready on {cfg.listen}, desk {cfg.desk_socket}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await node.stop()
+
+
+def run_node(config_path: Path) -> None:
+    """Run a node until SIGTERM or SIGINT. Prints one ``ready`` line when serving."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+
+    def ready(line: str) -> None:
+        print(line, flush=True)
+
+    asyncio.run(_serve(config_path, ready))
+
+
+async def stream_receipts(
+    node: Node, requests: AsyncIterator[exchange_pb2.Envelope], member: Member, identity: PeerIdentity
+) -> AsyncIterator[exchange_pb2.Receipt]:
+    """Pipelined stream ingress: envelopes are verified concurrently, receipts return in order."""
+    pending: asyncio.Queue[asyncio.Future[Signed] | None] = asyncio.Queue(maxsize=256)
+
+    async def read() -> None:
+        try:
+            async for message in requests:
+                await pending.put(asyncio.ensure_future(node.ingest(message, member, identity)))
+        finally:
+            await pending.put(None)
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while (future := await pending.get()) is not None:
+            yield exchange_pb2.Receipt(statement=signed_to_pb(await future))
+    finally:
+        reader.cancel()

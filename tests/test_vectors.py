@@ -1,0 +1,411 @@
+"""Check the implementation against the committed test vectors (SPEC §13).
+
+Reads ``tests/vectors/*.json`` and regenerates nothing: the files are the reference a
+second implementation checks itself against, so this implementation must agree with them
+byte for byte (PAE, HPKE info, keys, Ed25519 signatures, canonical JSON) and decision for
+decision. Deliberately independent of ``tests/support.py``: every key comes from the seeds
+in the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import envelope as envelope_mod
+from protocol.agreement import Agreement, AgreementBook
+from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
+from protocol.encoding import hpke_info, pae
+from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, seal_info
+from protocol.errors import IntelshareError, OpenError
+from protocol.keys import HpkeKeyPair, PublicSigningKey, SigningKey, keyid_of
+from protocol.notices import Correction, Recall
+from protocol.policy import RULES, Decision, PolicyContext, Reason, TimeWindow, Transfer, check_egress, check_ingress
+from protocol.receipt import Receipt
+from protocol.roster import Roster, accept_roster
+from protocol.statements import PayloadType, Signed, verify
+
+VECTORS = Path(__file__).resolve().parent / "vectors"
+FILES = (
+    "pae.json",
+    "hpke_info.json",
+    "keys.json",
+    "signatures.json",
+    "envelopes.json",
+    "decisions.json",
+    "agreements_rosters.json",
+)
+
+MODELS: dict[PayloadType, type[Any]] = {
+    PayloadType.ROSTER: Roster,
+    PayloadType.AGREEMENT: Agreement,
+    PayloadType.ORIGIN: OriginAttestation,
+    PayloadType.HEADER: EnvelopeHeader,
+    PayloadType.RECEIPT: Receipt,
+    PayloadType.CONSENT_REQUEST: ConsentRequest,
+    PayloadType.CONSENT_GRANT: ConsentGrant,
+    PayloadType.CONSENT_DENIAL: ConsentDenial,
+    PayloadType.CONSENT_REVOCATION: ConsentRevocation,
+    PayloadType.RECALL: Recall,
+    PayloadType.CORRECTION: Correction,
+}
+
+
+def _load(name: str) -> dict[str, Any]:
+    path = VECTORS / name
+    if not path.is_file():
+        return {}
+    text = path.read_text(encoding="utf-8")
+    return json.loads(text) if text.strip() else {}
+
+
+def _cases(name: str, *keys: str) -> list[Any]:
+    """The vectors under ``keys`` of file ``name`` ([] if absent: test_files_present fails then)."""
+    node: Any = _load(name)
+    for key in keys:
+        node = node.get(key, {}) if isinstance(node, dict) else {}
+    return node if isinstance(node, list) else []
+
+
+def _ids(cases: list[Any]) -> list[str]:
+    return [str(c.get("name", i)) for i, c in enumerate(cases)]
+
+
+def _signed(doc: Any) -> Signed:
+    """A Signed statement from its JSON object, through the wire parser (base64url bytes)."""
+    return Signed.from_bytes(json.dumps(doc).encode("utf-8"))
+
+
+def _envelope(doc: dict[str, Any]) -> Envelope:
+    return Envelope(
+        header=_signed(doc["header"]),
+        origin=_signed(doc["origin"]),
+        consents=tuple(_signed(c) for c in doc["consents"]),
+        ciphertext=bytes.fromhex(doc["ciphertext_hex"]),
+    )
+
+
+def _hpke(seeds: dict[str, str]) -> HpkeKeyPair:
+    return HpkeKeyPair.from_seeds(
+        bytes.fromhex(seeds["x25519_seed_hex"]),
+        bytes.fromhex(seeds["mlkem768_seed_hex"]),
+        bytes.fromhex(seeds["mlkem_x25519_seed_hex"]),
+    )
+
+
+def _secretariat(doc: dict[str, Any]) -> PublicSigningKey:
+    return PublicSigningKey(ed25519=bytes.fromhex(doc["secretariat_public_hex"]))
+
+
+def _outcome(fn: Callable[[], object]) -> str:
+    try:
+        fn()
+    except IntelshareError as exc:
+        return type(exc).__name__
+    return "accepted"
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# --- presence -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_files_present(name: str) -> None:
+    path = VECTORS / name
+    assert path.is_file(), f"missing vector file {path}"
+    doc = _load(name)
+    assert doc, f"empty vector file {path}"
+    lists = [v for v in doc.values() if isinstance(v, list) and v]
+    lists += [v for d in doc.values() if isinstance(d, dict) for v in d.values() if isinstance(v, list) and v]
+    assert lists, f"{path} holds no vectors"
+
+
+# --- pae.json -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", _cases("pae.json", "vectors"), ids=_ids(_cases("pae.json", "vectors")))
+def test_pae(case: dict[str, Any]) -> None:
+    assert pae(case["payload_type"], bytes.fromhex(case["payload_hex"])).hex() == case["pae_hex"]
+
+
+def test_pae_covers_every_payload_type() -> None:
+    types = {c["payload_type"] for c in _cases("pae.json", "vectors")}
+    assert {t.value for t in PayloadType} <= types
+
+
+# --- hpke_info.json -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", _cases("hpke_info.json", "generic"), ids=_ids(_cases("hpke_info.json", "generic")))
+def test_hpke_info_generic(case: dict[str, Any]) -> None:
+    fields = [bytes.fromhex(f) for f in case["fields_hex"]]
+    assert hpke_info(case["label"], fields).hex() == case["info_hex"]
+
+
+@pytest.mark.parametrize("case", _cases("hpke_info.json", "headers"), ids=_ids(_cases("hpke_info.json", "headers")))
+def test_hpke_info_header(case: dict[str, Any]) -> None:
+    header = EnvelopeHeader.from_bytes(json.dumps(case["header"]).encode("utf-8"))
+    assert seal_info(header).hex() == case["info_hex"]
+    # The documented field order reproduces the same bytes from the JSON alone.
+    order = _load("hpke_info.json")["info_field_order"]
+    fields = [str(case["header"][name]).encode("utf-8") for name in order]
+    assert hpke_info("intelshare/v1 seal", fields).hex() == case["info_hex"]
+
+
+# --- keys.json ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case", _cases("keys.json", "members"), ids=[c["member_id"] for c in _cases("keys.json", "members")]
+)
+def test_member_keys(case: dict[str, Any]) -> None:
+    signing = SigningKey.from_seeds(bytes.fromhex(case["ed25519_seed_hex"]), None).public()
+    assert signing.ed25519.hex() == case["ed25519_public_hex"]
+    assert signing.keyid == case["keyid"] == keyid_of(bytes.fromhex(case["ed25519_public_hex"]))
+    assert json.loads(signing.to_bytes()) == case["public_signing_key_json"]
+    hpke = _hpke(case).public()
+    assert hpke.x25519.hex() == case["x25519_public_hex"]
+    assert hpke.mlkem768_x25519 is not None
+    assert hpke.mlkem768_x25519.hex() == case["mlkem768_x25519_public_hex"]
+    assert len(hpke.mlkem768_x25519) == 1184 + 32
+    assert json.loads(hpke.to_bytes()) == case["hpke_public_keys_json"]
+
+
+def test_secretariat_and_hybrid_keys() -> None:
+    doc = _load("keys.json")
+    sec = doc["secretariat"]
+    pub = SigningKey.from_seeds(bytes.fromhex(sec["ed25519_seed_hex"]), None).public()
+    assert (pub.ed25519.hex(), pub.keyid) == (sec["ed25519_public_hex"], sec["keyid"])
+    hyb = doc["hybrid"]
+    pub = SigningKey.from_seeds(
+        bytes.fromhex(hyb["ed25519_seed_hex"]), bytes.fromhex(hyb["ml_dsa_65_seed_hex"])
+    ).public()
+    assert pub.ml_dsa_65 is not None
+    assert pub.ed25519.hex() == hyb["ed25519_public_hex"]
+    assert pub.ml_dsa_65.hex() == hyb["ml_dsa_65_public_hex"]
+    assert pub.keyid == hyb["keyid"]
+    assert keyid_of(pub.ml_dsa_65) == hyb["ml_dsa_65_keyid"]
+    assert json.loads(pub.to_bytes()) == hyb["public_signing_key_json"]
+
+
+# --- signatures.json ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", _cases("signatures.json", "vectors"), ids=_ids(_cases("signatures.json", "vectors")))
+def test_ed25519_signature(case: dict[str, Any]) -> None:
+    ptype = PayloadType(case["payload_type"])
+    payload = bytes.fromhex(case["payload_hex"])
+    key = SigningKey.from_seeds(bytes.fromhex(case["ed25519_seed_hex"]), None)
+    ((keyid, alg, sig),) = key.sign(pae(ptype.value, payload))
+    assert (keyid, alg) == (case["keyid"], "ed25519")
+    assert sig.hex() == case["signature_hex"]
+    signed = _signed(case["signed"])
+    assert signed.payload == payload
+    assert json.loads(signed.to_bytes())["payload"] == case["payload_base64url"]
+    assert signed.digest == case["digest"] == hashlib.sha256(payload).hexdigest()
+    assert [(s.keyid, s.alg, s.sig.hex()) for s in signed.signatures] == [(keyid, alg, case["signature_hex"])]
+    verify(signed, ptype, [key.public()])
+    # Canonical JSON: parsing the payload and serialising it again gives the signed bytes.
+    assert MODELS[ptype].from_bytes(payload).to_bytes() == payload
+
+
+def test_signatures_cover_every_payload_type() -> None:
+    assert {c["payload_type"] for c in _cases("signatures.json", "vectors")} == {t.value for t in PayloadType}
+
+
+@pytest.mark.parametrize(
+    "case",
+    _cases("signatures.json", "hybrid", "cases"),
+    ids=_ids(_cases("signatures.json", "hybrid", "cases")),
+)
+def test_hybrid_signature(case: dict[str, Any]) -> None:
+    doc = _load("signatures.json")["hybrid"]
+    public = PublicSigningKey.from_bytes(json.dumps(doc["public_signing_key"]).encode("utf-8"))
+    assert public.ml_dsa_65 is not None
+    assert public.ml_dsa_65.hex() == doc["ml_dsa_65_public_hex"]
+    outcome = _outcome(lambda: verify(_signed(case["signed"]), PayloadType(case["expected_payload_type"]), [public]))
+    assert outcome == ("accepted" if case["valid"] else "SignatureError")
+
+
+# --- envelopes.json -----------------------------------------------------------------------
+
+
+def _envelope_roster() -> Roster:
+    doc = _load("envelopes.json")
+    return accept_roster(_signed(doc["roster"]), secretariat=[_secretariat(doc)], current=None)
+
+
+@pytest.mark.parametrize("case", _cases("envelopes.json", "positive"), ids=_ids(_cases("envelopes.json", "positive")))
+def test_envelope_opens(case: dict[str, Any]) -> None:
+    doc = _load("envelopes.json")
+    env = _envelope(case["envelope"])
+    header = EnvelopeHeader.from_bytes(env.header.payload)
+    assert header.suite.value == case["suite"]
+    assert seal_info(header).hex() == case["info_hex"]
+    plaintext = bytes.fromhex(case["plaintext_hex"])
+    assert len(env.ciphertext) == case["enc_length"] + len(plaintext) + 16
+    opened = envelope_mod.open(
+        env,
+        recipient_id=case["recipient"],
+        recipient_keys=_hpke(doc["members"][case["recipient"]]),
+        roster=_envelope_roster(),
+    )
+    assert opened.item.to_bytes() == plaintext
+    assert opened.attestation.plaintext_digest == case["plaintext_digest"] == hashlib.sha256(plaintext).hexdigest()
+
+
+@pytest.mark.parametrize("case", _cases("envelopes.json", "negative"), ids=_ids(_cases("envelopes.json", "negative")))
+def test_envelope_does_not_open(case: dict[str, Any]) -> None:
+    doc = _load("envelopes.json")
+    with pytest.raises(OpenError) as info:
+        envelope_mod.open(
+            _envelope(case["envelope"]),
+            recipient_id=case["recipient"],
+            recipient_keys=_hpke(doc["members"][case["recipient"]]),
+            roster=_envelope_roster(),
+        )
+    assert str(info.value) == "envelope could not be opened"
+
+
+def test_envelopes_cover_every_suite() -> None:
+    suites = {c["suite"] for c in _cases("envelopes.json", "positive")}
+    assert suites == {s.value for s in envelope_mod.Suite}
+
+
+# --- decisions.json -----------------------------------------------------------------------
+
+
+def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
+    roster = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=[_secretariat(doc)], current=None)
+    book = AgreementBook()
+    for name in sc["agreements"]:
+        book.accept(_signed(doc["agreements"][name]), roster)
+    recalled = {(item_id, version) for item_id, version in sc["recalled"]}
+    revoked = set(sc["revoked_grants"])
+    ctx = PolicyContext(
+        roster=roster,
+        agreements=book,
+        now=_at(sc["now"]),
+        is_recalled=lambda item_id, version: (item_id, version) in recalled,
+        is_grant_revoked=lambda grant_id: grant_id in revoked,
+    )
+    if sc["kind"] == "egress":
+        t = sc["transfer"]
+        origin = _signed(t["origin"])
+        return check_egress(
+            Transfer(
+                sender=t["sender"],
+                recipient=t["recipient"],
+                attestation=OriginAttestation.from_bytes(origin.payload),
+                origin_digest=origin.digest,
+                consents=tuple(_signed(c) for c in t["consents"]),
+            ),
+            ctx,
+        )
+    assert sc["kind"] == "ingress"
+    seen = set(sc["seen_nonces"])
+    window = sc["window"]
+    return check_ingress(
+        _envelope(sc["envelope"]),
+        receiver=sc["receiver"],
+        receiver_keys=_hpke(doc["members"][sc["receiver"]]),
+        peer_tls_identity=sc["peer_tls_identity"],
+        peer_fingerprint=sc["peer_fingerprint"],
+        ctx=ctx,
+        window=TimeWindow(
+            max_age=timedelta(seconds=window["max_age_seconds"]),
+            max_future_skew=timedelta(seconds=window["max_future_skew_seconds"]),
+        ),
+        is_replay=lambda header, digest: header.nonce in seen,
+    ).decision
+
+
+@pytest.mark.parametrize("sc", _cases("decisions.json", "scenarios"), ids=_ids(_cases("decisions.json", "scenarios")))
+def test_decision(sc: dict[str, Any]) -> None:
+    decision = _decide(_load("decisions.json"), sc)
+    expected = sc["expected"]
+    assert (decision.allowed, decision.reason.value, decision.rule) == (
+        expected["allowed"],
+        expected["reason"],
+        expected["rule"],
+    ), decision.detail
+
+
+def test_decisions_cover_every_reason() -> None:
+    doc = _load("decisions.json")
+    covered = {sc["expected"]["reason"] for sc in doc.get("scenarios", [])}
+    unreachable = set(doc.get("unreachable", {}))
+    assert covered.isdisjoint(unreachable)
+    assert covered | unreachable == {r.value for r in Reason}
+    assert set(RULES) == set(Reason)
+    for sc in doc.get("scenarios", []):
+        assert sc["expected"]["rule"] == RULES[Reason(sc["expected"]["reason"])]
+    kinds = {sc["kind"] for sc in doc.get("scenarios", [])}
+    assert kinds == {"egress", "ingress"}
+
+
+# --- agreements_rosters.json --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    _cases("agreements_rosters.json", "roster_cases"),
+    ids=_ids(_cases("agreements_rosters.json", "roster_cases")),
+)
+def test_roster_update(case: dict[str, Any]) -> None:
+    doc = _load("agreements_rosters.json")
+    current = None if case["current"] is None else Roster.from_bytes(_signed(case["current"]).payload)
+    outcome = _outcome(lambda: accept_roster(_signed(case["update"]), secretariat=[_secretariat(doc)], current=current))
+    assert outcome == case["expected"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    _cases("agreements_rosters.json", "agreement_cases"),
+    ids=_ids(_cases("agreements_rosters.json", "agreement_cases")),
+)
+def test_agreement_steps(case: dict[str, Any]) -> None:
+    doc = _load("agreements_rosters.json")
+    roster = accept_roster(_signed(doc["rosters"][case["roster"]]), secretariat=[_secretariat(doc)], current=None)
+    book = AgreementBook()
+    now = _at(case["now"])
+    for number, step in enumerate(case["steps"], start=1):
+        signed = _signed(step["statement"])
+        assert _outcome(lambda signed=signed: book.accept(signed, roster)) == step["expected"], f"step {number}"
+        parties = Agreement.from_bytes(signed.payload).parties
+        held = book.get(*parties)
+        assert (None if held is None else held.version) == step["held_version"], f"step {number}"
+        assert book.in_force(*parties, now) is step["in_force"], f"step {number}"
+
+
+@pytest.mark.parametrize(
+    "case", _cases("agreements_rosters.json", "terms"), ids=_ids(_cases("agreements_rosters.json", "terms"))
+)
+def test_direction_terms(case: dict[str, Any]) -> None:
+    agreement = Agreement.from_bytes(json.dumps(case["agreement"]).encode("utf-8"))
+    terms = agreement.terms(case["sender"], case["recipient"])
+    expected = case["expected"]
+    assert terms.ceiling.name == expected["ceiling"]
+    assert terms.raw_data_allowed is expected["raw_data_allowed"]
+    assert terms.template_required is expected["template_required"]
+    assert terms.reshare_rule.value == expected["reshare_rule"]
+    assert terms.max_retention.days == expected["max_retention_days"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    _cases("agreements_rosters.json", "invalid_agreements"),
+    ids=_ids(_cases("agreements_rosters.json", "invalid_agreements")),
+)
+def test_invalid_agreement(case: dict[str, Any]) -> None:
+    outcome = _outcome(lambda: Agreement.from_bytes(json.dumps(case["payload_json"]).encode("utf-8")))
+    assert outcome == case["expected"]
