@@ -117,7 +117,7 @@ class TomlTable:
         """Whether ``key`` is present."""
         return key in self._data
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         """Every key of the table, in file order (all count as read)."""
         self._read.update(self._data)
         return list(self._data)
@@ -349,16 +349,18 @@ class ConsentPolicy:
 
     mode: ConsentMode = ConsentMode.MANUAL
     auto_grant: tuple[AutoGrant, ...] = ()
+    #: Under ``rules``, the answer to a request no rule covers.
+    otherwise: Literal["manual", "deny"] = "manual"
 
     def __post_init__(self) -> None:
-        if self.auto_grant and self.mode is not ConsentMode.RULES:
-            raise ConfigurationError(f"consent auto_grant rules need mode 'rules', not {self.mode.value!r}")
+        if self.mode is not ConsentMode.RULES and (self.auto_grant or self.otherwise != "manual"):
+            raise ConfigurationError(f"consent auto_grant/otherwise need mode 'rules', not {self.mode.value!r}")
 
     def decide(self, grantee: str, band: Band) -> ConsentDecision:
         """The automatic answer to a request to pass an item of ``band`` to ``grantee``.
 
-        The first matching rule wins. A request no rule covers is never denied
-        automatically under ``rules``: it waits for an officer, who may still grant it.
+        ``AutoGrant``: grant on its terms; ``"deny"``: deny now; ``"manual"``: leave it
+        to an officer. Under ``rules`` the first matching rule wins, else ``otherwise``.
         """
         if self.mode is ConsentMode.DENY:
             return "deny"
@@ -366,6 +368,7 @@ class ConsentPolicy:
             for rule in self.auto_grant:
                 if rule.grantee == grantee and band <= rule.max_band:
                     return rule
+            return self.otherwise
         return "manual"
 
 
@@ -517,12 +520,17 @@ def parse_consent(table: TomlTable, member_id: str) -> ConsentPolicy:
             )
         )
         rule.done()
+    otherwise = table.string("otherwise", "manual")
+    if otherwise not in ("manual", "deny"):
+        table.fail("otherwise", f"expected 'manual' or 'deny', got {otherwise!r}")
     table.done()
-    if rules and mode is not ConsentMode.RULES:
-        table.fail("auto_grant", f"auto_grant rules are only used with mode = 'rules', not {mode.value!r}")
+    if mode is not ConsentMode.RULES:
+        for key in ("auto_grant", "otherwise"):
+            if table.has(key):
+                table.fail(key, f"only used with mode = 'rules', not {mode.value!r}")
     if mode is ConsentMode.RULES and not rules:
-        table.fail("auto_grant", "mode = 'rules' needs at least one [[consent.auto_grant]] rule")
-    return ConsentPolicy(mode=mode, auto_grant=tuple(rules))
+        table.fail("auto_grant", "mode = 'rules' needs at least one [[auto_grant]] rule")
+    return ConsentPolicy(mode=mode, auto_grant=tuple(rules), otherwise="deny" if otherwise == "deny" else "manual")
 
 
 def load_node_config(path: Path) -> NodeConfig:

@@ -380,7 +380,11 @@ def test_agreement_steps(case: dict[str, Any]) -> None:
     now = _at(case["now"])
     for number, step in enumerate(case["steps"], start=1):
         signed = _signed(step["statement"])
-        assert _outcome(lambda signed=signed: book.accept(signed, roster)) == step["expected"], f"step {number}"
+
+        def accept(signed: Signed = signed) -> object:
+            return book.accept(signed, roster)
+
+        assert _outcome(accept) == step["expected"], f"step {number}"
         parties = Agreement.from_bytes(signed.payload).parties
         held = book.get(*parties)
         assert (None if held is None else held.version) == step["held_version"], f"step {number}"

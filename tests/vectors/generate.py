@@ -599,7 +599,7 @@ def gen_decisions() -> None:
     open_tr_only, _ = S.make_origin(S.label(originator_controlled=False, releasable_to=("TR",)))
     badmark_origin, badmark_pt = S.make_origin(S.label(originator_marking=S.MARKINGS["TR"][Band.SECRET]))
     vocab_origin, vocab_pt = S.make_origin(S.label(topics=("piracy", "terrorism")))
-    forged_origin, forged_pt = S.attest(
+    forged_origin, forged_pt = env.attest(
         item_id="item-1", label=S.label(), item=S.report(), originator_key=S.signing_key("TR"), now=NOW
     )
 
@@ -1171,9 +1171,9 @@ def gen_agreements_rosters() -> None:
         for signed, expected, held, in_force in steps:
             got = outcome(lambda signed=signed, book=book, roster=roster: book.accept(signed, roster))
             a = Agreement.from_bytes(signed.payload)
-            current = book.get(*a.parties)
+            now_held = book.get(*a.parties)
             assert got == expected, (name, got)
-            assert (None if current is None else current.version) == held, (name, current)
+            assert (None if now_held is None else now_held.version) == held, (name, now_held)
             assert book.in_force(*a.parties, NOW) == in_force, name
             out_steps.append(
                 {"statement": obj(signed), "expected": expected, "held_version": held, "in_force": in_force}
@@ -1218,7 +1218,7 @@ def gen_agreements_rosters() -> None:
                     },
                 }
             )
-    invalid = [
+    invalid: list[tuple[str, dict[str, Any]]] = [
         ("hierarchical without senior party", {"trust_model": "hierarchical"}),
         ("senior party on a non-hierarchical agreement", {"senior_party": "TR"}),
         (
