@@ -957,6 +957,7 @@ def receive_notice(
             item_id=claimed.item_id,
             item_version=claimed.item_version,
             origin_digest=held[0].origin_digest,
+            originator=held[0].originator,
         )
     except RemoteProtocolError as exc:
         reason = Reason.ORIGIN_SIGNATURE_INVALID.value

@@ -257,7 +257,7 @@ def _agreement(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or None
-        t.fail(where, f"{agreement_id}: {first.get('msg', exc)}")
+        t.fail(where, f"{agreement_id}: {str(first.get('msg', exc)).removeprefix('Value error, ')}")
     return AgreementSpec(agreement)
 
 

@@ -65,11 +65,12 @@ def utcnow() -> datetime:
 
 
 @dataclass
-class _Pending:
-    envelope: Envelope | None
-    result: IngressResult
-    peer: str
-    future: asyncio.Future[Signed]
+class _Job:
+    """One unit of work for the commit loop; ``ingress`` marks envelope commits."""
+
+    run: Callable[[Session], Any]
+    future: asyncio.Future[Any]
+    ingress: bool = False
 
 
 class Node:
@@ -96,7 +97,7 @@ class Node:
         self._db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
         # Signature checks release the GIL, so verification can use the second core.
         self._crypto_pool = ThreadPoolExecutor(2, thread_name_prefix="crypto")
-        self._ingress: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._outbox_wakeup = asyncio.Event()
         self._in_flight: set[str] = set()
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -105,68 +106,73 @@ class Node:
         self._crash_after = int(os.environ.get(UNSAFE_CRASH_ENV, "0") or 0)
         if self._crash_after:
             warnings.warn(f"{UNSAFE_CRASH_ENV} is set: this node will crash on purpose", stacklevel=2)
-        self._commits = 0
+        self._ingress_commits = 0
         self.exchange_server: grpc.aio.Server | None = None
         self.desk_server: grpc.aio.Server | None = None
 
     # --- database ---------------------------------------------------------------------
 
     async def db(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        """Run ``fn(session, state, **kwargs)`` in one transaction on the database thread."""
+        """Run ``fn(session, state, **kwargs)`` in the next group commit and return its result.
 
-        def work() -> T:
-            with self.sessions() as session:
-                try:
-                    result = fn(session, self.state, **kwargs)
-                    session.commit()
-                except BaseException:
-                    session.rollback()
-                    raise
-                return result
+        Everything the node writes goes through here: the commit loop runs queued jobs
+        in one transaction, commits once, then answers every caller (SPEC §11.3). No
+        caller hears back before its job is committed.
+        """
+        return await self._enqueue(lambda session: fn(session, self.state, **kwargs), ingress=False)
 
-        return await asyncio.get_running_loop().run_in_executor(self._db_pool, work)
+    async def _enqueue(self, run: Callable[[Session], T], *, ingress: bool) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._jobs.put(_Job(run, future, ingress))
+        return await future
 
     async def _commit_loop(self) -> None:
-        """Group ingress commits: everything queued goes into one transaction (SPEC §11.3)."""
         loop = asyncio.get_running_loop()
         batch_max = self.cfg.delivery.batch_max
         while True:
-            batch = [await self._ingress.get()]
-            while len(batch) < batch_max and not self._ingress.empty():
-                batch.append(self._ingress.get_nowait())
+            batch = [await self._jobs.get()]
+            while len(batch) < batch_max and not self._jobs.empty():
+                batch.append(self._jobs.get_nowait())
             try:
-                receipts = await loop.run_in_executor(self._db_pool, self._commit_batch, batch)
-            except Exception as exc:  # nothing was committed: every caller gets the error
-                log.exception("ingress commit failed")
-                for pending in batch:
-                    if not pending.future.done():
-                        pending.future.set_exception(exc)
-                continue
-            self._commits += len(batch)
-            if self._crash_after and self._commits >= self._crash_after:
-                os._exit(137)  # Unsafe test hook: committed, receipt never sent.
-            for pending, receipt in zip(batch, receipts, strict=True):
-                if not pending.future.done():
-                    pending.future.set_result(receipt)
+                outcomes = await loop.run_in_executor(self._db_pool, self._run_group, batch)
+            except Exception as exc:  # the commit itself failed: nothing was stored
+                log.exception("group commit failed")
+                outcomes = [(False, exc)] * len(batch)
+            self._ingress_commits += sum(1 for job in batch if job.ingress)
+            if self._crash_after and self._ingress_commits >= self._crash_after:
+                os._exit(137)  # Unsafe test hook: committed, receipts never sent.
+            for job, (ok, value) in zip(batch, outcomes, strict=True):
+                if job.future.done():
+                    continue
+                if ok:
+                    job.future.set_result(value)
+                else:
+                    job.future.set_exception(value)
 
-    def _commit_batch(self, batch: list[_Pending]) -> list[Signed]:
-        now = utcnow()
-        with self.sessions() as session:
-            try:
-                receipts = [self._commit_one(session, pending, now) for pending in batch]
-                session.commit()
-            except BaseException:
+    def _run_group(self, batch: list[_Job]) -> list[tuple[bool, Any]]:
+        """Run jobs in one transaction. A failing job is dropped and the rest re-run.
+
+        Re-running from a clean transaction (rather than rolling back a savepoint)
+        keeps the audit writer's cached chain head exact.
+        """
+        remaining = list(range(len(batch)))
+        outcomes: dict[int, tuple[bool, Any]] = {}
+        while remaining:
+            with self.sessions() as session:
+                failed = None
+                for index in remaining:
+                    try:
+                        outcomes[index] = (True, batch[index].run(session))
+                    except Exception as exc:
+                        outcomes[index] = (False, exc)
+                        failed = index
+                        break
+                if failed is None:
+                    session.commit()
+                    break
                 session.rollback()
-                raise
-        return receipts
-
-    def _commit_one(self, session: Session, pending: _Pending, now: datetime) -> Signed:
-        # A savepoint per envelope: one envelope's database error cannot sink the group.
-        envelope = pending.envelope or _EMPTY_ENVELOPE
-        with session.begin_nested():
-            return core.commit_ingress(
-                session, self.state, envelope=envelope, result=pending.result, peer=pending.peer, now=now
-            )
+                remaining.remove(failed)
+        return [outcomes[index] for index in range(len(batch))]
 
     # --- identity ---------------------------------------------------------------------
 
@@ -221,9 +227,13 @@ class Node:
                     is_replay=lambda header, digest: False,
                 ),
             )
-        future: asyncio.Future[Signed] = asyncio.get_running_loop().create_future()
-        await self._ingress.put(_Pending(envelope, result, member.member_id, future))
-        return await future
+        peer = member.member_id
+        return await self._enqueue(
+            lambda session: core.commit_ingress(
+                session, self.state, envelope=envelope or _EMPTY_ENVELOPE, result=result, peer=peer, now=utcnow()
+            ),
+            ingress=True,
+        )
 
     # --- outbox -----------------------------------------------------------------------
 
@@ -325,6 +335,8 @@ class Node:
         from node.desk import DeskServicer  # the desk imports this module's Node type
         from node.exchange import ExchangeServicer
 
+        # The commit loop first: every database call below goes through it.
+        self._tasks = [asyncio.create_task(self._commit_loop())]
         await self.db(core.load_runtime_sets)
         await self.db(_audit_started, now=utcnow())
         self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -344,7 +356,7 @@ class Node:
             await self.desk_server.start()
         finally:
             os.umask(old_umask)
-        self._tasks = [asyncio.create_task(self._commit_loop()), asyncio.create_task(self._outbox_loop())]
+        self._tasks.append(asyncio.create_task(self._outbox_loop()))
 
     async def stop(self) -> None:
         """Stop accepting calls, let in-flight ones finish briefly, then close."""

@@ -87,12 +87,14 @@ def legitimate_chain(chain: tuple[GrantRecord, ...], sender: str, recipient: str
 
 members_st = st.sampled_from(MEMBERS)
 mostly_false = st.sampled_from((False, False, False, True))
+rarely = st.sampled_from((False,) * 7 + (True,))
+DEFECTS = ("none", "none", "none", "wrong signer", "self-appointed grantor", "any holder", "expired", "other item")
 
 
-@settings(FAST, max_examples=120)
+@settings(FAST, max_examples=250)
 @given(
     data=st.data(),
-    releasable=st.sets(st.sampled_from(MEMBERS[1:])),
+    releasable=st.sets(st.sampled_from(MEMBERS[1:]), min_size=1),
     controlled=st.booleans(),
     rules=st.lists(st.sampled_from(ReshareRule), min_size=6, max_size=6),
 )
@@ -114,24 +116,41 @@ def test_no_delivery_without_consent_chain(
     recalled = False
     counter = 0
 
-    def new_grant(signer: str, grantor: str, holder: str, grantee: str, honest: bool) -> GrantRecord:
+    def new_grant(grantor: str, holder: str, grantee: str) -> GrantRecord:
+        """An honest grant by ``grantor``, or one with a single defect an attacker could add."""
         nonlocal counter
         counter += 1
-        transferable = data.draw(st.booleans(), "transferable")
-        expired = not honest and data.draw(st.booleans(), "expired")
-        for_this_item = honest or not data.draw(st.booleans(), "other item")
+        defect = data.draw(st.sampled_from(DEFECTS), "defect")
+        signer = grantor
+        if defect == "wrong signer":
+            signer = data.draw(st.sampled_from([m for m in MEMBERS if m != grantor]), "signer")
+        elif defect == "self-appointed grantor":
+            grantor = signer = data.draw(st.sampled_from([m for m in MEMBERS if m != grantor]), "grantor")
+        elif defect == "any holder":
+            holder = data.draw(members_st, "holder")
         grant_id = f"{counter:032x}"
-        signed = grant(
-            origin if for_this_item else other_item,
+        record = GrantRecord(
+            signed=grant(
+                other_item if defect == "other item" else origin,
+                grantor=grantor,
+                holder=holder,
+                grantee=grantee,
+                transferable=(transferable := data.draw(st.booleans(), "transferable")),
+                expires_at=NOW - timedelta(hours=1) if defect == "expired" else NOW + timedelta(days=1),
+                grant_id=grant_id,
+                signer=signer,
+            ),
+            grant_id=grant_id,
+            signer=signer,
             grantor=grantor,
             holder=holder,
             grantee=grantee,
             transferable=transferable,
-            expires_at=NOW - timedelta(hours=1) if expired else NOW + timedelta(days=1),
-            grant_id=grant_id,
-            signer=signer,
+            expired=defect == "expired",
+            for_this_item=defect != "other item",
         )
-        return GrantRecord(signed, grant_id, signer, grantor, holder, grantee, transferable, expired, for_this_item)
+        event(f"grant: {defect}")
+        return record
 
     def label_decides(sender: str, recipient: str) -> bool:
         ag = agreements.get(ORIGINATOR, sender)
@@ -142,35 +161,31 @@ def test_no_delivery_without_consent_chain(
             and ag.terms(ORIGINATOR, sender).reshare_rule is ReshareRule.LABEL_DECIDES
         )
 
-    ops = ("grant", "grant", "extend", "extend", "send", "send", "send", "send", "revoke", "recall")
-    for _ in range(data.draw(st.integers(1, 14), "steps")):
+    # Start from one honest direct delivery, so that re-shares are possible from step one.
+    first = data.draw(st.sampled_from(sorted(releasable)), "first recipient")
+    assert ingress(
+        make_envelope(ORIGINATOR, first, origin, plaintext, agreements=agreements), first, ctx=ctx
+    ).decision.allowed
+    holders.add(first)
+
+    ops = ("grant", "grant", "extend", "extend", *["send"] * 6, "revoke", "recall")
+    for _ in range(data.draw(st.integers(4, 20), "steps")):
         op = data.draw(st.sampled_from(ops), "op")
         if op == "grant":
-            # Honest grants by the originator to current holders, or anything an attacker could make.
-            honest = not data.draw(mostly_false, "adversarial")
-            if honest:
-                signer = grantor = ORIGINATOR
-                holder = data.draw(st.sampled_from(sorted(holders)), "holder")
-            else:
-                signer = data.draw(members_st, "signer")
-                grantor = data.draw(st.sampled_from((ORIGINATOR, signer)), "grantor")
-                holder = data.draw(members_st, "holder")
-            chains.append((new_grant(signer, grantor, holder, data.draw(members_st, "grantee"), honest),))
+            # The originator lets a current holder pass the item to (preferably) a new member.
+            holder = data.draw(st.sampled_from(sorted((holders - {ORIGINATOR}) or releasable)), "holder")
+            grantee = data.draw(st.sampled_from(sorted(set(MEMBERS) - holders) or MEMBERS) | members_st, "grantee")
+            chains.append((new_grant(ORIGINATOR, holder, grantee),))
         elif op == "extend" and chains:
+            # The last grantee of a chain passes it on.
             base = data.draw(st.sampled_from(chains), "base")
-            honest = not data.draw(mostly_false, "adversarial")
-            if honest:
-                signer = grantor = base[-1].grantee
-            else:
-                grantor = data.draw(members_st, "grantor")
-                signer = data.draw(st.sampled_from((grantor, *MEMBERS)), "signer")
-            chains.append((*base, new_grant(signer, grantor, grantor, data.draw(members_st, "grantee"), honest)))
+            chains.append((*base, new_grant(base[-1].grantee, base[-1].grantee, data.draw(members_st, "grantee"))))
         elif op == "revoke" and chains:
             g = data.draw(st.sampled_from([g for c in chains for g in c]), "revoked")
             revoked.add(g.grant_id)
             state.revoked_grants.add(g.grant_id)
         elif op == "recall":
-            recalled = data.draw(mostly_false, "recall")
+            recalled = recalled or data.draw(rarely, "recall")
             if recalled:
                 state.recalled.add(("item-1", 1))
         elif op == "send":
@@ -178,11 +193,12 @@ def test_no_delivery_without_consent_chain(
             # Mostly follow the chain's own hop; otherwise any holder to anyone.
             follow = bool(chain) and chain[-1].holder in holders and data.draw(st.sampled_from((True, True, False)))
             actual = chain[-1].holder if follow else data.draw(st.sampled_from(sorted(holders)), "sender")
-            addressed = chain[-1].grantee if follow else data.draw(members_st, "recipient")
+            others = st.sampled_from([m for m in MEMBERS if m != actual])
+            addressed = chain[-1].grantee if follow else data.draw(others | members_st, "recipient")
             # Sometimes lie about who sends or to whom.
-            claimed = actual if not data.draw(mostly_false, "forge sender") else data.draw(members_st, "claimed")
-            delivered = addressed if not data.draw(mostly_false, "misdeliver") else data.draw(members_st, "to")
-            peer = tls(claimed if data.draw(mostly_false, "stolen tls") else actual)
+            claimed = actual if not data.draw(rarely, "forge sender") else data.draw(members_st, "claimed")
+            delivered = addressed if not data.draw(rarely, "misdeliver") else data.draw(members_st, "to")
+            peer = tls(claimed if data.draw(rarely, "stolen tls") else actual)
             ag = agreements.get(claimed, addressed)
             env = seal(
                 plaintext=plaintext,
