@@ -27,11 +27,16 @@ def main(root: Path) -> int:
         kz, tr, az = fed.desk("KZ"), fed.desk("TR"), fed.desk("AZ")
 
         # 1. KZ shares a SECRET report with TR under their 2022 protocol.
-        label = make_label(fed.roster, "KZ", band=Band.SECRET, topics=["terrorism"], releasable_to=["TR"],
-                           retain_days=90)
-        report = ReportTemplate(title="Cell movement on the Caspian coast", summary="Three members crossed at Aktau.",
-                                body="Observed on the ferry line.", assessment="Likely logistics.",
-                                grading=label.grading)
+        label = make_label(
+            fed.roster, "KZ", band=Band.SECRET, topics=["terrorism"], releasable_to=["TR"], retain_days=90
+        )
+        report = ReportTemplate(
+            title="Cell movement on the Caspian coast",
+            summary="Three members crossed at Aktau.",
+            body="Observed on the ferry line.",
+            assessment="Likely logistics.",
+            grading=label.grading,
+        )
         sent = kz.submit(label, report, ["TR"])
         kz.wait_settled([o.envelope_id for o in sent.outcomes])
         print("KZ → TR:", [(o.recipient, o.reason) for o in sent.outcomes])

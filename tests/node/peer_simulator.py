@@ -25,6 +25,7 @@ import grpc
 from node import pki
 from node.config import NodeMaterial, load_material, load_node_config
 from node.convert import envelope_to_pb, signed_from_pb
+from node.harness import make_label
 from node.transport import CHANNEL_OPTIONS
 from node.wire import exchange_pb2
 from protocol.classification import Band
@@ -142,8 +143,6 @@ class PeerSimulator:
         now: datetime | None = None,
     ) -> Label:
         """A label in ``originator``'s marking (or the ``marking`` given, right or wrong)."""
-        from node.harness import make_label
-
         lab = make_label(
             self.roster,
             originator,
@@ -187,20 +186,25 @@ class PeerSimulator:
         now: datetime | None = None,
         sign_as: str | None = None,
         agreement_with: str | None = None,
+        hpke_of: str | None = None,
     ) -> Envelope:
         """Seal ``item`` from ``sender`` to ``recipient`` exactly as a node would.
 
         ``sign_as`` signs the header with another member's key; ``agreement_with`` names the
-        agreement of another pair (default: the sender/recipient pair, if it has one).
+        agreement of another pair (default: the sender/recipient pair, if it has one);
+        ``hpke_of`` encrypts to another member's HPKE key while still naming ``recipient``.
         """
         m = self.material(sender)
+        target = self.member(recipient)
+        if hpke_of is not None:
+            target = target.model_copy(update={"hpke_keys": self.member(hpke_of).hpke_keys})
         agreement = m.agreements.get(sender, agreement_with or recipient)
         return seal(
             plaintext=item.plaintext,
             origin=item.origin,
             sender=sender,
             sender_key=self.signing_key(sign_as or sender),
-            recipient=self.member(recipient),
+            recipient=target,
             agreement_id=agreement.agreement_id if agreement else "NONE",
             agreement_version=agreement.version if agreement else 1,
             consents=consents,
