@@ -40,7 +40,7 @@ from protocol.errors import IntelshareError, LocalProtocolError, RemoteProtocolE
 from protocol.item import RawData, ReportTemplate, item_from_bytes
 from protocol.keys import HpkeKeyPair, SigningKey
 from protocol.label import Label
-from protocol.notices import Recall, verify_recall
+from protocol.notices import Correction, Recall, verify_correction, verify_recall
 from protocol.policy import Decision, IngressResult, PolicyContext, Reason, TimeWindow, Transfer, check_egress
 from protocol.receipt import Receipt
 from protocol.roster import Roster
@@ -138,6 +138,8 @@ class SubmitResult:
     item_id: str
     item_version: int
     outcomes: tuple[Outcome, ...]
+    #: For a corrected item: the signed correction and the holders of the old version.
+    correction: tuple[Signed, list[str]] | None = None
 
 
 def load_runtime_sets(session: Session, state: NodeState) -> None:
@@ -190,9 +192,16 @@ def submit(
         raise DeskError(
             f"{state.me}'s marking for {label.band.title} is {expected!r}, not {label.originator_marking!r}"
         )
+    corrected = None
+    if item_id is not None:
+        # A correction: the next version, naming the one it supersedes by digest (SPEC §10.2).
+        corrected = _latest_original(session, item_id)
+        label = label.model_copy(
+            update={"item_version": corrected.item_version + 1, "supersedes": corrected.origin_digest}
+        )
+    elif label.item_version != 1 or label.supersedes is not None:
+        raise DeskError("a new item is version 1 and supersedes nothing; give item_id to correct one")
     new_id = item_id or secrets.token_hex(16)
-    if session.get(OriginalItem, (new_id, label.item_version)) is not None:
-        raise DeskError(f"item {new_id} v{label.item_version} already exists")
     try:
         origin, plaintext = attest(item_id=new_id, label=label, item=item, originator_key=state.signing_key, now=now)
     except LocalProtocolError as exc:
@@ -220,7 +229,53 @@ def submit(
         now=now,
         kind="item",
     )
-    return SubmitResult(new_id, label.item_version, outcomes)
+    notice = None
+    if corrected is not None:
+        notice = _correction_notice(session, state, corrected, origin, now)
+    return SubmitResult(new_id, label.item_version, outcomes, notice)
+
+
+def _latest_original(session: Session, item_id: str) -> OriginalItem:
+    """The newest version of an item this node originated, which a correction supersedes."""
+    latest = session.scalars(
+        select(OriginalItem).where(OriginalItem.item_id == item_id).order_by(OriginalItem.item_version.desc())
+    ).first()
+    if latest is None:
+        raise DeskError(f"this node originated no item {item_id} to correct")
+    return latest
+
+
+def _correction_notice(
+    session: Session, state: NodeState, previous: OriginalItem, origin: Signed, now: datetime
+) -> tuple[Signed, list[str]]:
+    """Signed correction for holders of the previous version, and who they are (SPEC §10.2)."""
+    new = OriginAttestation.from_bytes(origin.payload)
+    notice = sign(
+        PayloadType.CORRECTION,
+        Correction(
+            correction_id=secrets.token_hex(16),
+            item_id=previous.item_id,
+            corrected_version=previous.item_version,
+            corrected_digest=previous.origin_digest,
+            new_version=new.item_version,
+            new_origin_digest=origin.digest,
+            originator=state.me,
+            reason="corrected by the originator",
+            issued_at=now,
+        ),
+        [state.signing_key],
+    )
+    holders = _delivered_to(session, previous.item_id, previous.item_version)
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.CORRECTION_SENT,
+        actor=state.me,
+        item_id=previous.item_id,
+        item_version=previous.item_version,
+        detail={"new_version": new.item_version, "notified": holders, "notice_digest": notice.digest},
+    )
+    return notice, holders
 
 
 def _send(
@@ -940,6 +995,8 @@ def receive_notice(
     """A holder applies a recall (or revocation) and learns whom to forward it to (SPEC §10.1)."""
     if signed.payload_type == PayloadType.CONSENT_REVOCATION.value:
         return _receive_revocation(session, state, signed=signed, peer=peer, now=now), []
+    if signed.payload_type == PayloadType.CORRECTION.value:
+        return _receive_correction(session, state, signed=signed, peer=peer, now=now)
     event = AuditEvent.RECALL_RECEIVED
     try:
         claimed = parse_unverified(signed, PayloadType.RECALL, Recall)
@@ -992,6 +1049,70 @@ def receive_notice(
         detail={"originator": claimed.originator, "forwarded_to": forward, "notice_digest": signed.digest},
     )
     return (True, "RECALLED", f"{len(held)} copies withdrawn"), forward
+
+
+def _receive_correction(
+    session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
+) -> tuple[tuple[bool, str, str], list[str]]:
+    """A holder marks the corrected version superseded (SPEC §10.2) and forwards the notice."""
+    event = AuditEvent.CORRECTION_RECEIVED
+    try:
+        claimed = parse_unverified(signed, PayloadType.CORRECTION, Correction)
+    except RemoteProtocolError as exc:
+        return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now), []
+    held = session.scalars(
+        select(InboxItem).where(
+            InboxItem.item_id == claimed.item_id, InboxItem.item_version == claimed.corrected_version
+        )
+    ).all()
+    if not held:
+        return _refuse_remote(session, state, event, peer, "UNKNOWN_ITEM", "no such item held", now), []
+    try:
+        verify_correction(
+            signed,
+            roster=state.roster,
+            item_id=claimed.item_id,
+            item_version=claimed.corrected_version,
+            origin_digest=held[0].origin_digest,
+            originator=held[0].originator,
+        )
+    except RemoteProtocolError as exc:
+        return _refuse_remote(session, state, event, peer, Reason.ORIGIN_SIGNATURE_INVALID.value, str(exc), now), []
+    if session.get(NoticeRow, claimed.correction_id) is not None:
+        return (True, "DUPLICATE", "correction already applied"), []
+    for row in held:
+        if row.status == "held":
+            row.status = "superseded"
+    session.add(
+        NoticeRow(
+            notice_id=claimed.correction_id,
+            kind="correction",
+            item_id=claimed.item_id,
+            item_version=claimed.corrected_version,
+            issuer=claimed.originator,
+            statement=signed.model_dump_json().encode(),
+            received_at=now,
+        )
+    )
+    forward = [r for r in _delivered_to(session, claimed.item_id, claimed.corrected_version) if r != peer]
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=claimed.item_id,
+        item_version=claimed.corrected_version,
+        allowed=True,
+        reason="SUPERSEDED",
+        detail={
+            "new_version": claimed.new_version,
+            "new_origin_digest": claimed.new_origin_digest,
+            "forwarded_to": forward,
+            "notice_digest": signed.digest,
+        },
+    )
+    return (True, "SUPERSEDED", f"v{claimed.corrected_version} superseded by v{claimed.new_version}"), forward
 
 
 def _receive_revocation(

@@ -99,6 +99,10 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             now=utcnow(),
             item_id=request.item_id or None,
         )
+        if result.correction is not None:  # SPEC §10.2: holders of the old version learn of the new one
+            notice, holders = result.correction
+            for holder in holders:
+                self.node.send_control_later(holder, "Notify", notice)
         self.node.wake_outbox()
         return _submit_response(result)
 
