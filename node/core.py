@@ -427,6 +427,23 @@ def reshare(
 # --- ingress ------------------------------------------------------------------------------
 
 
+_UNFLUSHED_KEY = "intelshare.unflushed_deliveries"
+
+
+def _unflushed_deliveries(session: Session) -> dict[str | tuple[str, str], Delivery]:
+    """Deliveries added in the session's current transaction, by envelope id and by (sender, nonce).
+
+    Tied to the transaction object, so a rollback or a new transaction starts empty.
+    """
+    txn = session.get_transaction()
+    cached = session.info.get(_UNFLUSHED_KEY)
+    if cached is None or cached[0] is not txn:
+        cached = (txn, {})
+        session.info[_UNFLUSHED_KEY] = cached
+    index: dict[str | tuple[str, str], Delivery] = cached[1]
+    return index
+
+
 def commit_ingress(
     session: Session,
     state: NodeState,
@@ -446,14 +463,24 @@ def commit_ingress(
     digest = envelope.digest
     header = result.header
     decision = result.decision
+    unflushed = _unflushed_deliveries(session)
     if header is not None:
-        previous = session.get(Delivery, header.envelope_id)
-        if previous is not None and previous.envelope_digest == digest:
-            return Signed.model_validate_json(previous.receipt)
-        nonce_seen = session.scalar(
-            select(Delivery.envelope_id).where(Delivery.sender == header.sender, Delivery.nonce == header.nonce)
-        )
-        if previous is not None or nonce_seen is not None:
+        # Deliveries added earlier in this transaction are checked in memory, so the
+        # lookups need not flush them one job at a time (one flush per group commit).
+        previous = unflushed.get(header.envelope_id)
+        nonce_seen = (header.sender, header.nonce) in unflushed
+        with session.no_autoflush:
+            previous = previous or session.get(Delivery, header.envelope_id)
+            if previous is not None and previous.envelope_digest == digest:
+                return Signed.model_validate_json(previous.receipt)
+            nonce_seen = (
+                nonce_seen
+                or session.scalar(
+                    select(Delivery.envelope_id).where(Delivery.sender == header.sender, Delivery.nonce == header.nonce)
+                )
+                is not None
+            )
+        if previous is not None or nonce_seen:
             decision = Decision.refuse(Reason.REPLAY, f"envelope id or nonce of {header.sender} reused")
     envelope_id = header.envelope_id if header is not None else secrets.token_hex(16)
     receipt = sign(
@@ -499,18 +526,18 @@ def commit_ingress(
         )
     if header is not None and decision.reason is not Reason.REPLAY:
         # Replays keep the first record; everything else leaves one, refused or not.
-        session.add(
-            Delivery(
-                envelope_id=envelope_id,
-                envelope_digest=digest,
-                sender=header.sender,
-                nonce=header.nonce,
-                accepted=decision.allowed,
-                reason=decision.reason.value,
-                receipt=receipt.model_dump_json().encode(),
-                received_at=now,
-            )
+        delivery = Delivery(
+            envelope_id=envelope_id,
+            envelope_digest=digest,
+            sender=header.sender,
+            nonce=header.nonce,
+            accepted=decision.allowed,
+            reason=decision.reason.value,
+            receipt=receipt.model_dump_json().encode(),
+            received_at=now,
         )
+        session.add(delivery)
+        unflushed[envelope_id] = unflushed[(header.sender, header.nonce)] = delivery
     audit.append(
         session,
         now=now,
@@ -536,7 +563,10 @@ def commit_ingress(
 
 def record_receipt(session: Session, state: NodeState, *, envelope_id: str, receipt: Signed, now: datetime) -> str:
     """Settle an outbox entry with the receiver's signed receipt; returns the new state."""
-    entry = session.get(OutboxEntry, envelope_id)
+    # The entry was committed before it was sent, so this lookup need not flush the
+    # rest of the group first.
+    with session.no_autoflush:
+        entry = session.get(OutboxEntry, envelope_id)
     if entry is None:
         raise DeskError(f"no outbox entry {envelope_id}")
     member = state.roster.member(entry.recipient)

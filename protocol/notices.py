@@ -60,10 +60,10 @@ def _verify_by_originator(signed: Signed, payload_type: PayloadType, originator:
     verify(signed, payload_type, [member.signing_key])
 
 
-def _check_originator(claimed: str, originator: str | None) -> None:
+def _check_originator(claimed: str, originator: str) -> None:
     # The signer named in the notice must be the held item's originator (from its verified
     # origin attestation); otherwise any member could recall or correct anyone's item.
-    if originator is not None and claimed != originator:
+    if claimed != originator:
         raise SignatureError(f"notice is signed by {claimed}, not by the item's originator {originator}")
 
 
@@ -74,7 +74,7 @@ def verify_recall(
     item_id: str,
     item_version: int,
     origin_digest: str,
-    originator: str | None = None,
+    originator: str,
 ) -> Recall:
     """Verify a recall against the held item (SPEC §10.1); raises on forgery or mismatch.
 
@@ -100,7 +100,7 @@ def verify_correction(
     item_id: str,
     item_version: int,
     origin_digest: str,
-    originator: str | None = None,
+    originator: str,
 ) -> Correction:
     """Verify a correction against the held item (SPEC §10.2); raises on forgery or mismatch.
 

@@ -24,10 +24,10 @@ import grpc
 
 from node import pki
 from node.config import NodeMaterial, load_material, load_node_config
-from node.convert import envelope_to_pb, signed_from_pb
+from node.convert import envelope_to_pb, signed_from_pb, signed_to_pb
 from node.harness import make_label
 from node.transport import CHANNEL_OPTIONS
-from node.wire import exchange_pb2
+from node.wire import exchange_pb2, exchange_pb2_grpc
 from protocol.classification import Band
 from protocol.envelope import DEFAULT_SUITE, Envelope, EnvelopeHeader, OriginAttestation, attest, seal
 from protocol.item import ReportTemplate
@@ -252,6 +252,13 @@ class PeerSimulator:
         identity = self.tls(tls) if isinstance(tls, str) else tls
         return self.send_bytes(message.SerializeToString(), to=to, tls=identity)
 
+    def send_statement(self, rpc: str, signed: Signed, *, to: str, tls: TlsIdentity | str) -> exchange_pb2.Ack:
+        """Call ``RequestConsent``, ``SendConsentDecision`` or ``Notify`` with a crafted statement."""
+        identity = self.tls(tls) if isinstance(tls, str) else tls
+        stub = exchange_pb2_grpc.ExchangeStub(self._channel(to, identity))
+        ack: exchange_pb2.Ack = getattr(stub, rpc)(signed_to_pb(signed), timeout=self.deadline)
+        return ack
+
     def receipt(self, signed: Signed, receiver: str) -> Receipt:
         """Verify ``receiver``'s signature on a receipt and parse it."""
         return verify_and_parse(signed, PayloadType.RECEIPT, [self.member(receiver).signing_key], Receipt)
@@ -269,4 +276,3 @@ def _material(config: Path) -> NodeMaterial:
     if config not in _MATERIAL:
         _MATERIAL[config] = load_material(load_node_config(config))
     return _MATERIAL[config]
-

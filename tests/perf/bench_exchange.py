@@ -49,8 +49,13 @@ if str(REPO) not in sys.path:
 
 import grpc  # noqa: E402
 
-from node.transport import CHANNEL_OPTIONS, SERVER_OPTIONS, bind_secure, channel_credentials  # noqa: E402
-from node.transport import server_credentials  # noqa: E402
+from node.transport import (  # noqa: E402
+    CHANNEL_OPTIONS,
+    SERVER_OPTIONS,
+    bind_secure,
+    channel_credentials,
+    server_credentials,
+)
 
 TARGET_RATIO = 0.40
 ECHO_METHOD = "/bench.Echo/Echo"
@@ -236,7 +241,9 @@ def make_item(fed_root: Path, payload: int) -> tuple[Any, Any]:
     from protocol.statements import Signed
 
     roster = Roster.from_bytes(Signed.model_validate_json((fed_root / "roster.json").read_bytes()).payload)
-    label = make_label(roster, "KZ", band=Band.CONFIDENTIAL, topics=("terrorism", "caspian-security"), releasable_to=("TR",))
+    label = make_label(
+        roster, "KZ", band=Band.CONFIDENTIAL, topics=("terrorism", "caspian-security"), releasable_to=("TR",)
+    )
     # Printable, incompressible-looking text of the requested size.
     body = os.urandom(payload).hex()[:payload]
     item = ReportTemplate(
@@ -352,9 +359,7 @@ def run_e2e(fed: Any, n: int, window: int, submitters: int, label: Any, item: An
             r[0]: (r[1], parse_db_time(r[2]), parse_db_time(r[3]))
             for r in kz.execute("SELECT envelope_id, state, created_at, updated_at FROM outbox")
         }
-        tr_commit = {
-            r[0]: parse_db_time(r[1]) for r in tr.execute("SELECT envelope_id, received_at FROM deliveries")
-        }
+        tr_commit = {r[0]: parse_db_time(r[1]) for r in tr.execute("SELECT envelope_id, received_at FROM deliveries")}
         env_len = kz.execute("SELECT avg(length(envelope)) FROM outbox").fetchone()[0]
     finally:
         kz.close()
@@ -510,7 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ratio = e["rate"] / bare_rate
 
     print()
-    print(f"payload {size} B (report body {args.payload} B)   C = {c}   N bare = {args.n_bare} x2   N e2e = {args.n_e2e}")
+    print(f"payload {size} B (report body {args.payload} B)   C = {c}   N bare = {args.n_bare} x2", end="")
+    print(f"   N e2e = {args.n_e2e}")
     print(f"e2e window {window} outstanding, {args.submitters} desk submitters")
     print(f"{'':24}{'msg/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for row in (b1, b2):

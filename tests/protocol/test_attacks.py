@@ -43,17 +43,16 @@ from protocol.classification import Band
 from protocol.envelope import OriginAttestation, attest
 from protocol.envelope import open as open_envelope
 from protocol.errors import OpenError, RollbackError, SignatureError
-from protocol.notices import NoticeMismatchError, verify_correction, verify_recall
-from protocol.policy import Reason, Transfer, check_egress
-from protocol.roster import accept_roster
-from protocol.statements import PayloadType, sign
+from protocol.notices import Correction, NoticeMismatchError, Recall, verify_correction, verify_recall
+from protocol.policy import IngressResult, Reason, Transfer, check_egress
+from protocol.roster import Roster, accept_roster
+from protocol.statements import PayloadType, Signed, sign
 
 
-def _reason(result: object) -> Reason:
-    reason = result.decision.reason  # type: ignore[attr-defined]
-    assert isinstance(reason, Reason)
-    assert not result.decision.allowed  # type: ignore[attr-defined]
-    return reason
+def _reason(result: IngressResult) -> Reason:
+    assert not result.decision.allowed
+    assert result.item is None
+    return result.decision.reason
 
 
 # --- forged sender ---------------------------------------------------------------------------
@@ -94,7 +93,7 @@ def test_forged_originator_attestation() -> None:
 # --- label tampering and downgrade -----------------------------------------------------------
 
 
-def _tampered_origin(**label_changes: object) -> tuple[object, bytes]:
+def _tampered_origin(**label_changes: object) -> tuple[Signed, bytes]:
     origin, pt = make_origin()
     att = OriginAttestation.from_bytes(origin.payload)
     lab = att.label.model_copy(update=label_changes)
@@ -104,13 +103,13 @@ def _tampered_origin(**label_changes: object) -> tuple[object, bytes]:
 
 def test_label_downgrade_keeping_signature() -> None:
     tampered, pt = _tampered_origin(band=Band.RESTRICTED, originator_marking="ДЛЯ СЛУЖЕБНОГО ПОЛЬЗОВАНИЯ")
-    env = make_envelope("KZ", "TR", tampered, pt)  # type: ignore[arg-type]
+    env = make_envelope("KZ", "TR", tampered, pt)
     assert _reason(ingress(env, "TR")) is Reason.ORIGIN_SIGNATURE_INVALID
 
 
 def test_label_release_list_widened_by_holder() -> None:
     tampered, pt = _tampered_origin(releasable_to=("AZ", "TR"), originator_controlled=False)
-    env = make_envelope("TR", "AZ", tampered, pt)  # type: ignore[arg-type]
+    env = make_envelope("TR", "AZ", tampered, pt)
     assert _reason(ingress(env, "AZ")) is Reason.ORIGIN_SIGNATURE_INVALID
 
 
@@ -268,14 +267,13 @@ def test_redirected_envelope_readdressed_by_holder() -> None:
     origin, pt = make_origin()
     g = grant(origin, grantor="KZ", holder="TR", grantee="AZ")
     env = make_envelope("KZ", "TR", origin, pt)
-    g_digest = g.digest
     readdressed = resign_header(
         replace(env, consents=(g,)),
         "TR",
         sender="TR",
         recipient="AZ",
         agreement_id="AZ-TR",
-        consent_refs=(g_digest,),
+        consent_refs=(g.digest,),
     )
     assert _reason(ingress(readdressed, "AZ")) is Reason.ENVELOPE_UNOPENABLE
 
@@ -353,40 +351,54 @@ def test_agreement_forged_countersignature() -> None:
 # --- notices: forged recall, mix-and-match correction ----------------------------------------
 
 
-def _held(origin: object) -> dict[str, object]:
-    att = OriginAttestation.from_bytes(origin.payload)  # type: ignore[attr-defined]
-    return {
-        "roster": roster(),
-        "item_id": att.item_id,
-        "item_version": att.item_version,
-        "origin_digest": origin.digest,  # type: ignore[attr-defined]
-        "originator": att.originator,
-    }
+def _recall_at_holder(notice: Signed, origin: Signed, ros: Roster | None = None) -> Recall:
+    """What a holder of ``origin`` does with a recall: verify it against the held item."""
+    att = OriginAttestation.from_bytes(origin.payload)
+    return verify_recall(
+        notice,
+        roster=ros or roster(),
+        item_id=att.item_id,
+        item_version=att.item_version,
+        origin_digest=origin.digest,
+        originator=att.originator,
+    )
+
+
+def _correction_at_holder(notice: Signed, origin: Signed) -> Correction:
+    att = OriginAttestation.from_bytes(origin.payload)
+    return verify_correction(
+        notice,
+        roster=roster(),
+        item_id=att.item_id,
+        item_version=att.item_version,
+        origin_digest=origin.digest,
+        originator=att.originator,
+    )
 
 
 def test_forged_recall_signed_in_originators_name() -> None:
     origin, _ = make_origin()
     with pytest.raises(SignatureError):
-        verify_recall(recall(origin, originator="KZ", signer="TR"), **_held(origin))  # type: ignore[arg-type]
+        _recall_at_holder(recall(origin, originator="KZ", signer="TR"), origin)
 
 
 def test_forged_recall_by_other_holder() -> None:
     # TR holds KZ's item and signs, as itself, a recall of it.
     origin, _ = make_origin()
     with pytest.raises(SignatureError):
-        verify_recall(recall(origin, originator="TR"), **_held(origin))  # type: ignore[arg-type]
+        _recall_at_holder(recall(origin, originator="TR"), origin)
 
 
 def test_recall_for_another_item() -> None:
     origin, _ = make_origin(item_id="item-1")
     other, _ = make_origin(item_id="item-2")
     with pytest.raises(NoticeMismatchError):
-        verify_recall(recall(other), **_held(origin))  # type: ignore[arg-type]
+        _recall_at_holder(recall(other), origin)
 
 
 def test_genuine_recall_verifies() -> None:
     origin, _ = make_origin()
-    assert verify_recall(recall(origin), **_held(origin)).originator == "KZ"  # type: ignore[arg-type]
+    assert _recall_at_holder(recall(origin), origin).originator == "KZ"
 
 
 def test_mix_and_match_correction_other_item() -> None:
@@ -394,7 +406,7 @@ def test_mix_and_match_correction_other_item() -> None:
     other_v1, _ = make_origin(item_id="item-2")
     other_v2, _ = make_origin(label("KZ", item_version=2, supersedes=other_v1.digest), item_id="item-2")
     with pytest.raises(NoticeMismatchError):
-        verify_correction(correction(other_v1, other_v2), **_held(v1))  # type: ignore[arg-type]
+        _correction_at_holder(correction(other_v1, other_v2), v1)
 
 
 def test_mix_and_match_correction_older_version() -> None:
@@ -403,17 +415,17 @@ def test_mix_and_match_correction_older_version() -> None:
     v3, _ = make_origin(label("KZ", item_version=3, supersedes=v2.digest))
     # A correction of v1 replayed at a holder of v2.
     with pytest.raises(NoticeMismatchError):
-        verify_correction(correction(v1, v2), **_held(v2))  # type: ignore[arg-type]
-    assert verify_correction(correction(v2, v3), **_held(v2)).new_version == 3  # type: ignore[arg-type]
+        _correction_at_holder(correction(v1, v2), v2)
+    assert _correction_at_holder(correction(v2, v3), v2).new_version == 3
 
 
 def test_forged_correction() -> None:
     v1, _ = make_origin()
     v2, _ = make_origin(label("KZ", item_version=2, supersedes=v1.digest))
     with pytest.raises(SignatureError):
-        verify_correction(correction(v1, v2, signer="TR"), **_held(v1))  # type: ignore[arg-type]
+        _correction_at_holder(correction(v1, v2, signer="TR"), v1)
     with pytest.raises(SignatureError):
-        verify_correction(correction(v1, v2, originator="TR"), **_held(v1))  # type: ignore[arg-type]
+        _correction_at_holder(correction(v1, v2, originator="TR"), v1)
 
 
 # --- key compromise --------------------------------------------------------------------------
@@ -457,6 +469,5 @@ def test_revoked_grantor_key() -> None:
 
 def test_recall_with_revoked_key() -> None:
     origin, _ = make_origin()
-    held = _held(origin) | {"roster": REVOKED_KZ}
     with pytest.raises(SignatureError):
-        verify_recall(recall(origin), **held)  # type: ignore[arg-type]
+        _recall_at_holder(recall(origin), origin, REVOKED_KZ)

@@ -1,0 +1,220 @@
+"""Origin attestation, seal, decrypt and open (SPEC §8), and the remaining policy paths."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from support import (
+    NOW,
+    Ctx,
+    grant,
+    header_of,
+    hpke_keys,
+    ingress,
+    label,
+    make_envelope,
+    make_origin,
+    member,
+    raw,
+    report,
+    resign_header,
+    roster,
+    signing_key,
+    with_payload,
+)
+
+from protocol.envelope import OriginAttestation, Suite, attest, decrypt, seal
+from protocol.envelope import open as open_envelope
+from protocol.errors import ConfigurationError, LocalProtocolError, OpenError
+from protocol.item import RawData, item_from_bytes
+from protocol.keys import HpkePublicKeys
+from protocol.label import SourceReliability
+from protocol.policy import Decision, Reason, Transfer, check_egress, check_transfers
+from protocol.statements import PayloadType, sign
+
+
+def _open(env: object, recipient: str = "TR") -> object:
+    return open_envelope(env, recipient_id=recipient, recipient_keys=hpke_keys(recipient), roster=roster())  # type: ignore[arg-type]
+
+
+# --- attest and seal: what the local side may not do -----------------------------------------
+
+
+def test_attest_refuses_report_with_other_grading() -> None:
+    with pytest.raises(LocalProtocolError, match="grading"):
+        attest(item_id="i", label=label("KZ"), item=report("A1"), originator_key=signing_key("KZ"), now=NOW)
+
+
+def test_seal_refuses_plaintext_other_than_attested() -> None:
+    origin, pt = make_origin()
+    with pytest.raises(LocalProtocolError, match="does not match"):
+        make_envelope("KZ", "TR", origin, pt + b" ")
+
+
+def test_seal_refuses_suite_the_recipient_has_no_key_for() -> None:
+    origin, pt = make_origin()
+    classic_only = member("TR").model_copy(update={"hpke_keys": HpkePublicKeys(x25519=member("TR").hpke_keys.x25519)})
+    with pytest.raises(ConfigurationError):
+        seal(
+            plaintext=pt,
+            origin=origin,
+            sender="KZ",
+            sender_key=signing_key("KZ"),
+            recipient=classic_only,
+            agreement_id="KZ-TR",
+            agreement_version=1,
+            consents=(),
+            suite=Suite.MLKEM768X25519_AES256GCM,
+            now=NOW,
+        )
+
+
+def test_each_envelope_is_fresh() -> None:
+    origin, pt = make_origin()
+    a, b = make_envelope("KZ", "TR", origin, pt), make_envelope("KZ", "TR", origin, pt)
+    assert (header_of(a).envelope_id, header_of(a).nonce) != (header_of(b).envelope_id, header_of(b).nonce)
+    assert a.ciphertext != b.ciphertext
+    assert a.digest == a.header.digest != b.digest
+
+
+# --- open ------------------------------------------------------------------------------------
+
+
+def test_open_returns_verified_statements() -> None:
+    origin, pt = make_origin()
+    opened = _open(make_envelope("KZ", "TR", origin, pt))
+    assert opened.attestation == OriginAttestation.from_bytes(origin.payload)  # type: ignore[attr-defined]
+    assert opened.header.sender == "KZ"  # type: ignore[attr-defined]
+    assert opened.item == item_from_bytes(pt)  # type: ignore[attr-defined]
+
+
+def test_open_with_wrong_private_keys() -> None:
+    origin, pt = make_origin()
+    env = make_envelope("KZ", "TR", origin, pt)
+    with pytest.raises(OpenError):
+        open_envelope(env, recipient_id="TR", recipient_keys=hpke_keys("AZ"), roster=roster())
+
+
+def test_open_refuses_unknown_sender() -> None:
+    origin, pt = make_origin()
+    with pytest.raises(OpenError):
+        _open(make_envelope("KG", "TR", origin, pt))
+
+
+def test_open_refuses_unknown_originator() -> None:
+    lab = label("KZ").model_copy(update={"originator": "KG"})
+    origin, pt = attest(item_id="i", label=lab, item=report(), originator_key=signing_key("KG"), now=NOW)
+    with pytest.raises(OpenError):
+        _open(make_envelope("KZ", "TR", origin, pt))
+    assert ingress(make_envelope("KZ", "TR", origin, pt), "TR").decision.reason is Reason.UNKNOWN_MEMBER
+
+
+def test_open_refuses_header_naming_another_item_version() -> None:
+    origin, pt = make_origin()
+    env = resign_header(make_envelope("KZ", "TR", origin, pt), "KZ", item_version=2)
+    with pytest.raises(OpenError):
+        _open(env)
+
+
+def test_open_refuses_stripped_consents() -> None:
+    origin, pt = make_origin()
+    g = grant(origin, grantor="KZ", holder="TR", grantee="AZ")
+    env = replace(make_envelope("TR", "AZ", origin, pt, consents=(g,)), consents=())
+    with pytest.raises(OpenError):
+        _open(env, "AZ")
+
+
+def test_open_has_one_opaque_error() -> None:
+    origin, pt = make_origin()
+    env = make_envelope("KZ", "TR", origin, pt)
+    with pytest.raises(OpenError) as info:
+        _open(replace(env, header=with_payload(env.header, b"garbage")))
+    assert str(info.value) == "envelope could not be opened"
+
+
+# --- decrypt: the ciphertext must be what the originator attested ----------------------------
+
+
+def _decrypt_with(attestation_changes: dict[str, object], item: RawData | None = None) -> None:
+    origin, pt = make_origin(item=item)
+    env = make_envelope("KZ", "TR", origin, pt)
+    att = OriginAttestation.from_bytes(origin.payload).model_copy(update=attestation_changes)
+    decrypt(env, header_of(env), att, hpke_keys("TR"))
+
+
+def test_decrypt_checks_plaintext_digest() -> None:
+    with pytest.raises(OpenError):
+        _decrypt_with({"plaintext_digest": "0" * 64})
+
+
+def test_decrypt_checks_content_kind() -> None:
+    from protocol.item import ContentKind
+
+    with pytest.raises(OpenError):
+        _decrypt_with({"content_kind": ContentKind.RAW})
+
+
+def test_decrypt_checks_report_grading_against_label() -> None:
+    lab = label("KZ", source_reliability=SourceReliability.A)
+    with pytest.raises(OpenError):
+        _decrypt_with({"label": lab})
+
+
+def test_decrypt_checks_plaintext_parses() -> None:
+    # An originator that attested bytes which are not an item: the recipient cannot open it.
+    origin, pt = make_origin()
+    att = OriginAttestation.from_bytes(origin.payload)
+    junk = b"not an item"
+    from protocol.encoding import sha256_hex
+
+    bad_att = att.model_copy(update={"plaintext_digest": sha256_hex(junk)})
+    bad_origin = sign(PayloadType.ORIGIN, bad_att, [signing_key("KZ")])
+    env = make_envelope("KZ", "TR", bad_origin, junk)
+    with pytest.raises(OpenError):
+        decrypt(env, header_of(env), bad_att, hpke_keys("TR"))
+    assert ingress(env, "TR").decision.reason is Reason.ENVELOPE_UNOPENABLE
+    del pt
+
+
+def test_raw_data_round_trips() -> None:
+    origin, pt = make_origin(item=raw())
+    assert _open(make_envelope("KZ", "TR", origin, pt)).item == raw()  # type: ignore[attr-defined]
+
+
+# --- remaining policy paths ------------------------------------------------------------------
+
+
+def test_ingress_origin_that_does_not_parse() -> None:
+    origin, pt = make_origin()
+    env = make_envelope("KZ", "TR", origin, pt)
+    bad = with_payload(origin, b"{}")
+    env = resign_header(replace(env, origin=bad), "KZ", origin_digest=bad.digest)
+    assert ingress(env, "TR").decision.reason is Reason.ENVELOPE_MALFORMED
+
+
+def test_ingress_label_version_differs_from_attestation() -> None:
+    origin, pt = make_origin()
+    att = OriginAttestation.from_bytes(origin.payload)
+    bad = att.model_copy(update={"label": att.label.model_copy(update={"item_version": 2})})
+    resigned = sign(PayloadType.ORIGIN, bad, [signing_key("KZ")])
+    assert ingress(make_envelope("KZ", "TR", resigned, pt), "TR").decision.reason is Reason.LABEL_INVALID
+
+
+def test_egress_to_unknown_member() -> None:
+    origin, _ = make_origin()
+    att = OriginAttestation.from_bytes(origin.payload)
+    decision = check_egress(Transfer("KZ", "KG", att, origin.digest, ()), Ctx().policy())
+    assert decision.reason is Reason.UNKNOWN_MEMBER
+
+
+def test_check_transfers_decides_each_pair() -> None:
+    origin, _ = make_origin(label("KZ", releasable_to=("TR", "AZ", "UZ")))
+    att = OriginAttestation.from_bytes(origin.payload)
+    decisions = check_transfers([Transfer("KZ", r, att, origin.digest, ()) for r in ("TR", "AZ", "UZ")], Ctx().policy())
+    assert [d.reason for d in decisions] == [Reason.ALLOWED, Reason.ALLOWED, Reason.NO_AGREEMENT]
+
+
+def test_a_refusal_needs_a_refusal_reason() -> None:
+    with pytest.raises(ValueError, match="refusal reason"):
+        Decision.refuse(Reason.ALLOWED, "no")
