@@ -96,9 +96,7 @@ def _managed(directory: Path) -> set[str]:
     if not directory.is_dir():
         return set()
     return {
-        p.name
-        for p in directory.iterdir()
-        if p.is_file() and (p.name == "__init__.py" or p.name.endswith(_SUFFIXES))
+        p.name for p in directory.iterdir() if p.is_file() and (p.name == "__init__.py" or p.name.endswith(_SUFFIXES))
     }
 
 
@@ -116,9 +114,7 @@ def diff_dirs(expected: Path, actual: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "--check", action="store_true", help="compare a fresh run with node/wire/ and report"
-    )
+    parser.add_argument("--check", action="store_true", help="compare a fresh run with node/wire/ and report")
     parser.add_argument("--out", type=Path, default=None, help="output directory")
     ns = parser.parse_args(argv)
     target: Path = ns.out if ns.out is not None else WIRE_DIR

@@ -14,9 +14,7 @@ WIRE = REPO / "node" / "wire"
 
 def _load_generator() -> ModuleType:
     # proto/ is deliberately not a package, so load the script by path.
-    spec = importlib.util.spec_from_file_location(
-        "_intelshare_generate", REPO / "proto" / "generate.py"
-    )
+    spec = importlib.util.spec_from_file_location("_intelshare_generate", REPO / "proto" / "generate.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -29,9 +27,7 @@ def test_generated_code_is_fresh(tmp_path: Path) -> None:
     gen = _load_generator()
     written = gen.generate(tmp_path)
     assert "__init__.py" in written
-    assert {"exchange_pb2.py", "exchange_pb2_grpc.py", "desk_pb2.py", "desk_pb2_grpc.py"} <= set(
-        written
-    )
+    assert {"exchange_pb2.py", "exchange_pb2_grpc.py", "desk_pb2.py", "desk_pb2_grpc.py"} <= set(written)
     differing = gen.diff_dirs(tmp_path, WIRE)
     assert differing == [], f"node/wire is stale ({differing}); run: python proto/generate.py"
 

@@ -81,11 +81,3 @@ def test_correction_must_move_forward() -> None:
     doc = Correction.from_bytes(backwards.payload).model_copy(update={"corrected_version": 2})
     with pytest.raises(NoticeMismatchError):
         verify_correction(sign(PayloadType.CORRECTION, doc, [signing_key("KZ")]), **held)  # type: ignore[arg-type]
-
-
-def test_originator_check_is_skipped_only_when_not_given() -> None:
-    # Backward-compatible call without ``originator``: signature and binding still checked.
-    origin, _ = make_origin()
-    held = _held(origin)
-    del held["originator"]
-    assert verify_recall(recall(origin), **held).originator == "KZ"  # type: ignore[arg-type]
