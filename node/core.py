@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -51,11 +51,16 @@ __all__ = [
     "DeskError",
     "NodeState",
     "Outcome",
+    "PlannedTransfer",
+    "PreparedItem",
     "SubmitResult",
     "ask_consent",
+    "check_receipt",
     "commit_ingress",
     "decide_consent",
     "load_runtime_sets",
+    "plan_transfers",
+    "prepare_item",
     "read_item",
     "recall",
     "receive_consent_decision",
@@ -64,6 +69,7 @@ __all__ = [
     "record_delivery_error",
     "record_receipt",
     "reshare",
+    "store_item",
     "submit",
 ]
 
@@ -129,6 +135,8 @@ class Outcome:
     recipient: str
     decision: Decision
     envelope_id: str | None
+    #: The sealed envelope as stored in the outbox, handed to the delivery pump.
+    envelope: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,136 @@ def _binding(item_id: str, version: int, where: str) -> str:
     return f"{where}|{item_id}|{version}"
 
 
+@dataclass(frozen=True)
+class PlannedTransfer:
+    """One recipient's egress decision and, if allowed, its sealed envelope.
+
+    Computed off the database thread (signing and HPKE are the costly part of egress);
+    stored by ``store_item`` or ``reshare`` in the caller's transaction.
+    """
+
+    recipient: str
+    decision: Decision
+    consents: tuple[Signed, ...]
+    envelope_id: str | None = None
+    envelope: bytes | None = None
+
+
+@dataclass(frozen=True)
+class PreparedItem:
+    """A new item (or version): attested, decided and sealed, not yet stored."""
+
+    item_id: str
+    label: Label
+    origin: Signed
+    plaintext: bytes
+    planned: tuple[PlannedTransfer, ...]
+
+
+def plan_transfers(
+    state: NodeState,
+    *,
+    origin: Signed,
+    plaintext: bytes,
+    consents_for: Callable[[str], tuple[Signed, ...]],
+    recipients: Sequence[str],
+    suite: Suite,
+    now: datetime,
+) -> tuple[PlannedTransfer, ...]:
+    """Egress decision per distinct recipient, each under its own pair's agreement (SPEC §8.5, §9.3)."""
+    attestation = OriginAttestation.from_bytes(origin.payload)
+    ctx = state.policy(now)
+    planned = []
+    for recipient in dict.fromkeys(recipients):
+        consents = consents_for(recipient)
+        decision = check_egress(Transfer(state.me, recipient, attestation, origin.digest, consents), ctx)
+        if not decision.allowed:
+            planned.append(PlannedTransfer(recipient, decision, consents))
+            continue
+        agreement = state.agreements.get(state.me, recipient)
+        member = state.roster.member(recipient)
+        assert agreement is not None  # check_egress established both
+        assert member is not None
+        envelope = seal(
+            plaintext=plaintext,
+            origin=origin,
+            sender=state.me,
+            sender_key=state.signing_key,
+            recipient=member,
+            agreement_id=agreement.agreement_id,
+            agreement_version=agreement.version,
+            consents=consents,
+            suite=suite,
+            now=now,
+        )
+        envelope_id = EnvelopeHeader.from_bytes(envelope.header.payload).envelope_id
+        planned.append(PlannedTransfer(recipient, decision, consents, envelope_id, envelope_to_bytes(envelope)))
+    return tuple(planned)
+
+
+def prepare_item(
+    state: NodeState,
+    *,
+    label: Label,
+    item: ReportTemplate | RawData,
+    recipients: Sequence[str],
+    suite: Suite,
+    now: datetime,
+    item_id: str | None = None,
+) -> PreparedItem:
+    """Validate, attest, decide and seal an item this node originates. No database access."""
+    if label.originator != state.me:
+        raise DeskError(f"this node is {state.me}; it cannot originate items for {label.originator}")
+    expected = state.roster.marking(state.me, label.band)
+    if expected != label.originator_marking:
+        raise DeskError(
+            f"{state.me}'s marking for {label.band.title} is {expected!r}, not {label.originator_marking!r}"
+        )
+    if item_id is None and (label.item_version != 1 or label.supersedes is not None):
+        raise DeskError("a new item is version 1 and supersedes nothing; give item_id to correct one")
+    new_id = item_id or secrets.token_hex(16)
+    try:
+        origin, plaintext = attest(item_id=new_id, label=label, item=item, originator_key=state.signing_key, now=now)
+    except LocalProtocolError as exc:
+        raise DeskError(str(exc)) from exc
+    planned = plan_transfers(
+        state,
+        origin=origin,
+        plaintext=plaintext,
+        consents_for=lambda _: (),
+        recipients=recipients,
+        suite=suite,
+        now=now,
+    )
+    return PreparedItem(new_id, label, origin, plaintext, planned)
+
+
+def store_item(
+    session: Session, state: NodeState, *, prepared: PreparedItem, now: datetime, corrected: OriginalItem | None = None
+) -> SubmitResult:
+    """Store a prepared item sealed at rest, its outbox envelopes and egress audit entries."""
+    label = prepared.label
+    if session.get(OriginalItem, (prepared.item_id, label.item_version)) is not None:
+        raise DeskError(f"item {prepared.item_id} v{label.item_version} already exists")
+    session.add(
+        OriginalItem(
+            item_id=prepared.item_id,
+            item_version=label.item_version,
+            origin_statement=prepared.origin.model_dump_json().encode(),
+            origin_digest=prepared.origin.digest,
+            sealed_content=state.at_rest.seal(
+                prepared.plaintext, _binding(prepared.item_id, label.item_version, "original")
+            ),
+            band=int(label.band),
+            created_at=now,
+            recalled_at=None,
+        )
+    )
+    outcomes = _store_transfers(session, state, origin=prepared.origin, planned=prepared.planned, kind="item", now=now)
+    notice = None if corrected is None else _correction_notice(session, state, corrected, prepared.origin, now)
+    return SubmitResult(prepared.item_id, label.item_version, outcomes, notice)
+
+
 def submit(
     session: Session,
     state: NodeState,
@@ -179,19 +317,12 @@ def submit(
     now: datetime,
     item_id: str | None = None,
 ) -> SubmitResult:
-    """An officer shares a new item (or a new version) with recipients (SPEC §8, §9.3).
+    """An officer shares a new item, or a corrected version of one, in one step (SPEC §8, §10.2).
 
-    The item is attested and stored sealed at rest; every recipient gets its own
-    decision under its own pair's agreement and, if allowed, its own envelope in the
-    outbox (SPEC §8.5). All in the caller's transaction.
+    The node's desk prepares new items off the database thread (``prepare_item`` then
+    ``store_item``); this does both in the caller's transaction, and handles corrections,
+    which need the version they supersede.
     """
-    if label.originator != state.me:
-        raise DeskError(f"this node is {state.me}; it cannot originate items for {label.originator}")
-    expected = state.roster.marking(state.me, label.band)
-    if expected != label.originator_marking:
-        raise DeskError(
-            f"{state.me}'s marking for {label.band.title} is {expected!r}, not {label.originator_marking!r}"
-        )
     corrected = None
     if item_id is not None:
         # A correction: the next version, naming the one it supersedes by digest (SPEC §10.2).
@@ -199,40 +330,8 @@ def submit(
         label = label.model_copy(
             update={"item_version": corrected.item_version + 1, "supersedes": corrected.origin_digest}
         )
-    elif label.item_version != 1 or label.supersedes is not None:
-        raise DeskError("a new item is version 1 and supersedes nothing; give item_id to correct one")
-    new_id = item_id or secrets.token_hex(16)
-    try:
-        origin, plaintext = attest(item_id=new_id, label=label, item=item, originator_key=state.signing_key, now=now)
-    except LocalProtocolError as exc:
-        raise DeskError(str(exc)) from exc
-    session.add(
-        OriginalItem(
-            item_id=new_id,
-            item_version=label.item_version,
-            origin_statement=origin.model_dump_json().encode(),
-            origin_digest=origin.digest,
-            sealed_content=state.at_rest.seal(plaintext, _binding(new_id, label.item_version, "original")),
-            band=int(label.band),
-            created_at=now,
-            recalled_at=None,
-        )
-    )
-    outcomes = _send(
-        session,
-        state,
-        origin=origin,
-        plaintext=plaintext,
-        chain=(),
-        recipients=recipients,
-        suite=suite,
-        now=now,
-        kind="item",
-    )
-    notice = None
-    if corrected is not None:
-        notice = _correction_notice(session, state, corrected, origin, now)
-    return SubmitResult(new_id, label.item_version, outcomes, notice)
+    prepared = prepare_item(state, label=label, item=item, recipients=recipients, suite=suite, now=now, item_id=item_id)
+    return store_item(session, state, prepared=prepared, now=now, corrected=corrected)
 
 
 def _latest_original(session: Session, item_id: str) -> OriginalItem:
@@ -278,53 +377,27 @@ def _correction_notice(
     return notice, holders
 
 
-def _send(
+def _store_transfers(
     session: Session,
     state: NodeState,
     *,
     origin: Signed,
-    plaintext: bytes,
-    chain: tuple[Signed, ...],
-    recipients: Sequence[str],
-    suite: Suite,
-    now: datetime,
+    planned: Sequence[PlannedTransfer],
     kind: str,
+    now: datetime,
 ) -> tuple[Outcome, ...]:
     attestation = OriginAttestation.from_bytes(origin.payload)
-    ctx = state.policy(now)
     outcomes = []
-    for recipient in dict.fromkeys(recipients):  # one decision per distinct recipient
-        # Our own originals travel without consents; anything else carries its chain.
-        consents = () if kind == "item" else chain + _own_grants(session, state, attestation, recipient, now)
-        transfer = Transfer(state.me, recipient, attestation, origin.digest, consents)
-        decision = check_egress(transfer, ctx)
-        envelope_id = None
-        if decision.allowed:
-            agreement = state.agreements.get(state.me, recipient)
-            member = state.roster.member(recipient)
-            assert agreement is not None
-            assert member is not None
-            envelope = seal(
-                plaintext=plaintext,
-                origin=origin,
-                sender=state.me,
-                sender_key=state.signing_key,
-                recipient=member,
-                agreement_id=agreement.agreement_id,
-                agreement_version=agreement.version,
-                consents=consents,
-                suite=suite,
-                now=now,
-            )
-            envelope_id = EnvelopeHeader.from_bytes(envelope.header.payload).envelope_id
+    for plan in planned:
+        if plan.envelope is not None and plan.envelope_id is not None:
             session.add(
                 OutboxEntry(
-                    envelope_id=envelope_id,
-                    recipient=recipient,
+                    envelope_id=plan.envelope_id,
+                    recipient=plan.recipient,
                     item_id=attestation.item_id,
                     item_version=attestation.item_version,
                     kind=kind,
-                    envelope=envelope_to_bytes(envelope),
+                    envelope=plan.envelope,
                     state="pending",
                     attempts=0,
                     next_attempt_at=now,
@@ -335,15 +408,16 @@ def _send(
                     updated_at=now,
                 )
             )
+        decision = plan.decision
         audit.append(
             session,
             now=now,
             event=AuditEvent.RESHARE if kind == "reshare" else AuditEvent.EGRESS,
             actor=state.me,
-            peer=recipient,
+            peer=plan.recipient,
             item_id=attestation.item_id,
             item_version=attestation.item_version,
-            envelope_id=envelope_id,
+            envelope_id=plan.envelope_id,
             allowed=decision.allowed,
             reason=decision.reason.value,
             rule=decision.rule,
@@ -351,10 +425,10 @@ def _send(
                 "detail": decision.detail,
                 "band": attestation.label.band.name,
                 "origin_digest": origin.digest,
-                "consents": [c.digest for c in consents],
+                "consents": [c.digest for c in plan.consents],
             },
         )
-        outcomes.append(Outcome(recipient, decision, envelope_id))
+        outcomes.append(Outcome(plan.recipient, decision, plan.envelope_id, plan.envelope))
     return tuple(outcomes)
 
 
@@ -409,17 +483,20 @@ def reshare(
 ) -> SubmitResult:
     """Pass a held item on (SPEC §9.4): the chain it came with plus this node's own grant."""
     origin, plaintext, chain = _held(session, state, item_id, item_version)
-    kind = "item" if OriginAttestation.from_bytes(origin.payload).originator == state.me else "reshare"
-    outcomes = _send(
-        session,
+    attestation = OriginAttestation.from_bytes(origin.payload)
+    # Our own originals travel without consents; anything else carries its chain plus our grant.
+    own = attestation.originator == state.me
+    planned = plan_transfers(
         state,
         origin=origin,
         plaintext=plaintext,
-        chain=chain,
+        consents_for=lambda r: () if own else chain + _own_grants(session, state, attestation, r, now),
         recipients=recipients,
         suite=suite,
         now=now,
-        kind=kind,
+    )
+    outcomes = _store_transfers(
+        session, state, origin=origin, planned=planned, kind="item" if own else "reshare", now=now
     )
     return SubmitResult(item_id, item_version, outcomes)
 
@@ -561,19 +638,29 @@ def commit_ingress(
     return receipt
 
 
-def record_receipt(session: Session, state: NodeState, *, envelope_id: str, receipt: Signed, now: datetime) -> str:
-    """Settle an outbox entry with the receiver's signed receipt; returns the new state."""
+def check_receipt(state: NodeState, *, recipient: str, envelope_id: str, receipt: Signed) -> Receipt:
+    """Verify a receiver's signed receipt for one envelope (SPEC §11.3). No database access."""
+    member = state.roster.member(recipient)
+    if member is None:
+        raise RemoteProtocolError(f"{recipient} is not in the roster")
+    parsed = verify_and_parse(receipt, PayloadType.RECEIPT, [member.signing_key], Receipt)
+    if parsed.envelope_id != envelope_id or parsed.receiver != recipient:
+        raise RemoteProtocolError(f"receipt from {recipient} is for another envelope")
+    return parsed
+
+
+def record_receipt(
+    session: Session, state: NodeState, *, envelope_id: str, receipt: Signed, parsed: Receipt, now: datetime
+) -> str:
+    """Settle an outbox entry with a receipt ``check_receipt`` verified; returns the new state."""
     # The entry was committed before it was sent, so this lookup need not flush the
     # rest of the group first.
     with session.no_autoflush:
         entry = session.get(OutboxEntry, envelope_id)
     if entry is None:
         raise DeskError(f"no outbox entry {envelope_id}")
-    member = state.roster.member(entry.recipient)
-    assert member is not None
-    parsed = verify_and_parse(receipt, PayloadType.RECEIPT, [member.signing_key], Receipt)
-    if parsed.envelope_id != envelope_id or parsed.receiver != entry.recipient:
-        raise RemoteProtocolError(f"receipt from {entry.recipient} is for another envelope")
+    if parsed.receiver != entry.recipient:
+        raise RemoteProtocolError(f"receipt from {parsed.receiver} for an envelope to {entry.recipient}")
     if entry.state in ("delivered", "refused"):
         return entry.state
     entry.state = "delivered" if parsed.accepted else "refused"

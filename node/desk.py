@@ -88,23 +88,55 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
 
     @_officer_errors
     async def Submit(self, request: desk_pb2.SubmitRequest, context: Context) -> desk_pb2.SubmitResponse:
-        label = Label.model_validate_json(request.label_json)
-        item = item_from_bytes(request.item_json.encode())
-        result = await self.node.db(
-            core.submit,
-            label=label,
-            item=item,
-            recipients=list(request.recipients),
-            suite=self._suite(request.suite),
-            now=utcnow(),
-            item_id=request.item_id or None,
-        )
-        if result.correction is not None:  # SPEC §10.2: holders of the old version learn of the new one
-            notice, holders = result.correction
-            for holder in holders:
-                self.node.send_control_later(holder, "Notify", notice)
-        self.node.wake_outbox()
+        if request.item_id:  # a correction needs the version it supersedes: one database step
+            result = await self.node.db(
+                core.submit,
+                label=Label.model_validate_json(request.label_json),
+                item=item_from_bytes(request.item_json.encode()),
+                recipients=list(request.recipients),
+                suite=self._suite(request.suite),
+                now=utcnow(),
+                item_id=request.item_id,
+            )
+            if result.correction is not None:  # SPEC §10.2: holders of the old version learn of the new one
+                notice, holders = result.correction
+                for holder in holders:
+                    self.node.send_control_later(holder, "Notify", notice)
+        else:
+            result = (await self._submit_new([request]))[0]
+        self.node.hand_over(result.outcomes)
         return _submit_response(result)
+
+    @_officer_errors
+    async def SubmitBatch(self, request: desk_pb2.SubmitBatchRequest, context: Context) -> desk_pb2.SubmitBatchResponse:
+        if any(item.item_id for item in request.items):
+            raise core.DeskError("corrections are submitted one at a time")
+        results = await self._submit_new(list(request.items))
+        for result in results:
+            self.node.hand_over(result.outcomes)
+        return desk_pb2.SubmitBatchResponse(results=[_submit_response(r) for r in results])
+
+    async def _submit_new(self, requests: list[desk_pb2.SubmitRequest]) -> list[core.SubmitResult]:
+        """Attest, decide and seal off the database thread; store everything in one commit."""
+        now = utcnow()
+        parsed = [
+            (
+                Label.model_validate_json(r.label_json),
+                item_from_bytes(r.item_json.encode()),
+                list(r.recipients),
+                self._suite(r.suite),
+            )
+            for r in requests
+        ]
+
+        def prepare(state: core.NodeState) -> list[core.PreparedItem]:
+            return [
+                core.prepare_item(state, label=label, item=item, recipients=recipients, suite=suite, now=now)
+                for label, item, recipients, suite in parsed
+            ]
+
+        prepared = await self.node.crypto(prepare)
+        return await self.node.db(_store_items, prepared=prepared, now=now)
 
     @_officer_errors
     async def Reshare(self, request: desk_pb2.ReshareRequest, context: Context) -> desk_pb2.SubmitResponse:
@@ -116,7 +148,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             suite=self._suite(request.suite),
             now=utcnow(),
         )
-        self.node.wake_outbox()
+        self.node.hand_over(result.outcomes)
         return _submit_response(result)
 
     @_officer_errors
@@ -289,6 +321,12 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             audit_head=head,
             outbox_pending=pending,
         )
+
+
+def _store_items(
+    session: Session, state: core.NodeState, *, prepared: list[core.PreparedItem], now: datetime
+) -> list[core.SubmitResult]:
+    return [core.store_item(session, state, prepared=p, now=now) for p in prepared]
 
 
 def _inbox(session: Session, state: core.NodeState, *, limit: int) -> list[InboxItem]:

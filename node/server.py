@@ -9,13 +9,14 @@ and no receipt leaves before its group is committed (SPEC §11.3).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
 import signal
 import sys
 import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,7 @@ log = logging.getLogger("intelshare.node")
 T = TypeVar("T")
 
 #: Test hook: crash (like kill -9) right after the N-th ingress commit, before replying.
+_EOF = grpc.aio.EOF  # type: ignore[attr-defined]  # end of a stream; missing from the stubs
 UNSAFE_CRASH_ENV = "INTELSHARE_UNSAFE_CRASH_AFTER_COMMITS"
 EXCHANGE_SERVICE = "intelshare.v1.Exchange"
 DESK_SERVICE = "intelshare.v1.Desk"
@@ -99,7 +101,9 @@ class Node:
         self._crypto_pool = ThreadPoolExecutor(2, thread_name_prefix="crypto")
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._outbox_wakeup = asyncio.Event()
+        #: Envelope ids queued on a link or awaiting a receipt: never dispatched twice.
         self._in_flight: set[str] = set()
+        self._links: dict[str, PeerLink] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
@@ -237,9 +241,28 @@ class Node:
 
     # --- outbox -----------------------------------------------------------------------
 
+    async def crypto(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
+        """Run CPU-bound protocol work (signing, sealing, verifying) off the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._crypto_pool, lambda: fn(self.state, **kwargs))
+
     def wake_outbox(self) -> None:
-        """Tell the pump there is something new to send."""
+        """Tell the outbox poller to look for due retries now."""
         self._outbox_wakeup.set()
+
+    def hand_over(self, outcomes: Sequence[core.Outcome]) -> None:
+        """Give freshly committed envelopes straight to their peers' links (no database re-read)."""
+        for outcome in outcomes:
+            if outcome.envelope_id is not None and outcome.envelope is not None:
+                self._dispatch(outcome.envelope_id, outcome.recipient, outcome.envelope)
+
+    def _dispatch(self, envelope_id: str, recipient: str, envelope: bytes) -> None:
+        if envelope_id in self._in_flight:
+            return
+        self._in_flight.add(envelope_id)
+        link = self._links.get(recipient)
+        if link is None:
+            link = self._links[recipient] = PeerLink(self, recipient)
+        link.push(envelope_id, envelope)
 
     def channel(self, member_id: str) -> grpc.aio.Channel:
         """A cached mTLS channel to a member's endpoint."""
@@ -254,47 +277,51 @@ class Node:
         return channel
 
     async def _outbox_loop(self) -> None:
-        semaphore = asyncio.Semaphore(self.cfg.delivery.max_in_flight)
+        """Pick up pending envelopes that are due: at start-up and after failed attempts."""
         while True:
             self._outbox_wakeup.clear()
             due = await self.db(
                 _due_outbox, limit=self.cfg.delivery.batch_max, exclude=frozenset(self._in_flight), now=utcnow()
             )
-            for envelope_id, recipient, envelope_bytes, attempts in due:
-                self._in_flight.add(envelope_id)
-                await semaphore.acquire()
-                self._spawn(self._deliver_one(envelope_id, recipient, envelope_bytes, attempts, semaphore))
+            for envelope_id, recipient, envelope, _attempts in due:
+                self._dispatch(envelope_id, recipient, envelope)
             if len(due) < self.cfg.delivery.batch_max:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outbox_wakeup.wait(), timeout=0.5)
+                    await asyncio.wait_for(self._outbox_wakeup.wait(), timeout=1.0)
 
-    async def _deliver_one(
-        self, envelope_id: str, recipient: str, envelope_bytes: bytes, attempts: int, semaphore: asyncio.Semaphore
-    ) -> None:
-        delivery = self.cfg.delivery
+    async def settle(self, recipient: str, envelope_id: str, statement: exchange_pb2.Signed) -> None:
+        """Verify a receipt off the loop, then commit it (grouped with others)."""
         try:
-            stub = exchange_pb2_grpc.ExchangeStub(self.channel(recipient))
-            message = envelope_to_pb(envelope_from_bytes(envelope_bytes))
-            reply = await stub.Deliver(message, timeout=delivery.deadline_seconds)
-            await self.db(
-                core.record_receipt, envelope_id=envelope_id, receipt=signed_from_pb(reply.statement), now=utcnow()
+            receipt = signed_from_pb(statement)
+            parsed = await self.crypto(
+                core.check_receipt, recipient=recipient, envelope_id=envelope_id, receipt=receipt
             )
-        except (grpc.aio.AioRpcError, RemoteProtocolError) as exc:
-            now = utcnow()
-            backoff = min(delivery.retry_max_seconds, delivery.retry_base_seconds * (2 ** min(attempts, 16)))
-            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            await self.db(core.record_receipt, envelope_id=envelope_id, receipt=receipt, parsed=parsed, now=utcnow())
+        except RemoteProtocolError as exc:
+            await self.failed([envelope_id], 0, f"bad receipt: {exc}")
+        finally:
+            self._in_flight.discard(envelope_id)
+
+    async def failed(self, envelope_ids: Sequence[str], attempts: int, error: str) -> None:
+        """Schedule retries with exponential backoff; the poller re-sends them when due."""
+        delivery = self.cfg.delivery
+        now = utcnow()
+        backoff = min(delivery.retry_max_seconds, delivery.retry_base_seconds * (2 ** min(attempts, 16)))
+        for envelope_id in envelope_ids:
             await self.db(
                 core.record_delivery_error,
                 envelope_id=envelope_id,
-                error=str(detail),
+                error=error,
                 retry_at=now + timedelta(seconds=backoff),
                 now=now,
                 give_up=False,
             )
-        finally:
             self._in_flight.discard(envelope_id)
-            semaphore.release()
-            self.wake_outbox()
+        self._spawn(self._wake_after(backoff))
+
+    async def _wake_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self.wake_outbox()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -370,6 +397,78 @@ class Node:
         self._db_pool.shutdown(wait=True)
         self._crypto_pool.shutdown(wait=False)
         self.engine.dispose()
+
+
+class PeerLink:
+    """Delivery to one member over one ``DeliverStream`` call (SPEC §11.3).
+
+    Envelopes are written as they come, up to ``max_in_flight`` unanswered; receipts come
+    back in order and are settled concurrently. Any stream error hands every unsettled
+    envelope back to the outbox with a backoff; the poller retries them when due.
+    """
+
+    def __init__(self, node: Node, recipient: str) -> None:
+        self.node = node
+        self.recipient = recipient
+        self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
+        self.failures = 0
+        self.task: asyncio.Task[None] | None = None
+
+    def push(self, envelope_id: str, envelope: bytes) -> None:
+        self.queue.put_nowait((envelope_id, envelope))
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self._stream()
+        finally:
+            # Envelopes pushed while this call was closing must not wait for the next push.
+            if not self.queue.empty():
+                self.task = asyncio.ensure_future(self._run())
+
+    async def _stream(self) -> None:
+        delivery = self.node.cfg.delivery
+        window = asyncio.Semaphore(delivery.max_in_flight)
+        sent: collections.deque[str] = collections.deque()
+        stub = exchange_pb2_grpc.ExchangeStub(self.node.channel(self.recipient))
+        call = stub.DeliverStream()
+
+        async def write() -> None:
+            while True:
+                try:
+                    envelope_id, envelope = await asyncio.wait_for(self.queue.get(), timeout=5.0)
+                except TimeoutError:
+                    if not sent:
+                        break  # idle: close the stream; the next push opens a new one
+                    continue
+                await window.acquire()
+                sent.append(envelope_id)
+                await call.write(envelope_to_pb(envelope_from_bytes(envelope)))
+            await call.done_writing()
+
+        async def read() -> None:
+            while True:
+                reply = await asyncio.wait_for(call.read(), timeout=delivery.deadline_seconds if sent else None)
+                if reply is _EOF:
+                    return
+                envelope_id = sent.popleft()
+                window.release()
+                self.node._spawn(self.node.settle(self.recipient, envelope_id, reply.statement))
+
+        writer = asyncio.ensure_future(write())
+        try:
+            await asyncio.gather(writer, read())
+            self.failures = 0
+        except Exception as exc:  # any failure of the call: hand everything unsettled back
+            writer.cancel()
+            call.cancel()
+            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else f"{type(exc).__name__}: {exc}"
+            unsettled = list(sent)
+            while not self.queue.empty():
+                unsettled.append(self.queue.get_nowait()[0])
+            self.failures += 1
+            await self.node.failed(unsettled, self.failures, str(detail))
 
 
 _EMPTY_ENVELOPE = Envelope(

@@ -40,6 +40,11 @@ class DeskStub:
                 request_serializer=intelshare_dot_v1_dot_desk__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_desk__pb2.SubmitResponse.FromString,
                 _registered_method=True)
+        self.SubmitBatch = channel.unary_unary(
+                '/intelshare.v1.Desk/SubmitBatch',
+                request_serializer=intelshare_dot_v1_dot_desk__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_desk__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
         self.ListInbox = channel.unary_unary(
                 '/intelshare.v1.Desk/ListInbox',
                 request_serializer=intelshare_dot_v1_dot_desk__pb2.ListInboxRequest.SerializeToString,
@@ -98,6 +103,13 @@ class DeskServicer:
 
     def Submit(self, request, context):
         """Share a new item or version with recipients, subject to policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitBatch(self, request, context):
+        """Share many new items at once.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +193,11 @@ def add_DeskServicer_to_server(servicer, server):
                     request_deserializer=intelshare_dot_v1_dot_desk__pb2.SubmitRequest.FromString,
                     response_serializer=intelshare_dot_v1_dot_desk__pb2.SubmitResponse.SerializeToString,
             ),
+            'SubmitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=intelshare_dot_v1_dot_desk__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_desk__pb2.SubmitBatchResponse.SerializeToString,
+            ),
             'ListInbox': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInbox,
                     request_deserializer=intelshare_dot_v1_dot_desk__pb2.ListInboxRequest.FromString,
@@ -260,6 +277,33 @@ class Desk:
             '/intelshare.v1.Desk/Submit',
             intelshare_dot_v1_dot_desk__pb2.SubmitRequest.SerializeToString,
             intelshare_dot_v1_dot_desk__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Desk/SubmitBatch',
+            intelshare_dot_v1_dot_desk__pb2.SubmitBatchRequest.SerializeToString,
+            intelshare_dot_v1_dot_desk__pb2.SubmitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
