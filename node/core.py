@@ -285,8 +285,7 @@ def store_item(
 ) -> SubmitResult:
     """Store a prepared item sealed at rest, its outbox envelopes and egress audit entries."""
     label = prepared.label
-    if session.get(OriginalItem, (prepared.item_id, label.item_version)) is not None:
-        raise DeskError(f"item {prepared.item_id} v{label.item_version} already exists")
+    # No existence check: ids are fresh random values and the primary key refuses a clash.
     session.add(
         OriginalItem(
             item_id=prepared.item_id,

@@ -271,9 +271,14 @@ class Settled:
 
 
 def submit_batch(
-    desk: Any, request: Any, n: int, window: int, submitters: int, settled: Settled, poll: float
+    desk: Any, request: Any, n: int, window: int, submitters: int, settled: Settled, poll: float, batch: int
 ) -> tuple[dict[str, float], float]:
-    """Submit n items with at most ``window`` outstanding; returns envelope id → submit start (epoch)."""
+    """Submit n items, ``batch`` per desk call (SubmitBatch), at most ``window`` outstanding.
+
+    Returns envelope id → submit start (epoch).
+    """
+    from node.wire import desk_pb2
+
     base = settled.count()
     permits = threading.Semaphore(window)
     starts: dict[str, float] = {}
@@ -287,21 +292,28 @@ def submit_batch(
             with lock:
                 if issued >= n or errors:
                     return
-                issued += 1
-            permits.acquire()
+                count = min(batch, n - issued)
+                issued += count
+            for _ in range(count):
+                permits.acquire()
             started = time.time()
             try:
-                response = desk.call("Submit", request)
+                if batch == 1:
+                    results = [desk.call("Submit", request)]
+                else:
+                    results = desk.call("SubmitBatch", desk_pb2.SubmitBatchRequest(items=[request] * count)).results
             except BaseException as exc:
                 errors.append(exc)
-                permits.release()
+                for _ in range(count):
+                    permits.release()
                 return
-            (outcome,) = response.outcomes
-            if not outcome.allowed:
-                errors.append(RuntimeError(f"egress refused: {outcome.reason} {outcome.detail}"))
-                return
-            with lock:
-                starts[outcome.envelope_id] = started
+            for response in results:
+                (outcome,) = response.outcomes
+                if not outcome.allowed:
+                    errors.append(RuntimeError(f"egress refused: {outcome.reason} {outcome.detail}"))
+                    return
+                with lock:
+                    starts[outcome.envelope_id] = started
 
     first_start = time.time()
     with ThreadPoolExecutor(submitters) as pool:
@@ -327,7 +339,9 @@ def submit_batch(
     return starts, first_start
 
 
-def run_e2e(fed: Any, n: int, window: int, submitters: int, label: Any, item: Any, poll: float) -> dict[str, Any]:
+def run_e2e(
+    fed: Any, n: int, window: int, submitters: int, label: Any, item: Any, poll: float, batch: int
+) -> dict[str, Any]:
     from node.wire import desk_pb2
 
     kz_db = sqlite_path(fed.nodes["KZ"].config.database_url)
@@ -339,12 +353,12 @@ def run_e2e(fed: Any, n: int, window: int, submitters: int, label: Any, item: An
     settled = Settled(kz_db)
     try:
         warm = max(200, window)
-        submit_batch(desk, request, warm, window, submitters, settled, poll)
+        submit_batch(desk, request, warm, window, submitters, settled, poll, batch)
         pids = {m: fed.nodes[m].process.pid for m in ("KZ", "TR")}
         cpu0 = {m: cpu_seconds(pid) for m, pid in pids.items()}
         self0 = self_cpu()
         wall0 = time.perf_counter()
-        starts, first_start = submit_batch(desk, request, n, window, submitters, settled, poll)
+        starts, first_start = submit_batch(desk, request, n, window, submitters, settled, poll, batch)
         wall = time.perf_counter() - wall0
         cpu = {f"{m} node": cpu_seconds(pid) - cpu0[m] for m, pid in pids.items()}
         cpu["bench (desk client)"] = self_cpu() - self0
@@ -461,7 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, help="calls in flight (default: the node's max_in_flight)")
     parser.add_argument("--payload", type=int, default=4096, help="report body size in bytes (default 4096)")
     parser.add_argument("--window", type=int, help="e2e items outstanding at once (default 2 x concurrency)")
-    parser.add_argument("--submitters", type=int, default=8, help="desk client threads (default 8)")
+    parser.add_argument("--submitters", type=int, default=4, help="desk client threads (default 4)")
+    parser.add_argument("--batch", type=int, default=32, help="items per desk SubmitBatch call (1: plain Submit)")
     parser.add_argument("--poll", type=float, default=0.002, help="outbox poll interval, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the federation directory")
     # Child mode: the echo server.
@@ -499,7 +514,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bare1 = run_bare(root, echo, size, args.n_bare, c)
         print(f"bare #1: {args.n_bare / bare1['elapsed']:.0f} msg/s", flush=True)
         with fed.running(["KZ", "TR"]):
-            e2e = run_e2e(fed, args.n_e2e, window, args.submitters, label, item, args.poll)
+            e2e = run_e2e(fed, args.n_e2e, window, args.submitters, label, item, args.poll, args.batch)
         print(f"e2e: {args.n_e2e / e2e['elapsed']:.0f} msg/s", flush=True)
         bare2 = run_bare(root, echo, size, args.n_bare, c)
         print(f"bare #2: {args.n_bare / bare2['elapsed']:.0f} msg/s", flush=True)
