@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from node import audit, core
 from node.audit import AuditEvent
 from node.config import NodeConfig, NodeMaterial, load_material, load_node_config
-from node.convert import envelope_from_bytes, envelope_from_pb, envelope_to_pb, signed_from_pb, signed_to_pb
+from node.convert import envelope_from_pb, signed_from_pb, signed_to_pb
 from node.storage import AuditHead, OutboxEntry, make_engine, make_sessionmaker, upgrade
 from node.transport import (
     CHANNEL_OPTIONS,
@@ -444,7 +444,8 @@ class PeerLink:
                     continue
                 await window.acquire()
                 sent.append(envelope_id)
-                await call.write(envelope_to_pb(envelope_from_bytes(envelope)))
+                # The stored bytes are the wire encoding: sent as they are, never rebuilt.
+                await call.write(exchange_pb2.Envelope.FromString(envelope))
             await call.done_writing()
 
         async def read() -> None:
