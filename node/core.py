@@ -36,7 +36,7 @@ from protocol.agreement import AgreementBook
 from protocol.classification import Band
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite, attest, seal
-from protocol.errors import IntelshareError, LocalProtocolError, RemoteProtocolError
+from protocol.errors import IntelshareError, LocalProtocolError, MalformedError, RemoteProtocolError
 from protocol.item import RawData, ReportTemplate, item_from_bytes
 from protocol.keys import HpkeKeyPair, SigningKey
 from protocol.label import Label
@@ -817,6 +817,8 @@ def receive_consent_request(
                 now,
             ), None
         verify(signed, PayloadType.CONSENT_REQUEST, [requester.signing_key])
+    except MalformedError as exc:
+        return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now), None
     except RemoteProtocolError as exc:
         return _refuse_remote(session, state, event, peer, Reason.SENDER_SIGNATURE_INVALID.value, str(exc), now), None
     original = session.get(OriginalItem, (claimed.item_id, claimed.item_version))

@@ -191,9 +191,10 @@ class AgreementBook:
     def accept(self, signed: Signed, roster: Roster) -> Agreement:
         """Verify an agreement statement and hold it if it is the newest for its pair.
 
-        A statement signed by only one party is held (it may be countersigned later)
-        but is not in force (SPEC §6.2). Signatures by anyone but the two parties, or
-        an invalid signature, raise ``SignatureError``.
+        A statement signed by only one party is held but is not in force (SPEC §6.2);
+        countersigning means presenting one statement that carries both parties'
+        signatures. Signatures by anyone but the two parties are ignored; no party's
+        signature, an invalid one, or one by a revoked key raises ``SignatureError``.
         """
         agreement = parse_unverified(signed, PayloadType.AGREEMENT, Agreement)
         signer_keys = {}
@@ -204,6 +205,9 @@ class AgreementBook:
             signer_keys[party] = member.signing_key
         claimed = {s.keyid for s in signed.signatures}
         signers = [key for key in signer_keys.values() if key.keyid in claimed]
+        revoked = [party for party, key in signer_keys.items() if key in signers and roster.is_revoked(key.keyid)]
+        if revoked:  # SPEC §12.8: a compromised key can no longer bind its member to terms
+            raise SignatureError(f"{agreement.agreement_id}: signed with the revoked key of {', '.join(revoked)}")
         if not signers:
             raise SignatureError(f"{agreement.agreement_id}: not signed by either party")
         verify(signed, PayloadType.AGREEMENT, signers)

@@ -286,9 +286,11 @@ def test_envelopes_cover_every_suite() -> None:
 
 def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
     roster = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=[_secretariat(doc)], current=None)
+    # Agreements were accepted before any revocation: under the default roster.
+    held_under = accept_roster(_signed(doc["rosters"]["default"]), secretariat=[_secretariat(doc)], current=None)
     book = AgreementBook()
     for name in sc["agreements"]:
-        book.accept(_signed(doc["agreements"][name]), roster)
+        book.accept(_signed(doc["agreements"][name]), held_under)
     recalled = {(item_id, version) for item_id, version in sc["recalled"]}
     revoked = set(sc["revoked_grants"])
     ctx = PolicyContext(

@@ -471,3 +471,11 @@ def test_recall_with_revoked_key() -> None:
     origin, _ = make_origin()
     with pytest.raises(SignatureError):
         _recall_at_holder(recall(origin), origin, REVOKED_KZ)
+
+
+def test_agreement_signed_with_a_revoked_key_is_refused() -> None:
+    compromised = signing_key("KZ").keyid
+    book = AgreementBook()
+    with pytest.raises(SignatureError, match="revoked"):
+        book.accept(signed_agreement(agreement("KZ", "TR")), roster(revoked=(compromised,)))
+    assert book.get("KZ", "TR") is None

@@ -1001,9 +1001,14 @@ def evaluate(sc: dict[str, Any], rosters: dict[str, Any], signed_ag: dict[str, S
         secretariat=[key_for("SECRETARIAT").public()],
         current=None,
     )
+    held_under = accept_roster(
+        Signed.from_bytes(json.dumps(rosters["default"]).encode()),
+        secretariat=[key_for("SECRETARIAT").public()],
+        current=None,
+    )
     book = AgreementBook()
     for name in sc["agreements"]:
-        book.accept(signed_ag[name], roster)
+        book.accept(signed_ag[name], held_under)  # held from before any revocation
     now = datetime.fromisoformat(sc["now"])
     recalled = {(r[0], r[1]) for r in sc["recalled"]}
     revoked = set(sc["revoked_grants"])
