@@ -1110,109 +1110,78 @@ def recall(
 def receive_notice(
     session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
 ) -> tuple[tuple[bool, str, str], list[str]]:
-    """A holder applies a recall (or revocation) and learns whom to forward it to (SPEC §10.1)."""
+    """A holder applies a recall, correction or consent revocation; returns the ack and whom to forward to."""
     if signed.payload_type == PayloadType.CONSENT_REVOCATION.value:
         return _receive_revocation(session, state, signed=signed, peer=peer, now=now), []
-    if signed.payload_type == PayloadType.CORRECTION.value:
-        return _receive_correction(session, state, signed=signed, peer=peer, now=now)
-    event = AuditEvent.RECALL_RECEIVED
-    try:
-        claimed = parse_unverified(signed, PayloadType.RECALL, Recall)
-    except RemoteProtocolError as exc:
-        return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now), []
-    held = session.scalars(
-        select(InboxItem).where(InboxItem.item_id == claimed.item_id, InboxItem.item_version == claimed.item_version)
-    ).all()
-    if not held:
-        return _refuse_remote(session, state, event, peer, "UNKNOWN_ITEM", "no such item held", now), []
-    try:
-        verify_recall(
-            signed,
-            roster=state.roster,
-            item_id=claimed.item_id,
-            item_version=claimed.item_version,
-            origin_digest=held[0].origin_digest,
-            originator=held[0].originator,
-        )
-    except RemoteProtocolError as exc:
-        reason = Reason.ORIGIN_SIGNATURE_INVALID.value
-        return _refuse_remote(session, state, event, peer, reason, str(exc), now), []
-    if session.get(NoticeRow, claimed.recall_id) is not None:
-        return (True, "DUPLICATE", "recall already applied"), []
-    for row in held:
-        row.status = "recalled"
-    session.add(
-        NoticeRow(
-            notice_id=claimed.recall_id,
-            kind="recall",
-            item_id=claimed.item_id,
-            item_version=claimed.item_version,
-            issuer=claimed.originator,
-            statement=signed.model_dump_json().encode(),
-            received_at=now,
-        )
-    )
-    state.recalled.add((claimed.item_id, claimed.item_version))
-    forward = [r for r in _delivered_to(session, claimed.item_id, claimed.item_version) if r != peer]
-    audit.append(
-        session,
-        now=now,
-        event=event,
-        actor=state.me,
-        peer=peer,
-        item_id=claimed.item_id,
-        item_version=claimed.item_version,
-        allowed=True,
-        reason=Reason.RECALLED.value,
-        detail={"originator": claimed.originator, "forwarded_to": forward, "notice_digest": signed.digest},
-    )
-    return (True, "RECALLED", f"{len(held)} copies withdrawn"), forward
+    return _apply_notice(session, state, signed=signed, peer=peer, now=now)
 
 
-def _receive_correction(
+def _apply_notice(
     session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
 ) -> tuple[tuple[bool, str, str], list[str]]:
-    """A holder marks the corrected version superseded (SPEC §10.2) and forwards the notice."""
-    event = AuditEvent.CORRECTION_RECEIVED
+    """Apply a recall (SPEC §10.1) or correction (SPEC §10.2) to the held copies.
+
+    The notice must be signed by the held item's originator and bound to its id,
+    version and origin digest. The same signed bytes are forwarded to every member this
+    node passed the item to.
+    """
+    is_correction = signed.payload_type == PayloadType.CORRECTION.value
+    event = AuditEvent.CORRECTION_RECEIVED if is_correction else AuditEvent.RECALL_RECEIVED
+    claimed: Recall | Correction
     try:
-        claimed = parse_unverified(signed, PayloadType.CORRECTION, Correction)
+        if is_correction:
+            claimed = parse_unverified(signed, PayloadType.CORRECTION, Correction)
+            notice_id, version = claimed.correction_id, claimed.corrected_version
+        else:
+            claimed = parse_unverified(signed, PayloadType.RECALL, Recall)
+            notice_id, version = claimed.recall_id, claimed.item_version
     except RemoteProtocolError as exc:
         return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now), []
     held = session.scalars(
-        select(InboxItem).where(
-            InboxItem.item_id == claimed.item_id, InboxItem.item_version == claimed.corrected_version
-        )
+        select(InboxItem).where(InboxItem.item_id == claimed.item_id, InboxItem.item_version == version)
     ).all()
     if not held:
         return _refuse_remote(session, state, event, peer, "UNKNOWN_ITEM", "no such item held", now), []
+    verify_notice = verify_correction if is_correction else verify_recall
     try:
-        verify_correction(
+        verify_notice(
             signed,
             roster=state.roster,
             item_id=claimed.item_id,
-            item_version=claimed.corrected_version,
+            item_version=version,
             origin_digest=held[0].origin_digest,
             originator=held[0].originator,
         )
     except RemoteProtocolError as exc:
         return _refuse_remote(session, state, event, peer, Reason.ORIGIN_SIGNATURE_INVALID.value, str(exc), now), []
-    if session.get(NoticeRow, claimed.correction_id) is not None:
-        return (True, "DUPLICATE", "correction already applied"), []
+    if session.get(NoticeRow, notice_id) is not None:
+        return (True, "DUPLICATE", "notice already applied"), []
+    status = "superseded" if is_correction else "recalled"
     for row in held:
-        if row.status == "held":
-            row.status = "superseded"
+        if row.status != "recalled":  # a recall is final; a correction does not undo it
+            row.status = status
     session.add(
         NoticeRow(
-            notice_id=claimed.correction_id,
-            kind="correction",
+            notice_id=notice_id,
+            kind="correction" if is_correction else "recall",
             item_id=claimed.item_id,
-            item_version=claimed.corrected_version,
+            item_version=version,
             issuer=claimed.originator,
             statement=signed.model_dump_json().encode(),
             received_at=now,
         )
     )
-    forward = [r for r in _delivered_to(session, claimed.item_id, claimed.corrected_version) if r != peer]
+    if not is_correction:
+        state.recalled.add((claimed.item_id, version))
+    forward = [r for r in _delivered_to(session, claimed.item_id, version) if r != peer]
+    detail: dict[str, audit.DetailValue] = {
+        "originator": claimed.originator,
+        "forwarded_to": forward,
+        "notice_digest": signed.digest,
+    }
+    if isinstance(claimed, Correction):
+        detail |= {"new_version": claimed.new_version, "new_origin_digest": claimed.new_origin_digest}
+    reason = "SUPERSEDED" if is_correction else Reason.RECALLED.value
     audit.append(
         session,
         now=now,
@@ -1220,17 +1189,12 @@ def _receive_correction(
         actor=state.me,
         peer=peer,
         item_id=claimed.item_id,
-        item_version=claimed.corrected_version,
+        item_version=version,
         allowed=True,
-        reason="SUPERSEDED",
-        detail={
-            "new_version": claimed.new_version,
-            "new_origin_digest": claimed.new_origin_digest,
-            "forwarded_to": forward,
-            "notice_digest": signed.digest,
-        },
+        reason=reason,
+        detail=detail,
     )
-    return (True, "SUPERSEDED", f"v{claimed.corrected_version} superseded by v{claimed.new_version}"), forward
+    return (True, reason, f"{len(held)} copies of v{version} {status}"), forward
 
 
 def _receive_revocation(
