@@ -64,6 +64,12 @@ class Transcript:
         mark = "[green]✔ as expected[/]" if ok else "[bold red]✘ NOT as expected[/]"
         self.console.print(f"   {mark}: {what} — {got}")
 
+    def refused(self, response: Any, reason: str) -> None:
+        """Show a desk response's decisions and expect its single outcome refused with ``reason``."""
+        self.decisions(response)
+        got = response.outcomes[0].reason
+        self.expect(f"refused {reason}", got == reason, got)
+
     def decisions(self, response: Any) -> None:
         table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
         for column in ("to", "decision", "reason code", "rule", "why"):
@@ -212,12 +218,7 @@ def play(fed: LocalFederation, t: Transcript) -> None:
             "consent. TR's own node refuses at egress, and the refusal is audited.",
         )
         refused = tr.reshare(item_id, ["AZ"])
-        t.decisions(refused)
-        t.expect(
-            "refused THIRD_PARTY_WITHOUT_CONSENT",
-            refused.outcomes[0].reason == "THIRD_PARTY_WITHOUT_CONSENT",
-            refused.outcomes[0].reason,
-        )
+        t.refused(refused, "THIRD_PARTY_WITHOUT_CONSENT")
         t.expect(
             "the refusal is in TR's audit log",
             _audit_has(tr, "RESHARE", "THIRD_PARTY_WITHOUT_CONSENT", "AZ"),
@@ -254,12 +255,7 @@ def play(fed: LocalFederation, t: Transcript) -> None:
 
         t.step("AZ tries to pass it on to UZ", "KZ's grant let TR pass the item to AZ, but did not let AZ pass it on.")
         onward = az.reshare(item_id, ["UZ"])
-        t.decisions(onward)
-        t.expect(
-            "refused CONSENT_NOT_TRANSFERABLE",
-            onward.outcomes[0].reason == "CONSENT_NOT_TRANSFERABLE",
-            onward.outcomes[0].reason,
-        )
+        t.refused(onward, "CONSENT_NOT_TRANSFERABLE")
 
         t.step(
             "TR sends UZ a SECRET item above their agreement's ceiling",
@@ -275,12 +271,7 @@ def play(fed: LocalFederation, t: Transcript) -> None:
             grading=high.grading,
         )
         too_high = tr.submit(high, report, ["UZ"])
-        t.decisions(too_high)
-        t.expect(
-            "refused BAND_ABOVE_CEILING",
-            too_high.outcomes[0].reason == "BAND_ABOVE_CEILING",
-            too_high.outcomes[0].reason,
-        )
+        t.refused(too_high, "BAND_ABOVE_CEILING")
 
         t.step(
             "A misbehaving node forges a delivery",
