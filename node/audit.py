@@ -109,6 +109,7 @@ class AuditEvent(StrEnum):
     DELIVERY_CONFIRMED = "DELIVERY_CONFIRMED"
     DELIVERY_FAILED = "DELIVERY_FAILED"
     NODE_STARTED = "NODE_STARTED"
+    AGREEMENT_UPDATED = "AGREEMENT_UPDATED"
 
 
 # --- encoding and hashing ---------------------------------------------------------------

@@ -44,7 +44,7 @@ from node.transport import (
 )
 from node.wire import desk_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 from protocol.envelope import Envelope
-from protocol.errors import MalformedError, RemoteProtocolError
+from protocol.errors import IntelshareError, MalformedError, RemoteProtocolError
 from protocol.policy import Decision, IngressResult, Reason, check_ingress
 from protocol.roster import Member
 from protocol.statements import Signed
@@ -289,6 +289,33 @@ class Node:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._outbox_wakeup.wait(), timeout=1.0)
 
+    async def _watch_agreements(self, interval: float = 1.0) -> None:
+        """Agreement files that change on disk take effect at once (SPEC §6.2).
+
+        A newer version supersedes the held one (tightening applies to the next decision,
+        on both sides, as each party's node picks it up); an older or altered one is
+        refused as rollback. Every outcome is audited.
+        """
+        directory = self.cfg.federation.agreements
+        seen = {path: path.stat().st_mtime_ns for path in directory.glob("*.json")}
+        while True:
+            await asyncio.sleep(interval)
+            for path in sorted(directory.glob("*.json")):
+                try:
+                    mtime = path.stat().st_mtime_ns
+                except OSError:
+                    continue
+                if seen.get(path) == mtime:
+                    continue
+                seen[path] = mtime
+                try:
+                    statement = Signed.from_bytes(path.read_bytes())
+                    agreement = self.state.agreements.accept(statement, self.state.roster)
+                    ok, detail = True, f"{agreement.agreement_id} v{agreement.version} held"
+                except (IntelshareError, OSError) as exc:
+                    ok, detail = False, str(exc)
+                await self.db(_audit_agreement_update, file=path.name, ok=ok, detail=detail, now=utcnow())
+
     async def settle(self, recipient: str, envelope_id: str, statement: exchange_pb2.Signed) -> None:
         """Verify a receipt off the loop, then commit it (grouped with others)."""
         try:
@@ -384,6 +411,7 @@ class Node:
         finally:
             os.umask(old_umask)
         self._tasks.append(asyncio.create_task(self._outbox_loop()))
+        self._tasks.append(asyncio.create_task(self._watch_agreements()))
 
     async def stop(self) -> None:
         """Stop accepting calls, let in-flight ones finish briefly, then close."""
@@ -492,6 +520,20 @@ def _audit_refused_connection(
         allowed=False,
         reason="UNKNOWN_PEER",
         detail={"address": peer_addr},
+    )
+
+
+def _audit_agreement_update(
+    session: Session, state: core.NodeState, *, file: str, ok: bool, detail: str, now: datetime
+) -> None:
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.AGREEMENT_UPDATED,
+        actor=state.me,
+        allowed=ok,
+        reason="AGREEMENT_HELD" if ok else "AGREEMENT_REFUSED",
+        detail={"file": file, "detail": detail},
     )
 
 

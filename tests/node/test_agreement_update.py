@@ -1,0 +1,70 @@
+"""Tightening an agreement takes effect at once, on both sides (SUMMARY: trust models; SPEC §6.2)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from peer_simulator import PeerSimulator
+
+from node.harness import DeskClient, LocalFederation, make_label
+from protocol import Agreement, Band, ReportTemplate, Signed, SigningKey
+from protocol.statements import PayloadType, sign
+
+pytestmark = pytest.mark.integration
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def write_agreement(root: Path, agreement: Agreement) -> None:
+    """Both parties sign the text; the file is replaced atomically, as a distributor would."""
+    keys = [SigningKey.from_json((root / "nodes" / p / "signing.key").read_text()) for p in agreement.parties]
+    path = root / "agreements" / f"{agreement.agreement_id}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(sign(PayloadType.AGREEMENT, agreement, keys).to_bytes())
+    os.replace(tmp, path)
+
+
+def updates(desk: DeskClient, reason: str) -> int:
+    return sum(1 for r in desk.audit(event="AGREEMENT_UPDATED") if r["reason"] == reason)
+
+
+def test_tightened_agreement_applies_at_once_and_rollback_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "fed"
+    fed = LocalFederation.create(EXAMPLE, root, now=datetime.now(UTC))
+    sim = PeerSimulator(root)
+    with fed.running(["KZ", "TR"]):
+        kz, tr = fed.desk("KZ"), fed.desk("TR")
+        # Sealed under version 1 before the change, delivered after it.
+        early = sim.envelope(sim.item("KZ", band=Band.SECRET, releasable_to=("TR",)), sender="KZ", recipient="TR")
+        v1_path = root / "agreements" / "KZ-TR.json"
+        v1 = Agreement.from_bytes(Signed.from_bytes(v1_path.read_bytes()).payload)
+        tighter = v1.model_copy(update={"version": 2, "ceilings": {"KZ": Band.CONFIDENTIAL, "TR": Band.CONFIDENTIAL}})
+        write_agreement(root, tighter)
+        assert eventually(lambda: updates(kz, "AGREEMENT_HELD") == 1 and updates(tr, "AGREEMENT_HELD") == 1)
+
+        # Sender side: a SECRET item is now above the ceiling.
+        label = make_label(fed.roster, "KZ", band=Band.SECRET, releasable_to=["TR"], retain_days=30)
+        item = ReportTemplate(title="t", summary="s", body="b", assessment="a", grading=label.grading)
+        assert kz.submit(label, item, ["TR"]).outcomes[0].reason == "BAND_ABOVE_CEILING"
+        # Receiver side: an envelope sealed under the superseded version is refused.
+        receipt = sim.receipt(sim.send(early, to="TR", tls="KZ"), "TR")
+        assert (receipt.accepted, receipt.reason) == (False, "AGREEMENT_NOT_IN_FORCE")
+
+        # Putting version 1 back is a rollback: refused and audited, version 2 stays in force.
+        write_agreement(root, v1)
+        assert eventually(lambda: updates(kz, "AGREEMENT_REFUSED") == 1 and updates(tr, "AGREEMENT_REFUSED") == 1)
+        assert kz.submit(label, item, ["TR"]).outcomes[0].reason == "BAND_ABOVE_CEILING"
+    sim.close()
