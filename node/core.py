@@ -520,6 +520,18 @@ def _unflushed_deliveries(session: Session) -> dict[str | tuple[str, str], Deliv
     return index
 
 
+def _claimed_envelope_id(envelope: Envelope) -> str:
+    """The envelope id an unverified header claims, echoed in the refusal receipt.
+
+    The sender needs it to match the refusal to its outbox entry and stop retrying;
+    nothing is stored under it (no delivery record for an unverified header).
+    """
+    try:
+        return EnvelopeHeader.from_bytes(envelope.header.payload).envelope_id
+    except MalformedError:
+        return secrets.token_hex(16)
+
+
 def commit_ingress(
     session: Session,
     state: NodeState,
@@ -558,7 +570,7 @@ def commit_ingress(
             )
         if previous is not None or nonce_seen:
             decision = Decision.refuse(Reason.REPLAY, f"envelope id or nonce of {header.sender} reused")
-    envelope_id = header.envelope_id if header is not None else secrets.token_hex(16)
+    envelope_id = header.envelope_id if header is not None else _claimed_envelope_id(envelope)
     receipt = sign(
         PayloadType.RECEIPT,
         Receipt(
@@ -637,21 +649,28 @@ def commit_ingress(
     return receipt
 
 
-def check_receipt(state: NodeState, *, recipient: str, envelope_id: str, receipt: Signed) -> Receipt:
+def check_receipt(
+    state: NodeState, *, recipient: str, envelope_id: str, envelope_digest: str, receipt: Signed
+) -> Receipt:
     """Verify a receiver's signed receipt for one envelope (SPEC §11.3). No database access."""
     member = state.roster.member(recipient)
     if member is None:
         raise RemoteProtocolError(f"{recipient} is not in the roster")
     parsed = verify_and_parse(receipt, PayloadType.RECEIPT, [member.signing_key], Receipt)
-    if parsed.envelope_id != envelope_id or parsed.receiver != recipient:
+    bound = (parsed.envelope_id, parsed.envelope_digest, parsed.sender, parsed.receiver)
+    if bound != (envelope_id, envelope_digest, state.me, recipient):
         raise RemoteProtocolError(f"receipt from {recipient} is for another envelope")
     return parsed
 
 
 def record_receipt(
     session: Session, state: NodeState, *, envelope_id: str, receipt: Signed, parsed: Receipt, now: datetime
-) -> str:
-    """Settle an outbox entry with a receipt ``check_receipt`` verified; returns the new state."""
+) -> tuple[str, Signed | None]:
+    """Settle an outbox entry with a receipt ``check_receipt`` verified.
+
+    Returns the new state and, if the item was recalled while this envelope was on its
+    way, the recall notice the recipient must now be sent.
+    """
     # The entry was committed before it was sent, so this lookup need not flush the
     # rest of the group first.
     with session.no_autoflush:
@@ -661,7 +680,12 @@ def record_receipt(
     if parsed.receiver != entry.recipient:
         raise RemoteProtocolError(f"receipt from {parsed.receiver} for an envelope to {entry.recipient}")
     if entry.state in ("delivered", "refused"):
-        return entry.state
+        return entry.state, None
+    late_recall = None
+    if entry.state == "failed" and entry.reason == Reason.RECALLED.value and parsed.accepted:
+        # Withdrawn by a recall while already on the wire: it arrived, so the recipient
+        # holds a recalled item and must be sent the recall too (SPEC §10.1).
+        late_recall = _recall_notice(session, entry.item_id, entry.item_version)
     entry.state = "delivered" if parsed.accepted else "refused"
     entry.reason = parsed.reason
     entry.receipt = receipt.model_dump_json().encode()
@@ -681,7 +705,7 @@ def record_receipt(
         rule=parsed.rule,
         detail={"receipt_digest": receipt.digest},
     )
-    return entry.state
+    return entry.state, late_recall
 
 
 def record_delivery_error(
@@ -1050,6 +1074,26 @@ def receive_consent_decision(
 # --- recall -------------------------------------------------------------------------------
 
 
+def _recall_notice(session: Session, item_id: str, item_version: int) -> Signed | None:
+    """The originator's signed recall of an item version, as issued or received here."""
+    row = session.scalars(
+        select(NoticeRow).where(
+            NoticeRow.kind == "recall", NoticeRow.item_id == item_id, NoticeRow.item_version == item_version
+        )
+    ).first()
+    return None if row is None else Signed.model_validate_json(row.statement)
+
+
+def _withdraw_pending(session: Session, item_id: str, item_version: int, now: datetime) -> None:
+    """Envelopes of a recalled item not yet delivered are not sent (SPEC §10.1)."""
+    for entry in session.scalars(
+        select(OutboxEntry).where(
+            OutboxEntry.item_id == item_id, OutboxEntry.item_version == item_version, OutboxEntry.state == "pending"
+        )
+    ):
+        entry.state, entry.reason, entry.updated_at = "failed", Reason.RECALLED.value, now
+
+
 def _delivered_to(session: Session, item_id: str, item_version: int) -> list[str]:
     return sorted(
         set(
@@ -1087,13 +1131,20 @@ def recall(
     if original.recalled_at is None:
         original.recalled_at = now
     state.recalled.add((item_id, item_version))
-    # Envelopes not yet delivered are withdrawn rather than sent.
-    for entry in session.scalars(
-        select(OutboxEntry).where(
-            OutboxEntry.item_id == item_id, OutboxEntry.item_version == item_version, OutboxEntry.state == "pending"
+    recall_id = json.loads(notice.payload)["recall_id"]
+    # Kept, so an envelope that lands after the recall can be followed by it.
+    session.add(
+        NoticeRow(
+            notice_id=recall_id,
+            kind="recall",
+            item_id=item_id,
+            item_version=item_version,
+            issuer=state.me,
+            statement=notice.model_dump_json().encode(),
+            received_at=now,
         )
-    ):
-        entry.state, entry.reason, entry.updated_at = "failed", Reason.RECALLED.value, now
+    )
+    _withdraw_pending(session, item_id, item_version, now)
     recipients = _delivered_to(session, item_id, item_version)
     audit.append(
         session,
@@ -1173,6 +1224,7 @@ def _apply_notice(
     )
     if not is_correction:
         state.recalled.add((claimed.item_id, version))
+        _withdraw_pending(session, claimed.item_id, version, now)
     forward = [r for r in _delivered_to(session, claimed.item_id, version) if r != peer]
     detail: dict[str, audit.DetailValue] = {
         "originator": claimed.originator,
@@ -1207,7 +1259,7 @@ def _receive_revocation(
         grant = None if grant_row is None else Signed.model_validate_json(grant_row.statement)
         grantor = None if grant is None else parse_unverified(grant, PayloadType.CONSENT_GRANT, ConsentGrant).grantor
         member = state.roster.member(claimed.revoker)
-        if member is None or grantor != claimed.revoker:
+        if member is None or grantor != claimed.revoker or state.roster.is_revoked(member.signing_key.keyid):
             raise RemoteProtocolError("revocation is not by the grant's grantor")
         verify(signed, PayloadType.CONSENT_REVOCATION, [member.signing_key])
     except RemoteProtocolError as exc:

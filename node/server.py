@@ -43,6 +43,7 @@ from node.transport import (
     server_credentials,
 )
 from node.wire import desk_pb2_grpc, exchange_pb2, exchange_pb2_grpc
+from protocol.encoding import sha256_hex
 from protocol.envelope import Envelope
 from protocol.errors import IntelshareError, MalformedError, RemoteProtocolError
 from protocol.policy import Decision, IngressResult, Reason, check_ingress
@@ -316,14 +317,22 @@ class Node:
                     ok, detail = False, str(exc)
                 await self.db(_audit_agreement_update, file=path.name, ok=ok, detail=detail, now=utcnow())
 
-    async def settle(self, recipient: str, envelope_id: str, statement: exchange_pb2.Signed) -> None:
+    async def settle(self, recipient: str, envelope_id: str, digest: str, statement: exchange_pb2.Signed) -> None:
         """Verify a receipt off the loop, then commit it (grouped with others)."""
         try:
             receipt = signed_from_pb(statement)
             parsed = await self.crypto(
-                core.check_receipt, recipient=recipient, envelope_id=envelope_id, receipt=receipt
+                core.check_receipt,
+                recipient=recipient,
+                envelope_id=envelope_id,
+                envelope_digest=digest,
+                receipt=receipt,
             )
-            await self.db(core.record_receipt, envelope_id=envelope_id, receipt=receipt, parsed=parsed, now=utcnow())
+            _, late_recall = await self.db(
+                core.record_receipt, envelope_id=envelope_id, receipt=receipt, parsed=parsed, now=utcnow()
+            )
+            if late_recall is not None:
+                self.send_control_later(recipient, "Notify", late_recall)
         except RemoteProtocolError as exc:
             await self.failed([envelope_id], 0, f"bad receipt: {exc}")
         finally:
@@ -458,7 +467,7 @@ class PeerLink:
     async def _stream(self) -> None:
         delivery = self.node.cfg.delivery
         window = asyncio.Semaphore(delivery.max_in_flight)
-        sent: collections.deque[str] = collections.deque()
+        sent: collections.deque[tuple[str, str]] = collections.deque()  # (envelope id, digest)
         stub = exchange_pb2_grpc.ExchangeStub(self.node.channel(self.recipient))
         call = stub.DeliverStream()
 
@@ -471,9 +480,10 @@ class PeerLink:
                         break  # idle: close the stream; the next push opens a new one
                     continue
                 await window.acquire()
-                sent.append(envelope_id)
                 # The stored bytes are the wire encoding: sent as they are, never rebuilt.
-                await call.write(exchange_pb2.Envelope.FromString(envelope))
+                message = exchange_pb2.Envelope.FromString(envelope)
+                sent.append((envelope_id, sha256_hex(message.header.payload)))
+                await call.write(message)
             await call.done_writing()
 
         async def read() -> None:
@@ -481,9 +491,9 @@ class PeerLink:
                 reply = await asyncio.wait_for(call.read(), timeout=delivery.deadline_seconds if sent else None)
                 if reply is _EOF:
                     return
-                envelope_id = sent.popleft()
+                envelope_id, digest = sent.popleft()
                 window.release()
-                self.node._spawn(self.node.settle(self.recipient, envelope_id, reply.statement))
+                self.node._spawn(self.node.settle(self.recipient, envelope_id, digest, reply.statement))
 
         writer = asyncio.ensure_future(write())
         try:
@@ -493,7 +503,7 @@ class PeerLink:
             writer.cancel()
             call.cancel()
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else f"{type(exc).__name__}: {exc}"
-            unsettled = list(sent)
+            unsettled = [envelope_id for envelope_id, _ in sent]
             while not self.queue.empty():
                 unsettled.append(self.queue.get_nowait()[0])
             self.failures += 1

@@ -68,3 +68,27 @@ def test_tightened_agreement_applies_at_once_and_rollback_is_refused(tmp_path: P
         assert eventually(lambda: updates(kz, "AGREEMENT_REFUSED") == 1 and updates(tr, "AGREEMENT_REFUSED") == 1)
         assert kz.submit(label, item, ["TR"]).outcomes[0].reason == "BAND_ABOVE_CEILING"
     sim.close()
+
+
+def test_refusal_of_an_unverifiable_header_names_the_claimed_envelope(tmp_path: Path) -> None:
+    """The sender can settle a refusal it cannot otherwise match, so it stops retrying (SPEC §11.3)."""
+    from protocol.envelope import EnvelopeHeader
+
+    root = tmp_path / "fed"
+    LocalFederation.create(EXAMPLE, root, now=datetime.now(UTC))
+    fed = LocalFederation(root)
+    sim = PeerSimulator(root)
+    with fed.running(["TR"]):
+        genuine = sim.envelope(sim.item("KZ", releasable_to=("TR",)), sender="KZ", recipient="TR")
+        forged = sim.resign_header(genuine, "AZ")  # KZ's header, AZ's signature
+        receipt = sim.receipt(sim.send(forged, to="TR", tls="KZ"), "TR")
+        claimed = EnvelopeHeader.from_bytes(forged.header.payload)
+        assert (receipt.accepted, receipt.reason) == (False, "SENDER_SIGNATURE_INVALID")
+        assert (receipt.envelope_id, receipt.envelope_digest, receipt.sender) == (
+            claimed.envelope_id,
+            forged.digest,
+            "KZ",
+        )
+        # No delivery record under an id nobody proved: the genuine envelope still gets in.
+        assert sim.receipt(sim.send(genuine, to="TR", tls="KZ"), "TR").accepted
+    sim.close()
