@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -31,7 +32,7 @@ from node import audit, core
 from node.audit import AuditEvent
 from node.config import NodeConfig, NodeMaterial, load_material, load_node_config
 from node.convert import envelope_from_pb, signed_from_pb, signed_to_pb
-from node.storage import AuditHead, OutboxEntry, make_engine, make_sessionmaker, upgrade
+from node.storage import AuditEntryRow, AuditHead, OutboxEntry, make_engine, make_sessionmaker, upgrade
 from node.transport import (
     CHANNEL_OPTIONS,
     SERVER_OPTIONS,
@@ -45,7 +46,7 @@ from node.transport import (
 from node.wire import desk_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 from protocol.encoding import sha256_hex
 from protocol.envelope import Envelope
-from protocol.errors import IntelshareError, MalformedError, RemoteProtocolError
+from protocol.errors import IntelshareError, MalformedError, RemoteProtocolError, RollbackError
 from protocol.policy import Decision, IngressResult, Reason, check_ingress
 from protocol.roster import Member
 from protocol.statements import Signed
@@ -543,13 +544,45 @@ def _audit_agreement_update(
         actor=state.me,
         allowed=ok,
         reason="AGREEMENT_HELD" if ok else "AGREEMENT_REFUSED",
-        detail={"file": file, "detail": detail},
+        detail={"file": file, "detail": detail, "agreements": _held_versions(state) if ok else []},
     )
 
 
+def _held_versions(state: core.NodeState) -> list[str]:
+    return sorted(f"{a.agreement_id}:{a.version}" for a in state.agreements.agreements())
+
+
 def _audit_started(session: Session, state: core.NodeState, *, now: datetime) -> None:
+    """Refuse to run under an older roster or agreement than before (SPEC §5.3), then record these.
+
+    The node's own audit log is the durable record of the highest versions it acted
+    under, so replacing the files with older signed ones does not survive a restart.
+    """
+    roster_seen, agreements_seen = 0, dict[str, int]()
+    for row in session.scalars(
+        select(AuditEntryRow).where(
+            AuditEntryRow.event.in_((AuditEvent.NODE_STARTED.value, AuditEvent.AGREEMENT_UPDATED.value))
+        )
+    ):
+        detail = json.loads(row.detail)
+        roster_seen = max(roster_seen, int(detail.get("roster_version", 0)))
+        for held in detail.get("agreements", []):
+            agreement_id, _, version = str(held).rpartition(":")
+            agreements_seen[agreement_id] = max(agreements_seen.get(agreement_id, 0), int(version))
+    if state.roster.version < roster_seen:
+        raise RollbackError(f"roster version {state.roster.version} is older than version {roster_seen} already used")
+    for agreement in state.agreements.agreements():
+        if agreement.version < agreements_seen.get(agreement.agreement_id, 0):
+            raise RollbackError(
+                f"agreement {agreement.agreement_id} v{agreement.version} is older than "
+                f"v{agreements_seen[agreement.agreement_id]} already used"
+            )
     audit.append(
-        session, now=now, event=AuditEvent.NODE_STARTED, actor=state.me, detail={"roster_version": state.roster.version}
+        session,
+        now=now,
+        event=AuditEvent.NODE_STARTED,
+        actor=state.me,
+        detail={"roster_version": state.roster.version, "agreements": _held_versions(state)},
     )
 
 

@@ -68,6 +68,10 @@ def test_tightened_agreement_applies_at_once_and_rollback_is_refused(tmp_path: P
         assert eventually(lambda: updates(kz, "AGREEMENT_REFUSED") == 1 and updates(tr, "AGREEMENT_REFUSED") == 1)
         assert kz.submit(label, item, ["TR"]).outcomes[0].reason == "BAND_ABOVE_CEILING"
     sim.close()
+    # The older file is still on disk: a restart must not bring version 1 back (SPEC §5.3).
+    with pytest.raises(RuntimeError, match="exited"):
+        fed.nodes["KZ"].start()
+    assert "KZ-TR v1 is older than v2 already used" in (root / "nodes" / "KZ" / "node.log").read_text()
 
 
 def test_refusal_of_an_unverifiable_header_names_the_claimed_envelope(tmp_path: Path) -> None:
