@@ -26,6 +26,7 @@ from node.convert import chain_from_bytes, chain_to_bytes, envelope_to_bytes
 from node.storage import (
     ConsentGrantRow,
     ConsentRequestRow,
+    ControlMessage,
     Delivery,
     InboxItem,
     NoticeRow,
@@ -146,8 +147,32 @@ class SubmitResult:
     item_id: str
     item_version: int
     outcomes: tuple[Outcome, ...]
-    #: For a corrected item: the signed correction and the holders of the old version.
-    correction: tuple[Signed, list[str]] | None = None
+
+
+CONTROL_QUEUED = "intelshare.control_queued"
+
+
+def queue_control(session: Session, *, recipient: str, rpc: str, statement: Signed, now: datetime) -> str:
+    """Commit a control message with the change it announces; the pump delivers it (SPEC §11.9)."""
+    message_id = f"{statement.digest}:{recipient}"
+    if session.get(ControlMessage, message_id) is None:
+        session.add(
+            ControlMessage(
+                message_id=message_id,
+                recipient=recipient,
+                rpc=rpc,
+                statement=statement.model_dump_json().encode(),
+                state="pending",
+                attempts=0,
+                next_attempt_at=now,
+                last_error=None,
+                ack=None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    session.info[CONTROL_QUEUED] = True
+    return message_id
 
 
 def load_runtime_sets(session: Session, state: NodeState) -> None:
@@ -301,8 +326,9 @@ def store_item(
         )
     )
     outcomes = _store_transfers(session, state, origin=prepared.origin, planned=prepared.planned, kind="item", now=now)
-    notice = None if corrected is None else _correction_notice(session, state, corrected, prepared.origin, now)
-    return SubmitResult(prepared.item_id, label.item_version, outcomes, notice)
+    if corrected is not None:
+        _correction_notice(session, state, corrected, prepared.origin, now)
+    return SubmitResult(prepared.item_id, label.item_version, outcomes)
 
 
 def submit(
@@ -345,8 +371,8 @@ def _latest_original(session: Session, item_id: str) -> OriginalItem:
 
 def _correction_notice(
     session: Session, state: NodeState, previous: OriginalItem, origin: Signed, now: datetime
-) -> tuple[Signed, list[str]]:
-    """Signed correction for holders of the previous version, and who they are (SPEC §10.2)."""
+) -> None:
+    """Queue a signed correction for every holder of the previous version (SPEC §10.2)."""
     new = OriginAttestation.from_bytes(origin.payload)
     notice = sign(
         PayloadType.CORRECTION,
@@ -373,7 +399,8 @@ def _correction_notice(
         item_version=previous.item_version,
         detail={"new_version": new.item_version, "notified": holders, "notice_digest": notice.digest},
     )
-    return notice, holders
+    for holder in holders:
+        queue_control(session, recipient=holder, rpc="Notify", statement=notice, now=now)
 
 
 def _store_transfers(
@@ -686,6 +713,8 @@ def record_receipt(
         # Withdrawn by a recall while already on the wire: it arrived, so the recipient
         # holds a recalled item and must be sent the recall too (SPEC §10.1).
         late_recall = _recall_notice(session, entry.item_id, entry.item_version)
+        if late_recall is not None:
+            queue_control(session, recipient=entry.recipient, rpc="Notify", statement=late_recall, now=now)
     entry.state = "delivered" if parsed.accepted else "refused"
     entry.reason = parsed.reason
     entry.receipt = receipt.model_dump_json().encode()
@@ -799,6 +828,7 @@ def ask_consent(
         item_version=item_version,
         detail={"request_id": request.request_id, "third_party": third_party, "purpose": purpose},
     )
+    queue_control(session, recipient=attestation.originator, rpc="RequestConsent", statement=signed, now=now)
     return signed, attestation.originator
 
 
@@ -820,11 +850,11 @@ def _refuse_remote(
 
 def receive_consent_request(
     session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
-) -> tuple[tuple[bool, str, str], Signed | None]:
+) -> tuple[bool, str, str]:
     """The originator's node records a request and, if configured, decides it at once.
 
-    Returns the ack (accepted, reason, detail) and the signed decision to send back, if
-    one was made automatically.
+    Returns the ack (accepted, reason, detail). An automatic decision is queued for the
+    requester in the same transaction.
     """
     event = AuditEvent.CONSENT_REQUEST_RECEIVED
     try:
@@ -839,12 +869,12 @@ def receive_consent_request(
                 Reason.SENDER_IDENTITY_MISMATCH.value,
                 f"request claims {claimed.requester} but came from {peer}",
                 now,
-            ), None
+            )
         verify(signed, PayloadType.CONSENT_REQUEST, [requester.signing_key])
     except MalformedError as exc:
-        return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now), None
+        return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now)
     except RemoteProtocolError as exc:
-        return _refuse_remote(session, state, event, peer, Reason.SENDER_SIGNATURE_INVALID.value, str(exc), now), None
+        return _refuse_remote(session, state, event, peer, Reason.SENDER_SIGNATURE_INVALID.value, str(exc), now)
     original = session.get(OriginalItem, (claimed.item_id, claimed.item_version))
     if original is None or original.origin_digest != claimed.origin_digest:
         return _refuse_remote(
@@ -855,9 +885,9 @@ def receive_consent_request(
             "UNKNOWN_ITEM",
             f"{state.me} originated no item {claimed.item_id} v{claimed.item_version}",
             now,
-        ), None
+        )
     if session.get(ConsentRequestRow, claimed.request_id) is not None:
-        return (True, "DUPLICATE", "request already recorded"), None
+        return (True, "DUPLICATE", "request already recorded")
     session.add(
         ConsentRequestRow(
             request_id=claimed.request_id,
@@ -889,9 +919,9 @@ def receive_consent_request(
     )
     automatic = state.consent.decide(claimed.third_party, Band(original.band))
     if automatic == "manual":
-        return (True, "PENDING", "awaiting the originator's officer"), None
+        return (True, "PENDING", "awaiting the originator's officer")
     granted = automatic != "deny"
-    decision, _ = decide_consent(
+    decide_consent(
         session,
         state,
         request_id=claimed.request_id,
@@ -903,7 +933,7 @@ def receive_consent_request(
         now=now,
         by="rule",
     )
-    return (True, "DECIDED", "granted" if granted else "denied"), decision
+    return (True, "DECIDED", "granted" if granted else "denied")
 
 
 def decide_consent(
@@ -918,8 +948,8 @@ def decide_consent(
     conditions: Sequence[str],
     now: datetime,
     by: str,
-) -> tuple[Signed, str]:
-    """The originator grants or denies a pending request (SPEC §9.4.1); returns (decision, requester)."""
+) -> Signed:
+    """The originator grants or denies a pending request (SPEC §9.4.1); the decision is queued for the requester."""
     row = session.get(ConsentRequestRow, request_id)
     if row is None or row.direction != "incoming":
         raise DeskError(f"no incoming consent request {request_id}")
@@ -992,7 +1022,8 @@ def decide_consent(
             "decision_digest": decision.digest,
         },
     )
-    return decision, row.requester
+    queue_control(session, recipient=row.requester, rpc="SendConsentDecision", statement=decision, now=now)
+    return decision
 
 
 def receive_consent_decision(
@@ -1155,25 +1186,27 @@ def recall(
         item_version=item_version,
         detail={"reason": reason, "notified": recipients, "notice_digest": notice.digest},
     )
+    for recipient in recipients:
+        queue_control(session, recipient=recipient, rpc="Notify", statement=notice, now=now)
     return notice, recipients
 
 
 def receive_notice(
     session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
-) -> tuple[tuple[bool, str, str], list[str]]:
-    """A holder applies a recall, correction or consent revocation; returns the ack and whom to forward to."""
+) -> tuple[bool, str, str]:
+    """A holder applies a recall, correction or consent revocation; returns the ack."""
     if signed.payload_type == PayloadType.CONSENT_REVOCATION.value:
-        return _receive_revocation(session, state, signed=signed, peer=peer, now=now), []
+        return _receive_revocation(session, state, signed=signed, peer=peer, now=now)
     return _apply_notice(session, state, signed=signed, peer=peer, now=now)
 
 
 def _apply_notice(
     session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime
-) -> tuple[tuple[bool, str, str], list[str]]:
+) -> tuple[bool, str, str]:
     """Apply a recall (SPEC §10.1) or correction (SPEC §10.2) to the held copies.
 
     The notice must be signed by the held item's originator and bound to its id,
-    version and origin digest. The same signed bytes are forwarded to every member this
+    version and origin digest. The same signed bytes are queued for every member this
     node passed the item to.
     """
     is_correction = signed.payload_type == PayloadType.CORRECTION.value
@@ -1187,12 +1220,12 @@ def _apply_notice(
             claimed = parse_unverified(signed, PayloadType.RECALL, Recall)
             notice_id, version = claimed.recall_id, claimed.item_version
     except RemoteProtocolError as exc:
-        return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now), []
+        return _refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED.value, str(exc), now)
     held = session.scalars(
         select(InboxItem).where(InboxItem.item_id == claimed.item_id, InboxItem.item_version == version)
     ).all()
     if not held:
-        return _refuse_remote(session, state, event, peer, "UNKNOWN_ITEM", "no such item held", now), []
+        return _refuse_remote(session, state, event, peer, "UNKNOWN_ITEM", "no such item held", now)
     verify_notice = verify_correction if is_correction else verify_recall
     try:
         verify_notice(
@@ -1204,9 +1237,9 @@ def _apply_notice(
             originator=held[0].originator,
         )
     except RemoteProtocolError as exc:
-        return _refuse_remote(session, state, event, peer, Reason.ORIGIN_SIGNATURE_INVALID.value, str(exc), now), []
+        return _refuse_remote(session, state, event, peer, Reason.ORIGIN_SIGNATURE_INVALID.value, str(exc), now)
     if session.get(NoticeRow, notice_id) is not None:
-        return (True, "DUPLICATE", "notice already applied"), []
+        return (True, "DUPLICATE", "notice already applied")
     status = "superseded" if is_correction else "recalled"
     for row in held:
         if row.status != "recalled":  # a recall is final; a correction does not undo it
@@ -1226,6 +1259,8 @@ def _apply_notice(
         state.recalled.add((claimed.item_id, version))
         _withdraw_pending(session, claimed.item_id, version, now)
     forward = [r for r in _delivered_to(session, claimed.item_id, version) if r != peer]
+    for downstream in forward:  # the same signed bytes travel on unchanged (SPEC §10.1)
+        queue_control(session, recipient=downstream, rpc="Notify", statement=signed, now=now)
     detail: dict[str, audit.DetailValue] = {
         "originator": claimed.originator,
         "forwarded_to": forward,
@@ -1246,7 +1281,7 @@ def _apply_notice(
         reason=reason,
         detail=detail,
     )
-    return (True, reason, f"{len(held)} copies of v{version} {status}"), forward
+    return (True, reason, f"{len(held)} copies of v{version} {status}")
 
 
 def _receive_revocation(

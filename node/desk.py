@@ -98,10 +98,6 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
                 now=utcnow(),
                 item_id=request.item_id,
             )
-            if result.correction is not None:  # SPEC §10.2: holders of the old version learn of the new one
-                notice, holders = result.correction
-                for holder in holders:
-                    self.node.send_control_later(holder, "Notify", notice)
         else:
             result = (await self._submit_new([request]))[0]
         self.node.hand_over(result.outcomes)
@@ -219,11 +215,11 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             now=utcnow(),
         )
         request_id = json.loads(signed.payload)["request_id"]
-        try:
-            ack = await self.node.send_control(originator, "RequestConsent", signed)
-        except grpc.aio.AioRpcError as exc:
+        # Queued durably with the request; wait briefly so the officer sees a quick answer.
+        ack = await self.node.await_ack(f"{signed.digest}:{originator}", timeout=5.0)
+        if ack is None:
             return desk_pb2.AskConsentResponse(
-                request_id=request_id, state="pending", reason=f"originator unreachable, request kept: {exc.details()}"
+                request_id=request_id, state="pending", reason="originator not reached yet; the request will be retried"
             )
         return desk_pb2.AskConsentResponse(
             request_id=request_id, state=ack.reason.lower() or "pending", reason=ack.detail
@@ -257,7 +253,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def DecideConsent(
         self, request: desk_pb2.DecideConsentRequest, context: Context
     ) -> desk_pb2.DecideConsentResponse:
-        decision, requester = await self.node.db(
+        decision = await self.node.db(
             core.decide_consent,
             request_id=request.request_id,
             grant=request.grant,
@@ -268,7 +264,6 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             now=utcnow(),
             by=f"officer@{self.node.state.me}",
         )
-        self.node.send_control_later(requester, "SendConsentDecision", decision)
         grant_id = json.loads(decision.payload).get("grant_id", "") if request.grant else ""
         return desk_pb2.DecideConsentResponse(
             request_id=request.request_id, state="granted" if request.grant else "denied", grant_id=grant_id
@@ -283,8 +278,6 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             reason=request.reason or "recalled by the originator",
             now=utcnow(),
         )
-        for recipient in recipients:
-            self.node.send_control_later(recipient, "Notify", notice)
         return desk_pb2.RecallResponse(recall_id=json.loads(notice.payload)["recall_id"], notified=recipients)
 
     @_officer_errors

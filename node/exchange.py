@@ -58,11 +58,8 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
         signed = _statement(request)
         if isinstance(signed, exchange_pb2.Ack):
             return signed
-        ack, decision = await self.node.db(
-            core.receive_consent_request, signed=signed, peer=member.member_id, now=utcnow()
-        )
-        if decision is not None:  # decided by standing rules: the answer travels back at once
-            self.node.send_control_later(member.member_id, "SendConsentDecision", decision)
+        # A decision by standing rules is queued for the requester in the same commit.
+        ack = await self.node.db(core.receive_consent_request, signed=signed, peer=member.member_id, now=utcnow())
         return _ack(ack)
 
     async def SendConsentDecision(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
@@ -79,7 +76,6 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
         signed = _statement(request)
         if isinstance(signed, exchange_pb2.Ack):
             return signed
-        ack, forward = await self.node.db(core.receive_notice, signed=signed, peer=member.member_id, now=utcnow())
-        for downstream in forward:  # SPEC §10.1: the same signed notice travels on unchanged
-            self.node.send_control_later(downstream, "Notify", signed)
+        # Forwarding downstream (SPEC §10.1) is queued in the same commit.
+        ack = await self.node.db(core.receive_notice, signed=signed, peer=member.member_id, now=utcnow())
         return _ack(ack)

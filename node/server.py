@@ -32,7 +32,15 @@ from node import audit, core
 from node.audit import AuditEvent
 from node.config import NodeConfig, NodeMaterial, load_material, load_node_config
 from node.convert import envelope_from_pb, signed_from_pb, signed_to_pb
-from node.storage import AuditEntryRow, AuditHead, OutboxEntry, make_engine, make_sessionmaker, upgrade
+from node.storage import (
+    AuditEntryRow,
+    AuditHead,
+    ControlMessage,
+    OutboxEntry,
+    make_engine,
+    make_sessionmaker,
+    upgrade,
+)
 from node.transport import (
     CHANNEL_OPTIONS,
     SERVER_OPTIONS,
@@ -103,6 +111,10 @@ class Node:
         self._crypto_pool = ThreadPoolExecutor(2, thread_name_prefix="crypto")
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._outbox_wakeup = asyncio.Event()
+        self._control_wakeup = asyncio.Event()
+        #: Control message ids being sent, and officers waiting for a particular ack.
+        self._control_in_flight: set[str] = set()
+        self._ack_waiters: dict[str, asyncio.Future[exchange_pb2.Ack]] = {}
         #: Envelope ids queued on a link or awaiting a receipt: never dispatched twice.
         self._in_flight: set[str] = set()
         self._links: dict[str, PeerLink] = {}
@@ -175,6 +187,8 @@ class Node:
                         break
                 if failed is None:
                     session.commit()
+                    if session.info.pop(core.CONTROL_QUEUED, False):
+                        self._control_wakeup.set()
                     break
                 session.rollback()
                 remaining.remove(failed)
@@ -329,11 +343,8 @@ class Node:
                 envelope_digest=digest,
                 receipt=receipt,
             )
-            _, late_recall = await self.db(
-                core.record_receipt, envelope_id=envelope_id, receipt=receipt, parsed=parsed, now=utcnow()
-            )
-            if late_recall is not None:
-                self.send_control_later(recipient, "Notify", late_recall)
+            # A late recall, if any, is queued in the same transaction (core.record_receipt).
+            await self.db(core.record_receipt, envelope_id=envelope_id, receipt=receipt, parsed=parsed, now=utcnow())
         except RemoteProtocolError as exc:
             await self.failed([envelope_id], 0, f"bad receipt: {exc}")
         finally:
@@ -365,32 +376,60 @@ class Node:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def send_control(self, member_id: str, rpc: str, statement: Signed, attempts: int = 5) -> exchange_pb2.Ack:
-        """Send a consent request, consent decision or notice, retrying transport errors."""
-        stub = exchange_pb2_grpc.ExchangeStub(self.channel(member_id))
-        method = getattr(stub, rpc)
-        for attempt in range(attempts):
-            try:
-                ack: exchange_pb2.Ack = await method(
-                    signed_to_pb(statement), timeout=self.cfg.delivery.deadline_seconds
-                )
-                return ack
-            except grpc.aio.AioRpcError:
-                if attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(self.cfg.delivery.retry_base_seconds * (2**attempt))
-        raise AssertionError("unreachable")
+    async def _control_loop(self) -> None:
+        """Deliver queued control messages until acknowledged, with backoff (SPEC §11.9)."""
+        while True:
+            self._control_wakeup.clear()
+            due = await self.db(
+                _due_control,
+                limit=self.cfg.delivery.batch_max,
+                exclude=frozenset(self._control_in_flight),
+                now=utcnow(),
+            )
+            for message_id, recipient, rpc, statement, attempts in due:
+                self._control_in_flight.add(message_id)
+                self._spawn(self._send_control(message_id, recipient, rpc, statement, attempts))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._control_wakeup.wait(), timeout=1.0)
 
-    def send_control_later(self, member_id: str, rpc: str, statement: Signed) -> None:
-        """Fire-and-forget ``send_control`` (logged if it finally fails)."""
+    async def _send_control(self, message_id: str, recipient: str, rpc: str, statement: bytes, attempts: int) -> None:
+        delivery = self.cfg.delivery
+        try:
+            stub = exchange_pb2_grpc.ExchangeStub(self.channel(recipient))
+            message = exchange_pb2.Signed.FromString(statement)
+            ack: exchange_pb2.Ack = await getattr(stub, rpc)(message, timeout=delivery.deadline_seconds)
+            await self.db(
+                _control_acknowledged, message_id=message_id, ack=f"{ack.reason} {ack.detail}".strip(), now=utcnow()
+            )
+            waiter = self._ack_waiters.pop(message_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(ack)
+        except grpc.aio.AioRpcError as exc:
+            backoff = min(delivery.retry_max_seconds, delivery.retry_base_seconds * (2 ** min(attempts, 16)))
+            now = utcnow()
+            await self.db(
+                _control_failed,
+                message_id=message_id,
+                error=str(exc.details()),
+                retry_at=now + timedelta(seconds=backoff),
+                now=now,
+            )
+            self._spawn(self._wake_control_after(backoff))
+        finally:
+            self._control_in_flight.discard(message_id)
 
-        async def go() -> None:
-            try:
-                await self.send_control(member_id, rpc, statement)
-            except grpc.aio.AioRpcError as exc:
-                log.warning("could not send %s to %s: %s", rpc, member_id, exc.details())
+    async def _wake_control_after(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        self._control_wakeup.set()
 
-        self._spawn(go())
+    async def await_ack(self, message_id: str, timeout: float) -> exchange_pb2.Ack | None:
+        """Wait briefly for a queued control message's acknowledgement (None if not yet)."""
+        waiter = self._ack_waiters.setdefault(message_id, asyncio.get_running_loop().create_future())
+        self._control_wakeup.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout=timeout)
+        except TimeoutError:
+            return None
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -422,6 +461,7 @@ class Node:
             os.umask(old_umask)
         self._tasks.append(asyncio.create_task(self._outbox_loop()))
         self._tasks.append(asyncio.create_task(self._watch_agreements()))
+        self._tasks.append(asyncio.create_task(self._control_loop()))
 
     async def stop(self) -> None:
         """Stop accepting calls, let in-flight ones finish briefly, then close."""
@@ -584,6 +624,45 @@ def _audit_started(session: Session, state: core.NodeState, *, now: datetime) ->
         actor=state.me,
         detail={"roster_version": state.roster.version, "agreements": _held_versions(state)},
     )
+
+
+def _due_control(
+    session: Session, state: core.NodeState, *, limit: int, exclude: frozenset[str], now: datetime
+) -> list[tuple[str, str, str, bytes, int]]:
+    rows = session.execute(
+        select(
+            ControlMessage.message_id,
+            ControlMessage.recipient,
+            ControlMessage.rpc,
+            ControlMessage.statement,
+            ControlMessage.attempts,
+        )
+        .where(ControlMessage.state == "pending", ControlMessage.next_attempt_at <= now)
+        .order_by(ControlMessage.next_attempt_at)
+        .limit(limit + len(exclude))
+    ).all()
+    # Stored as the JSON of the signed statement; the wire form is rebuilt from it once here.
+    out = []
+    for message_id, recipient, rpc, statement, attempts in rows:
+        if message_id not in exclude:
+            wire = signed_to_pb(Signed.model_validate_json(statement)).SerializeToString()
+            out.append((message_id, recipient, rpc, wire, attempts))
+    return out[:limit]
+
+
+def _control_acknowledged(session: Session, state: core.NodeState, *, message_id: str, ack: str, now: datetime) -> None:
+    row = session.get(ControlMessage, message_id)
+    if row is not None and row.state == "pending":
+        row.state, row.ack, row.attempts, row.updated_at = "acknowledged", ack[:500], row.attempts + 1, now
+
+
+def _control_failed(
+    session: Session, state: core.NodeState, *, message_id: str, error: str, retry_at: datetime, now: datetime
+) -> None:
+    row = session.get(ControlMessage, message_id)
+    if row is not None and row.state == "pending":
+        row.attempts += 1
+        row.last_error, row.next_attempt_at, row.updated_at = error[:500], retry_at, now
 
 
 def _due_outbox(

@@ -44,6 +44,7 @@ __all__ = [
     "Base",
     "ConsentGrantRow",
     "ConsentRequestRow",
+    "ControlMessage",
     "Delivery",
     "InboxItem",
     "NoticeRow",
@@ -193,6 +194,34 @@ class OutboxEntry(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(String)
     receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ControlMessage(Base):
+    """A signed control message (consent request or decision, notice) waiting for its ack.
+
+    Committed with the change it announces; re-sent until the peer acknowledges it.
+    Receivers treat a repeat as a duplicate, so a re-send is harmless.
+    """
+
+    __tablename__ = "control_outbox"
+    __table_args__ = (
+        _one_of("rpc", "RequestConsent", "SendConsentDecision", "Notify"),
+        _one_of("state", "pending", "acknowledged"),
+        Index("ix_control_outbox_state_due", "state", "next_attempt_at"),
+    )
+
+    #: The statement digest and the recipient: one message per statement per peer.
+    message_id: Mapped[str] = mapped_column(String, primary_key=True)
+    recipient: Mapped[str] = mapped_column(String)
+    rpc: Mapped[str] = mapped_column(String(32))
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ack: Mapped[str | None] = mapped_column(String)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

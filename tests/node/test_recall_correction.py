@@ -61,3 +61,24 @@ def _submit(label: Label, item: ReportTemplate, item_id: str) -> desk_pb2.Submit
     return desk_pb2.SubmitRequest(
         label_json=label.model_dump_json(), item_json=item.model_dump_json(), recipients=["TR"], item_id=item_id
     )
+
+
+def test_recall_survives_a_holder_outage_and_a_sender_crash(tmp_path: Path) -> None:
+    """The recall is committed with the decision to recall, and delivered when it can be (SPEC §11.9)."""
+    fed = LocalFederation.create(EXAMPLE, tmp_path / "fed", now=datetime.now(UTC))
+    with fed.running(["KZ", "TR"]):
+        kz, tr = fed.desk("KZ"), fed.desk("TR")
+        label = make_label(fed.roster, "KZ", band=Band.CONFIDENTIAL, releasable_to=["TR"], retain_days=30)
+        report = ReportTemplate(title="t", summary="s", body="b", assessment="a", grading=label.grading)
+        sent = kz.submit(label, report, ["TR"])
+        kz.wait_settled([o.envelope_id for o in sent.outcomes])
+
+        fed.nodes["TR"].stop()
+        assert list(kz.recall(sent.item_id, "source burned").notified) == ["TR"]
+        fed.nodes["KZ"].kill9()  # before TR could be told
+        fed.nodes["TR"].start()
+        fed.nodes["KZ"].start()
+        tr = fed.desk("TR")
+        assert eventually(
+            lambda: [e.status for e in tr.inbox() if e.item_id == sent.item_id] == ["recalled"], timeout=30
+        )
