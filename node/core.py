@@ -155,7 +155,12 @@ CONTROL_QUEUED = "intelshare.control_queued"
 def queue_control(session: Session, *, recipient: str, rpc: str, statement: Signed, now: datetime) -> str:
     """Commit a control message with the change it announces; the pump delivers it (SPEC §11.9)."""
     message_id = f"{statement.digest}:{recipient}"
-    if session.get(ControlMessage, message_id) is None:
+    existing = session.get(ControlMessage, message_id)
+    if existing is not None:
+        # Asked to send it again (e.g. a recall must follow an envelope that landed after
+        # the first one): re-arm it. Receivers treat a repeat as a duplicate.
+        existing.state, existing.next_attempt_at, existing.updated_at = "pending", now, now
+    else:
         session.add(
             ControlMessage(
                 message_id=message_id,
