@@ -743,16 +743,13 @@ def record_receipt(
 
 
 def record_delivery_error(
-    session: Session,
-    state: NodeState,
-    *,
-    envelope_id: str,
-    error: str,
-    retry_at: datetime,
-    now: datetime,
-    give_up: bool,
+    session: Session, state: NodeState, *, envelope_id: str, error: str, retry_at: datetime, now: datetime
 ) -> None:
-    """A delivery attempt failed in transport: schedule a retry (or give up and audit it)."""
+    """A delivery attempt failed in transport: schedule a retry.
+
+    There is no giving up: an accepted item stays pending until the receiver answers
+    (SPEC §11.6); the outbox shows the attempts and the last error to the officer.
+    """
     entry = session.get(OutboxEntry, envelope_id)
     if entry is None or entry.state != "pending":
         return
@@ -760,19 +757,6 @@ def record_delivery_error(
     entry.last_error = error[:500]
     entry.next_attempt_at = retry_at
     entry.updated_at = now
-    if give_up:
-        entry.state = "failed"
-        audit.append(
-            session,
-            now=now,
-            event=AuditEvent.DELIVERY_FAILED,
-            actor=state.me,
-            peer=entry.recipient,
-            item_id=entry.item_id,
-            item_version=entry.item_version,
-            envelope_id=envelope_id,
-            detail={"error": entry.last_error, "attempts": entry.attempts},
-        )
 
 
 # --- consent ------------------------------------------------------------------------------

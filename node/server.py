@@ -362,7 +362,6 @@ class Node:
                 error=error,
                 retry_at=now + timedelta(seconds=backoff),
                 now=now,
-                give_up=False,
             )
             self._in_flight.discard(envelope_id)
         self._spawn(self._wake_after(backoff))
