@@ -1,9 +1,12 @@
-"""The running node: gRPC servers, the commit batcher and the outbox pump (SPEC §11).
+"""The running node: gRPC servers, group commit, delivery and control pumps (SPEC §11).
 
 Servicers are thin: they identify the TLS peer, translate wire messages with
-``node.convert`` and call plain functions in ``node.core`` on the node's single
-database thread. Ingress commits are grouped: many envelopes share one transaction,
-and no receipt leaves before its group is committed (SPEC §11.3).
+``node.convert`` and call plain functions in ``node.core``. Every write is a job in one
+group commit on the node's single database thread (SPEC §11.7): many jobs share one
+transaction, and no caller (so no receipt) hears back before its job is committed.
+Signing, sealing and verifying run in a small thread pool. Envelopes go out over one
+stream per peer (``PeerLink``, SPEC §11.6); control messages through a durable outbox
+(SPEC §11.9).
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ __all__ = ["UNSAFE_CRASH_ENV", "Node", "run_node", "utcnow"]
 log = logging.getLogger("intelshare.node")
 T = TypeVar("T")
 
-#: Test hook: crash (like kill -9) right after the N-th ingress commit, before replying.
 _EOF = grpc.aio.EOF  # type: ignore[attr-defined]  # end of a stream; missing from the stubs
+#: Test hook: crash (like kill -9) right after the N-th ingress commit, before replying.
 UNSAFE_CRASH_ENV = "INTELSHARE_UNSAFE_CRASH_AFTER_COMMITS"
 EXCHANGE_SERVICE = "intelshare.v1.Exchange"
 DESK_SERVICE = "intelshare.v1.Desk"
@@ -477,7 +480,7 @@ class Node:
 
 
 class PeerLink:
-    """Delivery to one member over one ``DeliverStream`` call (SPEC §11.3).
+    """Delivery to one member over one ``DeliverStream`` call (SPEC §11.6).
 
     Envelopes are written as they come, up to ``max_in_flight`` unanswered; receipts come
     back in order and are settled concurrently. Any stream error hands every unsettled
