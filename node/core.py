@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from node import audit
@@ -552,6 +552,15 @@ def _unflushed_deliveries(session: Session) -> dict[str | tuple[str, str], Deliv
     return index
 
 
+#: A sender's earlier delivery with this envelope id, or with this nonce (SPEC §9.2.8).
+_PRIOR_DELIVERIES = select(Delivery.envelope_id, Delivery.envelope_digest, Delivery.receipt).where(
+    or_(
+        Delivery.envelope_id == bindparam("envelope_id"),
+        and_(Delivery.sender == bindparam("sender"), Delivery.nonce == bindparam("nonce")),
+    )
+)
+
+
 def _claimed_envelope_id(envelope: Envelope) -> str:
     """The envelope id an unverified header claims, echoed in the refusal receipt.
 
@@ -585,22 +594,18 @@ def commit_ingress(
     decision = result.decision
     unflushed = _unflushed_deliveries(session)
     if header is not None:
-        # Deliveries added earlier in this transaction are checked in memory, so the
-        # lookups need not flush them one job at a time (one flush per group commit).
-        previous = unflushed.get(header.envelope_id)
-        nonce_seen = (header.sender, header.nonce) in unflushed
-        with session.no_autoflush:
-            previous = previous or session.get(Delivery, header.envelope_id)
-            if previous is not None and previous.envelope_digest == digest:
-                return Signed.model_validate_json(previous.receipt)
-            nonce_seen = (
-                nonce_seen
-                or session.scalar(
-                    select(Delivery.envelope_id).where(Delivery.sender == header.sender, Delivery.nonce == header.nonce)
-                )
-                is not None
-            )
-        if previous is not None or nonce_seen:
+        # Deliveries added earlier in this transaction are checked in memory; committed
+        # ones with one indexed query (no flush: one flush per group commit).
+        earlier = [d for d in (unflushed.get(header.envelope_id), unflushed.get((header.sender, header.nonce))) if d]
+        stored = session.connection().execute(
+            _PRIOR_DELIVERIES, {"envelope_id": header.envelope_id, "sender": header.sender, "nonce": header.nonce}
+        )
+        prior: list[tuple[str, str, bytes]] = [(d.envelope_id, d.envelope_digest, d.receipt) for d in earlier]
+        prior += [(row.envelope_id, row.envelope_digest, row.receipt) for row in stored]
+        for prior_id, prior_digest, prior_receipt in prior:
+            if prior_id == header.envelope_id and prior_digest == digest:
+                return Signed.model_validate_json(prior_receipt)
+        if prior:
             decision = Decision.refuse(Reason.REPLAY, f"envelope id or nonce of {header.sender} reused")
     envelope_id = header.envelope_id if header is not None else _claimed_envelope_id(envelope)
     receipt = sign(
