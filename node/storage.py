@@ -187,7 +187,8 @@ class OutboxEntry(Base):
     item_id: Mapped[str] = mapped_column(String)
     item_version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
-    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    # Deferred: settling a receipt or listing the outbox never needs the sealed bytes.
+    envelope: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
