@@ -767,6 +767,24 @@ def record_delivery_error(
 # --- consent ------------------------------------------------------------------------------
 
 
+def _request_row(request: ConsentRequest, signed: Signed, direction: str, now: datetime) -> ConsentRequestRow:
+    return ConsentRequestRow(
+        request_id=request.request_id,
+        direction=direction,
+        item_id=request.item_id,
+        item_version=request.item_version,
+        requester=request.requester,
+        third_party=request.third_party,
+        purpose=request.purpose,
+        statement=signed.model_dump_json().encode(),
+        state="pending",
+        decision=None,
+        reason=None,
+        created_at=now,
+        decided_at=None,
+    )
+
+
 def ask_consent(
     session: Session,
     state: NodeState,
@@ -795,23 +813,7 @@ def ask_consent(
         requested_at=now,
     )
     signed = sign(PayloadType.CONSENT_REQUEST, request, [state.signing_key])
-    session.add(
-        ConsentRequestRow(
-            request_id=request.request_id,
-            direction="outgoing",
-            item_id=item_id,
-            item_version=item_version,
-            requester=state.me,
-            third_party=third_party,
-            purpose=purpose,
-            statement=signed.model_dump_json().encode(),
-            state="pending",
-            decision=None,
-            reason=None,
-            created_at=now,
-            decided_at=None,
-        )
-    )
+    session.add(_request_row(request, signed, "outgoing", now))
     audit.append(
         session,
         now=now,
@@ -882,23 +884,7 @@ def receive_consent_request(
         )
     if session.get(ConsentRequestRow, claimed.request_id) is not None:
         return (True, "DUPLICATE", "request already recorded")
-    session.add(
-        ConsentRequestRow(
-            request_id=claimed.request_id,
-            direction="incoming",
-            item_id=claimed.item_id,
-            item_version=claimed.item_version,
-            requester=claimed.requester,
-            third_party=claimed.third_party,
-            purpose=claimed.purpose,
-            statement=signed.model_dump_json().encode(),
-            state="pending",
-            decision=None,
-            reason=None,
-            created_at=now,
-            decided_at=None,
-        )
-    )
+    session.add(_request_row(claimed, signed, "incoming", now))
     audit.append(
         session,
         now=now,

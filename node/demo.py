@@ -9,8 +9,6 @@ not happen. The directory is left for ``intelshare audit …``.
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +23,7 @@ from node import audit
 from node.config import load_material, load_node_config
 from node.convert import envelope_to_pb
 from node.federation import open_layout
-from node.harness import DeskClient, LocalFederation, make_label
+from node.harness import DeskClient, LocalFederation, eventually, make_label
 from node.storage import make_engine, make_sessionmaker
 from node.transport import CHANNEL_OPTIONS, channel_credentials
 from node.wire import exchange_pb2_grpc
@@ -78,15 +76,6 @@ class Transcript:
             verdict = "[green]allowed[/]" if o.allowed else "[red]refused[/]"
             table.add_row(o.recipient, verdict, o.reason, o.rule, o.detail)
         self.console.print(table)
-
-
-def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def forge_delivery(root: Path, *, rogue: str, claimed_sender: str, victim: str) -> Receipt:
@@ -232,7 +221,7 @@ def play(fed: LocalFederation, t: Transcript) -> None:
         )
         asked = tr.ask_consent(item_id, "AZ", "joint operation against the same network")
         t.console.print(f"   request {asked.request_id}: {asked.state} {asked.reason}")
-        granted = _wait(
+        granted = eventually(
             lambda: any(r.request_id == asked.request_id and r.state == "granted" for r in tr.consent_requests())
         )
         t.expect("KZ's signed grant reached TR", granted, "granted" if granted else "no answer")

@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,9 +30,19 @@ from protocol.label import Category, InformationCredibility, Label, SourceReliab
 from protocol.roster import Roster
 from protocol.statements import Signed
 
-__all__ = ["DeskClient", "DeskError", "LocalFederation", "NodeProcess", "make_label"]
+__all__ = ["DeskClient", "DeskError", "LocalFederation", "NodeProcess", "eventually", "make_label"]
 
 _READY_TIMEOUT = 30.0
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass; returns whether it held."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
 
 
 class DeskError(RuntimeError):

@@ -3,29 +3,18 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from peer_simulator import PeerSimulator
 
-from node.harness import DeskClient, LocalFederation, make_label
+from node.harness import DeskClient, LocalFederation, eventually, make_label
 from protocol import Agreement, Band, ReportTemplate, Signed, SigningKey
 from protocol.statements import PayloadType, sign
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def write_agreement(root: Path, agreement: Agreement) -> None:

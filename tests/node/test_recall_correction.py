@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from node.harness import LocalFederation, make_label
+from node.harness import LocalFederation, eventually, make_label
 from node.wire import desk_pb2
 from protocol import Band, Label, ReportTemplate
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
-
-
-def eventually(predicate: Callable[[], bool], timeout: float = 15.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_correction_supersedes_the_held_version_and_recall_withdraws_it(tmp_path: Path) -> None:
