@@ -23,7 +23,6 @@ is only caught by comparing against an externally kept checkpoint (``merkle_root
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,10 +30,11 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, TextIO, TypeAlias
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from node.storage import AuditEntryRow, AuditHead
+from protocol.merkle import leaf_hash, node_hash, tree_hash
 
 __all__ = [
     "FIELDS",
@@ -44,8 +44,10 @@ __all__ = [
     "AuditReport",
     "AuditWriter",
     "DetailValue",
+    "Entry",
     "ProblemKind",
     "append",
+    "append_many",
     "entry_bytes",
     "export_csv",
     "export_jsonl",
@@ -83,6 +85,7 @@ _FORBIDDEN_DETAIL_KEYS = frozenset({"content", "plaintext", "body", "sealed_cont
 _STREAM_BATCH = 1000
 _WRITER_KEY = "intelshare.audit.writer"
 _MOVE_SEARCH_DEPTH = 4
+_AUDIT_TABLE: Table = AuditEntryRow.__table__  # type: ignore[assignment]
 
 Scalar: TypeAlias = str | int | float | bool | None
 DetailValue: TypeAlias = Scalar | list[str] | list[Scalar]
@@ -170,33 +173,12 @@ def entry_bytes(row: AuditEntryRow, *, seq: int | None = None) -> bytes:
     return _canonical_json(_payload(row, seq=seq)).encode("utf-8")
 
 
-def leaf_hash(data: bytes) -> bytes:
-    """RFC 9162 §2.1.1 leaf hash: ``SHA-256(0x00 || data)``."""
-    return hashlib.sha256(b"\x00" + data).digest()
-
-
-def node_hash(left: bytes, right: bytes) -> bytes:
-    """RFC 9162 §2.1.1 interior node hash: ``SHA-256(0x01 || left || right)``."""
-    return hashlib.sha256(b"\x01" + left + right).digest()
-
-
 def merkle_root(leaf_hashes: Sequence[bytes]) -> bytes:
-    """Merkle Tree Hash (RFC 9162 §2.1.1) over already-hashed leaves.
+    """Merkle Tree Hash (RFC 9162 §2.1.1) over already-hashed leaves (``protocol.merkle``).
 
-    The empty tree's root is ``SHA-256("")``. For n > 1 the left subtree holds the largest
-    power of two strictly below n.
+    The empty tree's root is ``SHA-256("")``.
     """
-    if not leaf_hashes:
-        return hashlib.sha256(b"").digest()
-
-    def mth(lo: int, hi: int) -> bytes:
-        n = hi - lo
-        if n == 1:
-            return leaf_hashes[lo]
-        k = 1 << ((n - 1).bit_length() - 1)
-        return node_hash(mth(lo, lo + k), mth(lo + k, hi))
-
-    return mth(0, len(leaf_hashes))
+    return tree_hash(leaf_hashes)
 
 
 def _hash_hex(row: AuditEntryRow, *, seq: int | None = None) -> str:
@@ -204,6 +186,22 @@ def _hash_hex(row: AuditEntryRow, *, seq: int | None = None) -> str:
 
 
 # --- appending --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry for :func:`append_many`: every field but the ones the writer assigns."""
+
+    event: AuditEvent
+    actor: str
+    peer: str | None = None
+    item_id: str | None = None
+    item_version: int | None = None
+    envelope_id: str | None = None
+    allowed: bool | None = None
+    reason: str | None = None
+    rule: str | None = None
+    detail: Mapping[str, DetailValue] | None = None
 
 
 class AuditWriter:
@@ -278,6 +276,44 @@ class AuditWriter:
         head.entry_hash = row.entry_hash
         return row
 
+    def append_many(self, *, now: datetime, entries: Sequence[Entry]) -> None:
+        """Append entries with one multi-row INSERT, executed at once (hot paths).
+
+        Same encoding and chain as :meth:`append` (the canonical bytes are computed from
+        the same values); the rows are not ORM objects in the session.
+        """
+        if not entries:
+            return
+        head = self._current_head()
+        at = _utc(now)
+        at_text = format_time(at)
+        seq, prev_hash = head.seq, head.entry_hash
+        rows: list[dict[str, Any]] = []
+        for entry in entries:
+            seq += 1
+            detail = _check_detail(entry.detail)
+            values: dict[str, Any] = {
+                "seq": seq,
+                "at": at_text,
+                "event": entry.event.value,
+                "actor": entry.actor,
+                "peer": entry.peer,
+                "item_id": entry.item_id,
+                "item_version": entry.item_version,
+                "envelope_id": entry.envelope_id,
+                "allowed": entry.allowed,
+                "reason": entry.reason,
+                "rule": entry.rule,
+                "detail": detail,
+                "prev_hash": prev_hash,
+            }
+            prev_hash = leaf_hash(_canonical_json(values).encode("utf-8")).hex()
+            values["at"], values["detail"], values["entry_hash"] = at, _canonical_json(detail), prev_hash
+            rows.append(values)
+        # Core on the session's connection: no ORM bulk machinery, no autoflush.
+        self._session.connection().execute(_AUDIT_TABLE.insert(), rows)
+        head.seq, head.entry_hash = seq, prev_hash
+
 
 def _writer(session: Session) -> AuditWriter:
     writer = session.info.get(_WRITER_KEY)
@@ -319,6 +355,11 @@ def append(
         rule=rule,
         detail=detail,
     )
+
+
+def append_many(session: Session, *, now: datetime, entries: Sequence[Entry]) -> None:
+    """Append many entries to ``session`` at ``now`` without committing (one INSERT)."""
+    _writer(session).append_many(now=now, entries=entries)
 
 
 # --- verification -----------------------------------------------------------------------

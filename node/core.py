@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from node import audit
@@ -36,20 +36,30 @@ from node.storage import (
 from protocol.agreement import AgreementBook
 from protocol.classification import Band
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
-from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite, attest, seal
+from protocol.envelope import (
+    Envelope,
+    EnvelopeHeader,
+    OriginAttestation,
+    SealRequest,
+    Suite,
+    ToAttest,
+    attest_many,
+    seal_many,
+)
 from protocol.errors import IntelshareError, LocalProtocolError, MalformedError, RemoteProtocolError
 from protocol.item import RawData, ReportTemplate, item_from_bytes
-from protocol.keys import HpkeKeyPair, SigningKey
+from protocol.keys import HpkeKeyPair, SigningKey, VerifiedRoots
 from protocol.label import Label
 from protocol.notices import Correction, Recall, verify_correction, verify_recall
 from protocol.policy import Decision, IngressResult, PolicyContext, Reason, TimeWindow, Transfer, check_egress
 from protocol.receipt import Receipt
 from protocol.roster import Roster
-from protocol.statements import PayloadType, Signed, parse_unverified, sign, verify, verify_and_parse
+from protocol.statements import PayloadType, Signed, parse_unverified, sign, sign_many, verify, verify_and_parse
 
 __all__ = [
     "AtRestKey",
     "DeskError",
+    "NewItem",
     "NodeState",
     "Outcome",
     "PlannedTransfer",
@@ -57,11 +67,14 @@ __all__ = [
     "SubmitResult",
     "ask_consent",
     "check_receipt",
+    "check_receipts",
     "commit_ingress",
+    "commit_ingress_batch",
     "decide_consent",
     "load_runtime_sets",
     "plan_transfers",
     "prepare_item",
+    "prepare_items",
     "read_item",
     "recall",
     "receive_consent_decision",
@@ -69,8 +82,10 @@ __all__ = [
     "receive_notice",
     "record_delivery_error",
     "record_receipt",
+    "record_receipts",
     "reshare",
     "store_item",
+    "store_items",
     "submit",
 ]
 
@@ -117,6 +132,8 @@ class NodeState:
     #: (item_id, version) recalled; loaded at start, kept current by this module.
     recalled: set[tuple[str, int]] = field(default_factory=set)
     revoked_grants: set[str] = field(default_factory=set)
+    #: Batch roots whose signature verified (SPEC §4.6): each batch is checked once.
+    roots: VerifiedRoots = field(default_factory=VerifiedRoots)
 
     def policy(self, now: datetime) -> PolicyContext:
         """The policy context at ``now``."""
@@ -202,6 +219,16 @@ def load_runtime_sets(session: Session, state: NodeState) -> None:
 # --- egress -------------------------------------------------------------------------------
 
 
+def _table(model: type[object]) -> Table:
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+# Hot paths write with Core on the session's connection: no ORM bulk machinery, no
+# autoflush. Nothing else in a transaction holds ORM objects for rows inserted this way.
+_ORIGINALS, _OUTBOX, _INBOX, _DELIVERIES = (_table(m) for m in (OriginalItem, OutboxEntry, InboxItem, Delivery))
+
+
 def _binding(item_id: str, version: int, where: str) -> str:
     return f"{where}|{item_id}|{version}"
 
@@ -232,6 +259,64 @@ class PreparedItem:
     planned: tuple[PlannedTransfer, ...]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """One held item to pass on: what ``_plan_many`` needs for it."""
+
+    origin: Signed
+    attestation: OriginAttestation
+    plaintext: bytes
+    consents_for: Callable[[str], tuple[Signed, ...]]
+    recipients: Sequence[str]
+    suite: Suite
+
+
+def _plan_many(state: NodeState, plans: Sequence[_Plan], now: datetime) -> list[tuple[PlannedTransfer, ...]]:
+    """Egress decisions for many items, then one ``seal_many`` per suite (SPEC §8.5, §9.3, §4.6).
+
+    Every allowed envelope of the batch has its header under one batch signature.
+    """
+    ctx = state.policy(now)
+    decided: list[list[tuple[str, Decision, tuple[Signed, ...]]]] = []
+    to_seal: dict[Suite, list[tuple[int, int, SealRequest]]] = {}
+    for plan_index, plan in enumerate(plans):
+        rows: list[tuple[str, Decision, tuple[Signed, ...]]] = []
+        for recipient in dict.fromkeys(plan.recipients):
+            consents = plan.consents_for(recipient)
+            transfer = Transfer(state.me, recipient, plan.attestation, plan.origin.digest, consents)
+            decision = check_egress(transfer, ctx)
+            if decision.allowed:
+                agreement = state.agreements.get(state.me, recipient)
+                member = state.roster.member(recipient)
+                assert agreement is not None  # check_egress established both
+                assert member is not None
+                request = SealRequest(
+                    plan.plaintext, plan.origin, member, agreement.agreement_id, agreement.version, consents
+                )
+                to_seal.setdefault(plan.suite, []).append((plan_index, len(rows), request))
+            rows.append((recipient, decision, consents))
+        decided.append(rows)
+    sealed: dict[tuple[int, int], Envelope] = {}
+    for suite, requests in to_seal.items():
+        envelopes = seal_many(
+            [request for _, _, request in requests], sender=state.me, sender_key=state.signing_key, suite=suite, now=now
+        )
+        for (plan_index, row_index, _), sealed_envelope in zip(requests, envelopes, strict=True):
+            sealed[(plan_index, row_index)] = sealed_envelope
+    out = []
+    for plan_index, rows in enumerate(decided):
+        planned = []
+        for row_index, (recipient, decision, consents) in enumerate(rows):
+            envelope = sealed.get((plan_index, row_index))
+            if envelope is None:
+                planned.append(PlannedTransfer(recipient, decision, consents))
+                continue
+            envelope_id = EnvelopeHeader.from_bytes(envelope.header.payload).envelope_id
+            planned.append(PlannedTransfer(recipient, decision, consents, envelope_id, envelope_to_bytes(envelope)))
+        out.append(tuple(planned))
+    return out
+
+
 def plan_transfers(
     state: NodeState,
     *,
@@ -244,33 +329,55 @@ def plan_transfers(
 ) -> tuple[PlannedTransfer, ...]:
     """Egress decision per distinct recipient, each under its own pair's agreement (SPEC §8.5, §9.3)."""
     attestation = OriginAttestation.from_bytes(origin.payload)
-    ctx = state.policy(now)
-    planned = []
-    for recipient in dict.fromkeys(recipients):
-        consents = consents_for(recipient)
-        decision = check_egress(Transfer(state.me, recipient, attestation, origin.digest, consents), ctx)
-        if not decision.allowed:
-            planned.append(PlannedTransfer(recipient, decision, consents))
-            continue
-        agreement = state.agreements.get(state.me, recipient)
-        member = state.roster.member(recipient)
-        assert agreement is not None  # check_egress established both
-        assert member is not None
-        envelope = seal(
-            plaintext=plaintext,
-            origin=origin,
-            sender=state.me,
-            sender_key=state.signing_key,
-            recipient=member,
-            agreement_id=agreement.agreement_id,
-            agreement_version=agreement.version,
-            consents=consents,
-            suite=suite,
-            now=now,
-        )
-        envelope_id = EnvelopeHeader.from_bytes(envelope.header.payload).envelope_id
-        planned.append(PlannedTransfer(recipient, decision, consents, envelope_id, envelope_to_bytes(envelope)))
-    return tuple(planned)
+    return _plan_many(state, [_Plan(origin, attestation, plaintext, consents_for, recipients, suite)], now)[0]
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An officer's new item (or new version, with ``item_id``) for ``prepare_items``."""
+
+    label: Label
+    item: ReportTemplate | RawData
+    recipients: tuple[str, ...]
+    suite: Suite
+    item_id: str | None = None
+
+
+def prepare_items(state: NodeState, requests: Sequence[NewItem], *, now: datetime) -> list[PreparedItem]:
+    """Validate, attest, decide and seal items this node originates. No database access.
+
+    The attestations share one batch signature, and so do the envelope headers (SPEC §4.6).
+    """
+    to_attest = []
+    for request in requests:
+        label = request.label
+        if label.originator != state.me:
+            raise DeskError(f"this node is {state.me}; it cannot originate items for {label.originator}")
+        expected = state.roster.marking(state.me, label.band)
+        if expected != label.originator_marking:
+            raise DeskError(
+                f"{state.me}'s marking for {label.band.title} is {expected!r}, not {label.originator_marking!r}"
+            )
+        if request.item_id is None and (label.item_version != 1 or label.supersedes is not None):
+            raise DeskError("a new item is version 1 and supersedes nothing; give item_id to correct one")
+        to_attest.append(ToAttest(request.item_id or secrets.token_hex(16), label, request.item))
+    try:
+        attested = attest_many(to_attest, originator_key=state.signing_key, now=now)
+    except LocalProtocolError as exc:
+        raise DeskError(str(exc)) from exc
+    plans = [
+        _Plan(origin, OriginAttestation.from_bytes(origin.payload), plaintext, _no_consents, r.recipients, r.suite)
+        for (origin, plaintext), r in zip(attested, requests, strict=True)
+    ]
+    planned = _plan_many(state, plans, now)
+    return [
+        PreparedItem(attest.item_id, attest.label, origin, plaintext, transfers)
+        for attest, (origin, plaintext), transfers in zip(to_attest, attested, planned, strict=True)
+    ]
+
+
+def _no_consents(recipient: str) -> tuple[Signed, ...]:
+    return ()
 
 
 def prepare_item(
@@ -283,57 +390,53 @@ def prepare_item(
     now: datetime,
     item_id: str | None = None,
 ) -> PreparedItem:
-    """Validate, attest, decide and seal an item this node originates. No database access."""
-    if label.originator != state.me:
-        raise DeskError(f"this node is {state.me}; it cannot originate items for {label.originator}")
-    expected = state.roster.marking(state.me, label.band)
-    if expected != label.originator_marking:
-        raise DeskError(
-            f"{state.me}'s marking for {label.band.title} is {expected!r}, not {label.originator_marking!r}"
-        )
-    if item_id is None and (label.item_version != 1 or label.supersedes is not None):
-        raise DeskError("a new item is version 1 and supersedes nothing; give item_id to correct one")
-    new_id = item_id or secrets.token_hex(16)
-    try:
-        origin, plaintext = attest(item_id=new_id, label=label, item=item, originator_key=state.signing_key, now=now)
-    except LocalProtocolError as exc:
-        raise DeskError(str(exc)) from exc
-    planned = plan_transfers(
+    """Validate, attest, decide and seal one item this node originates. No database access."""
+    return prepare_items(state, [NewItem(label, item, tuple(recipients), suite, item_id)], now=now)[0]
+
+
+def store_items(
+    session: Session, state: NodeState, *, prepared: Sequence[PreparedItem], now: datetime
+) -> list[SubmitResult]:
+    """Store new items sealed at rest, their outbox envelopes and egress audit entries, in bulk."""
+    if not prepared:
+        return []
+    # No existence check: ids are fresh random values and the primary key refuses a clash.
+    session.connection().execute(
+        _ORIGINALS.insert(),
+        [
+            {
+                "item_id": p.item_id,
+                "item_version": p.label.item_version,
+                "origin_statement": p.origin.model_dump_json().encode(),
+                "origin_digest": p.origin.digest,
+                "sealed_content": state.at_rest.seal(
+                    p.plaintext, _binding(p.item_id, p.label.item_version, "original")
+                ),
+                "band": int(p.label.band),
+                "created_at": now,
+                "recalled_at": None,
+            }
+            for p in prepared
+        ],
+    )
+    outcomes = _store_transfers_many(
+        session,
         state,
-        origin=origin,
-        plaintext=plaintext,
-        consents_for=lambda _: (),
-        recipients=recipients,
-        suite=suite,
+        [(p.origin, p.item_id, p.label.item_version, p.label, p.planned) for p in prepared],
+        kind="item",
         now=now,
     )
-    return PreparedItem(new_id, label, origin, plaintext, planned)
+    return [SubmitResult(p.item_id, p.label.item_version, o) for p, o in zip(prepared, outcomes, strict=True)]
 
 
 def store_item(
     session: Session, state: NodeState, *, prepared: PreparedItem, now: datetime, corrected: OriginalItem | None = None
 ) -> SubmitResult:
     """Store a prepared item sealed at rest, its outbox envelopes and egress audit entries."""
-    label = prepared.label
-    # No existence check: ids are fresh random values and the primary key refuses a clash.
-    session.add(
-        OriginalItem(
-            item_id=prepared.item_id,
-            item_version=label.item_version,
-            origin_statement=prepared.origin.model_dump_json().encode(),
-            origin_digest=prepared.origin.digest,
-            sealed_content=state.at_rest.seal(
-                prepared.plaintext, _binding(prepared.item_id, label.item_version, "original")
-            ),
-            band=int(label.band),
-            created_at=now,
-            recalled_at=None,
-        )
-    )
-    outcomes = _store_transfers(session, state, origin=prepared.origin, planned=prepared.planned, kind="item", now=now)
+    (result,) = store_items(session, state, prepared=[prepared], now=now)
     if corrected is not None:
         _correction_notice(session, state, corrected, prepared.origin, now)
-    return SubmitResult(prepared.item_id, label.item_version, outcomes)
+    return result
 
 
 def submit(
@@ -408,59 +511,67 @@ def _correction_notice(
         queue_control(session, recipient=holder, rpc="Notify", statement=notice, now=now)
 
 
-def _store_transfers(
+def _store_transfers_many(
     session: Session,
     state: NodeState,
+    items: Sequence[tuple[Signed, str, int, Label, Sequence[PlannedTransfer]]],
     *,
-    origin: Signed,
-    planned: Sequence[PlannedTransfer],
     kind: str,
     now: datetime,
-) -> tuple[Outcome, ...]:
-    attestation = OriginAttestation.from_bytes(origin.payload)
-    outcomes = []
-    for plan in planned:
-        if plan.envelope is not None and plan.envelope_id is not None:
-            session.add(
-                OutboxEntry(
+) -> list[tuple[Outcome, ...]]:
+    """Outbox rows and egress audit entries for many items: two multi-row INSERTs."""
+    event = AuditEvent.RESHARE if kind == "reshare" else AuditEvent.EGRESS
+    outbox: list[dict[str, object]] = []
+    entries: list[audit.Entry] = []
+    results = []
+    for origin, item_id, item_version, label, planned in items:
+        outcomes = []
+        for plan in planned:
+            if plan.envelope is not None and plan.envelope_id is not None:
+                outbox.append(
+                    {
+                        "envelope_id": plan.envelope_id,
+                        "recipient": plan.recipient,
+                        "item_id": item_id,
+                        "item_version": item_version,
+                        "kind": kind,
+                        "envelope": plan.envelope,
+                        "state": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "last_error": None,
+                        "reason": None,
+                        "receipt": None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            decision = plan.decision
+            entries.append(
+                audit.Entry(
+                    event,
+                    state.me,
+                    peer=plan.recipient,
+                    item_id=item_id,
+                    item_version=item_version,
                     envelope_id=plan.envelope_id,
-                    recipient=plan.recipient,
-                    item_id=attestation.item_id,
-                    item_version=attestation.item_version,
-                    kind=kind,
-                    envelope=plan.envelope,
-                    state="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    last_error=None,
-                    reason=None,
-                    receipt=None,
-                    created_at=now,
-                    updated_at=now,
+                    allowed=decision.allowed,
+                    reason=decision.reason.value,
+                    rule=decision.rule,
+                    detail={
+                        "detail": decision.detail,
+                        "band": label.band.name,
+                        "origin_digest": origin.digest,
+                        "consents": [c.digest for c in plan.consents],
+                    },
                 )
             )
-        decision = plan.decision
-        audit.append(
-            session,
-            now=now,
-            event=AuditEvent.RESHARE if kind == "reshare" else AuditEvent.EGRESS,
-            actor=state.me,
-            peer=plan.recipient,
-            item_id=attestation.item_id,
-            item_version=attestation.item_version,
-            envelope_id=plan.envelope_id,
-            allowed=decision.allowed,
-            reason=decision.reason.value,
-            rule=decision.rule,
-            detail={
-                "detail": decision.detail,
-                "band": attestation.label.band.name,
-                "origin_digest": origin.digest,
-                "consents": [c.digest for c in plan.consents],
-            },
-        )
-        outcomes.append(Outcome(plan.recipient, decision, plan.envelope_id, plan.envelope))
-    return tuple(outcomes)
+            outcomes.append(Outcome(plan.recipient, decision, plan.envelope_id, plan.envelope))
+        results.append(tuple(outcomes))
+    if outbox:
+        session.connection().execute(_OUTBOX.insert(), outbox)
+    audit.append_many(session, now=now, entries=entries)
+    return results
 
 
 def _own_grants(
@@ -526,39 +637,17 @@ def reshare(
         suite=suite,
         now=now,
     )
-    outcomes = _store_transfers(
-        session, state, origin=origin, planned=planned, kind="item" if own else "reshare", now=now
+    (outcomes,) = _store_transfers_many(
+        session,
+        state,
+        [(origin, item_id, item_version, attestation.label, planned)],
+        kind="item" if own else "reshare",
+        now=now,
     )
     return SubmitResult(item_id, item_version, outcomes)
 
 
 # --- ingress ------------------------------------------------------------------------------
-
-
-_UNFLUSHED_KEY = "intelshare.unflushed_deliveries"
-
-
-def _unflushed_deliveries(session: Session) -> dict[str | tuple[str, str], Delivery]:
-    """Deliveries added in the session's current transaction, by envelope id and by (sender, nonce).
-
-    Tied to the transaction object, so a rollback or a new transaction starts empty.
-    """
-    txn = session.get_transaction()
-    cached = session.info.get(_UNFLUSHED_KEY)
-    if cached is None or cached[0] is not txn:
-        cached = (txn, {})
-        session.info[_UNFLUSHED_KEY] = cached
-    index: dict[str | tuple[str, str], Delivery] = cached[1]
-    return index
-
-
-#: A sender's earlier delivery with this envelope id, or with this nonce (SPEC §9.2.8).
-_PRIOR_DELIVERIES = select(Delivery.envelope_id, Delivery.envelope_digest, Delivery.receipt).where(
-    or_(
-        Delivery.envelope_id == bindparam("envelope_id"),
-        and_(Delivery.sender == bindparam("sender"), Delivery.nonce == bindparam("nonce")),
-    )
-)
 
 
 def _claimed_envelope_id(envelope: Envelope) -> str:
@@ -573,6 +662,37 @@ def _claimed_envelope_id(envelope: Envelope) -> str:
         return secrets.token_hex(16)
 
 
+def _prior_deliveries(session: Session, headers: Sequence[EnvelopeHeader]) -> list[tuple[str, str, str, str, bytes]]:
+    """Committed or earlier-in-this-transaction deliveries sharing an envelope id or a (sender, nonce).
+
+    One indexed query by envelope id and one per sender by nonce (an OR of the two
+    would scan the table).
+    """
+    if not headers:
+        return []
+    c = _DELIVERIES.c
+    columns = (c.envelope_id, c.envelope_digest, c.sender, c.nonce, c.receipt)
+    connection = session.connection()
+    found = {
+        row.envelope_id: row
+        for row in connection.execute(select(*columns).where(c.envelope_id.in_([h.envelope_id for h in headers])))
+    }
+    nonces: dict[str, list[str]] = {}
+    for header in headers:
+        nonces.setdefault(header.sender, []).append(header.nonce)
+    for sender, sender_nonces in nonces.items():
+        query = select(*columns).where(c.sender == sender, c.nonce.in_(sender_nonces))
+        found.update((row.envelope_id, row) for row in connection.execute(query))
+    return [(r.envelope_id, r.envelope_digest, r.sender, r.nonce, r.receipt) for r in found.values()]
+
+
+def _sign_statements(state: NodeState, payload_type: PayloadType, statements: Sequence[Receipt]) -> list[Signed]:
+    """One statement is signed directly; several share one batch signature (SPEC §4.6)."""
+    if len(statements) == 1:
+        return [sign(payload_type, statements[0], [state.signing_key])]
+    return sign_many([(payload_type, statement) for statement in statements], [state.signing_key])
+
+
 def commit_ingress(
     session: Session,
     state: NodeState,
@@ -582,35 +702,56 @@ def commit_ingress(
     peer: str,
     now: datetime,
 ) -> Signed:
-    """Store an ingress decision and return the signed receipt (SPEC §11.3).
+    """``commit_ingress_batch`` for one envelope."""
+    return commit_ingress_batch(session, state, checked=[(envelope, result)], peer=peer, now=now)[0]
+
+
+def commit_ingress_batch(
+    session: Session,
+    state: NodeState,
+    *,
+    checked: Sequence[tuple[Envelope, IngressResult]],
+    peer: str,
+    now: datetime,
+) -> list[Signed]:
+    """Store ingress decisions and return the signed receipts, in order (SPEC §11.3).
 
     Runs inside the commit transaction, which is where re-delivery and replay are
     decided race-free (SPEC §9.2.8): the same envelope again returns the stored receipt
     and stores nothing; a reused envelope id or nonce with other bytes is a REPLAY.
-    The item (if accepted), its audit entry and the replay record commit together.
+    Items (if accepted), audit entries and replay records commit together; new receipts
+    share one batch signature (SPEC §4.6).
     """
-    digest = envelope.digest
-    header = result.header
-    decision = result.decision
-    unflushed = _unflushed_deliveries(session)
-    if header is not None:
-        # Deliveries added earlier in this transaction are checked in memory; committed
-        # ones with one indexed query (no flush: one flush per group commit).
-        earlier = [d for d in (unflushed.get(header.envelope_id), unflushed.get((header.sender, header.nonce))) if d]
-        stored = session.connection().execute(
-            _PRIOR_DELIVERIES, {"envelope_id": header.envelope_id, "sender": header.sender, "nonce": header.nonce}
-        )
-        prior: list[tuple[str, str, bytes]] = [(d.envelope_id, d.envelope_digest, d.receipt) for d in earlier]
-        prior += [(row.envelope_id, row.envelope_digest, row.receipt) for row in stored]
-        for prior_id, prior_digest, prior_receipt in prior:
-            if prior_id == header.envelope_id and prior_digest == digest:
-                return Signed.model_validate_json(prior_receipt)
-        if prior:
-            decision = Decision.refuse(Reason.REPLAY, f"envelope id or nonce of {header.sender} reused")
-    envelope_id = header.envelope_id if header is not None else _claimed_envelope_id(envelope)
-    receipt = sign(
-        PayloadType.RECEIPT,
-        Receipt(
+    headers = [result.header for _, result in checked if result.header is not None]
+    # Earlier deliveries: committed, or inserted by earlier jobs of this transaction
+    # (inserts are executed at once), then this batch's own as it goes.
+    by_id: dict[str, list[tuple[str, bytes | None]]] = {}
+    by_nonce: dict[tuple[str, str], list[tuple[str, bytes | None]]] = {}
+    for prior_id, prior_digest, sender, nonce, prior_receipt in _prior_deliveries(session, headers):
+        by_id.setdefault(prior_id, []).append((prior_digest, prior_receipt))
+        by_nonce.setdefault((sender, nonce), []).append((prior_digest, prior_receipt))
+    receipts: list[Signed | None] = []
+    fresh: list[tuple[int, Envelope, IngressResult, Decision, str, Receipt]] = []
+    pending: dict[str, int] = {}  # envelope id -> index in fresh, for repeats within the batch
+    for envelope, result in checked:
+        digest = envelope.digest
+        header = result.header
+        decision = result.decision
+        if header is not None:
+            same_id = by_id.get(header.envelope_id, [])
+            same_nonce = by_nonce.get((header.sender, header.nonce), [])
+            repeat = next((r for d, r in same_id if d == digest), None) if same_id else None
+            if repeat is not None:  # identical re-delivery of a committed envelope
+                receipts.append(Signed.model_validate_json(repeat))
+                continue
+            if header.envelope_id in pending and any(d == digest for d, _ in same_id):
+                receipts.append(None)  # repeated within this batch: same receipt as the first
+                fresh.append((len(receipts) - 1, envelope, result, decision, "", fresh[pending[header.envelope_id]][5]))
+                continue
+            if same_id or same_nonce:
+                decision = Decision.refuse(Reason.REPLAY, f"envelope id or nonce of {header.sender} reused")
+        envelope_id = header.envelope_id if header is not None else _claimed_envelope_id(envelope)
+        receipt = Receipt(
             envelope_id=envelope_id,
             envelope_digest=digest,
             sender=header.sender if header else peer,
@@ -619,71 +760,94 @@ def commit_ingress(
             reason=decision.reason.value,
             rule=decision.rule,
             received_at=now,
-        ),
-        [state.signing_key],
-    )
-    attestation = result.attestation
-    if decision.allowed and decision.reason is Reason.ALLOWED:
-        assert header is not None
-        assert attestation is not None
-        assert result.item is not None
-        label = attestation.label
-        session.add(
-            InboxItem(
-                envelope_id=envelope_id,
-                item_id=attestation.item_id,
-                item_version=attestation.item_version,
-                originator=attestation.originator,
-                sender=header.sender,
-                origin_digest=envelope.origin.digest,
-                band=int(label.band),
-                category=label.category.value,
-                topics=json.dumps(list(label.topics)),
-                label_json=label.model_dump_json(),
-                origin_statement=envelope.origin.model_dump_json().encode(),
-                consent_chain=chain_to_bytes(envelope.consents),
-                sealed_content=state.at_rest.seal(
-                    result.item.to_bytes(), _binding(attestation.item_id, attestation.item_version, envelope_id)
-                ),
-                received_at=now,
-                status="held",
+        )
+        receipts.append(None)
+        fresh.append((len(receipts) - 1, envelope, result, decision, envelope_id, receipt))
+        if header is not None and decision.reason is not Reason.REPLAY:
+            pending[envelope_id] = len(fresh) - 1
+            by_id.setdefault(envelope_id, []).append((digest, None))
+            by_nonce.setdefault((header.sender, header.nonce), []).append((digest, None))
+    # Sign every new receipt at once; a repeat within the batch reuses its first receipt.
+    unique = {id(f[5]): f[5] for f in fresh}
+    signed_by_id = dict(zip(unique, _sign_statements(state, PayloadType.RECEIPT, list(unique.values())), strict=True))
+    inbox: list[dict[str, object]] = []
+    deliveries: list[dict[str, object]] = []
+    entries: list[audit.Entry] = []
+    for index, envelope, result, decision, envelope_id, receipt in fresh:
+        signed = signed_by_id[id(receipt)]
+        receipts[index] = signed
+        if not envelope_id:
+            continue  # a repeat within the batch: stored once, audited once
+        header, attestation = result.header, result.attestation
+        if decision.allowed and decision.reason is Reason.ALLOWED:
+            assert header is not None
+            assert attestation is not None
+            assert result.item is not None
+            label = attestation.label
+            inbox.append(
+                {
+                    "envelope_id": envelope_id,
+                    "item_id": attestation.item_id,
+                    "item_version": attestation.item_version,
+                    "originator": attestation.originator,
+                    "sender": header.sender,
+                    "origin_digest": envelope.origin.digest,
+                    "band": int(label.band),
+                    "category": label.category.value,
+                    "topics": json.dumps(list(label.topics)),
+                    "label_json": label.model_dump_json(),
+                    "origin_statement": envelope.origin.model_dump_json().encode(),
+                    "consent_chain": chain_to_bytes(envelope.consents),
+                    "sealed_content": state.at_rest.seal(
+                        result.item.to_bytes(), _binding(attestation.item_id, attestation.item_version, envelope_id)
+                    ),
+                    "received_at": now,
+                    "status": "held",
+                }
+            )
+        if header is not None and decision.reason is not Reason.REPLAY:
+            # Replays keep the first record; everything else leaves one, refused or not.
+            deliveries.append(
+                {
+                    "envelope_id": envelope_id,
+                    "envelope_digest": envelope.digest,
+                    "sender": header.sender,
+                    "nonce": header.nonce,
+                    "accepted": decision.allowed,
+                    "reason": decision.reason.value,
+                    "receipt": signed.model_dump_json().encode(),
+                    "received_at": now,
+                }
+            )
+        entries.append(
+            audit.Entry(
+                AuditEvent.INGRESS,
+                state.me,
+                peer=peer,
+                item_id=attestation.item_id if attestation else (header.item_id if header else None),
+                item_version=attestation.item_version if attestation else (header.item_version if header else None),
+                envelope_id=envelope_id if header else None,
+                allowed=decision.allowed,
+                reason=decision.reason.value,
+                rule=decision.rule,
+                detail={
+                    "detail": decision.detail,
+                    "envelope_digest": envelope.digest,
+                    "claimed_sender": header.sender if header else None,
+                    "band": attestation.label.band.name if attestation else None,
+                    "consents": [c.digest for c in envelope.consents],
+                },
             )
         )
-    if header is not None and decision.reason is not Reason.REPLAY:
-        # Replays keep the first record; everything else leaves one, refused or not.
-        delivery = Delivery(
-            envelope_id=envelope_id,
-            envelope_digest=digest,
-            sender=header.sender,
-            nonce=header.nonce,
-            accepted=decision.allowed,
-            reason=decision.reason.value,
-            receipt=receipt.model_dump_json().encode(),
-            received_at=now,
-        )
-        session.add(delivery)
-        unflushed[envelope_id] = unflushed[(header.sender, header.nonce)] = delivery
-    audit.append(
-        session,
-        now=now,
-        event=AuditEvent.INGRESS,
-        actor=state.me,
-        peer=peer,
-        item_id=attestation.item_id if attestation else (header.item_id if header else None),
-        item_version=attestation.item_version if attestation else (header.item_version if header else None),
-        envelope_id=envelope_id if header else None,
-        allowed=decision.allowed,
-        reason=decision.reason.value,
-        rule=decision.rule,
-        detail={
-            "detail": decision.detail,
-            "envelope_digest": digest,
-            "claimed_sender": header.sender if header else None,
-            "band": attestation.label.band.name if attestation else None,
-            "consents": [c.digest for c in envelope.consents],
-        },
-    )
-    return receipt
+    connection = session.connection()
+    if inbox:
+        connection.execute(_INBOX.insert(), inbox)
+    if deliveries:
+        connection.execute(_DELIVERIES.insert(), deliveries)
+    audit.append_many(session, now=now, entries=entries)
+    out = [r for r in receipts if r is not None]
+    assert len(out) == len(checked)
+    return out
 
 
 def check_receipt(
@@ -693,58 +857,141 @@ def check_receipt(
     member = state.roster.member(recipient)
     if member is None:
         raise RemoteProtocolError(f"{recipient} is not in the roster")
-    parsed = verify_and_parse(receipt, PayloadType.RECEIPT, [member.signing_key], Receipt)
+    parsed = verify_and_parse(receipt, PayloadType.RECEIPT, [member.signing_key], Receipt, state.roots)
     bound = (parsed.envelope_id, parsed.envelope_digest, parsed.sender, parsed.receiver)
     if bound != (envelope_id, envelope_digest, state.me, recipient):
         raise RemoteProtocolError(f"receipt from {recipient} is for another envelope")
     return parsed
 
 
+def check_receipts(
+    state: NodeState, *, recipient: str, sent: Sequence[tuple[str, str]], receipts: Sequence[Signed]
+) -> list[tuple[str, Signed, Receipt] | tuple[str, RemoteProtocolError]]:
+    """``check_receipt`` for each (envelope id, digest) sent and the receipt that answered it.
+
+    A batch signature's root is verified once (``state.roots``). Each result is either
+    (envelope id, receipt, parsed) or (envelope id, the error).
+    """
+    out: list[tuple[str, Signed, Receipt] | tuple[str, RemoteProtocolError]] = []
+    for (envelope_id, digest), receipt in zip(sent, receipts, strict=True):
+        try:
+            parsed = check_receipt(
+                state, recipient=recipient, envelope_id=envelope_id, envelope_digest=digest, receipt=receipt
+            )
+        except RemoteProtocolError as exc:
+            out.append((envelope_id, exc))
+            continue
+        out.append((envelope_id, receipt, parsed))
+    return out
+
+
 def record_receipt(
     session: Session, state: NodeState, *, envelope_id: str, receipt: Signed, parsed: Receipt, now: datetime
 ) -> tuple[str, Signed | None]:
-    """Settle an outbox entry with a receipt ``check_receipt`` verified.
-
-    Returns the new state and, if the item was recalled while this envelope was on its
-    way, the recall notice the recipient must now be sent.
-    """
-    # The entry was committed before it was sent, so this lookup need not flush the
-    # rest of the group first.
-    with session.no_autoflush:
-        entry = session.get(OutboxEntry, envelope_id)
-    if entry is None:
+    """``record_receipts`` for one receipt; raises ``DeskError`` if there is no such entry."""
+    (outcome,) = record_receipts(session, state, settled=[(envelope_id, receipt, parsed)], now=now)
+    if outcome is None:
         raise DeskError(f"no outbox entry {envelope_id}")
-    if parsed.receiver != entry.recipient:
-        raise RemoteProtocolError(f"receipt from {parsed.receiver} for an envelope to {entry.recipient}")
-    if entry.state in ("delivered", "refused"):
-        return entry.state, None
-    late_recall = None
-    if entry.state == "failed" and entry.reason == Reason.RECALLED.value and parsed.accepted:
-        # Withdrawn by a recall while already on the wire: it arrived, so the recipient
-        # holds a recalled item and must be sent the recall too (SPEC §10.1).
-        late_recall = _recall_notice(session, entry.item_id, entry.item_version)
-        if late_recall is not None:
-            queue_control(session, recipient=entry.recipient, rpc="Notify", statement=late_recall, now=now)
-    entry.state = "delivered" if parsed.accepted else "refused"
-    entry.reason = parsed.reason
-    entry.receipt = receipt.model_dump_json().encode()
-    entry.attempts += 1
-    entry.updated_at = now
-    audit.append(
-        session,
-        now=now,
-        event=AuditEvent.DELIVERY_CONFIRMED,
-        actor=state.me,
-        peer=entry.recipient,
-        item_id=entry.item_id,
-        item_version=entry.item_version,
-        envelope_id=envelope_id,
-        allowed=parsed.accepted,
-        reason=parsed.reason,
-        rule=parsed.rule,
-        detail={"receipt_digest": receipt.digest},
+    if isinstance(outcome, RemoteProtocolError):
+        raise outcome
+    return outcome
+
+
+def record_receipts(
+    session: Session, state: NodeState, *, settled: Sequence[tuple[str, Signed, Receipt]], now: datetime
+) -> list[tuple[str, Signed | None] | RemoteProtocolError | None]:
+    """Settle outbox entries with receipts ``check_receipts`` verified, in one query and one flush.
+
+    Per entry: the new state and, if the item was recalled while the envelope was on its
+    way, the recall notice the recipient must now be sent (queued here); a
+    ``RemoteProtocolError`` if the receipt's receiver is not the entry's recipient; None
+    if there is no such entry.
+    """
+    if not settled:
+        return []
+    # Pending ORM changes (say, a recall withdrawing these entries earlier in this group)
+    # must be in the database before it is read and written with Core.
+    session.flush()
+    c = _OUTBOX.c
+    ids = [envelope_id for envelope_id, _, _ in settled]
+    entries = {
+        row.envelope_id: row
+        for row in session.connection().execute(
+            select(c.envelope_id, c.recipient, c.state, c.reason, c.item_id, c.item_version, c.attempts).where(
+                c.envelope_id.in_(ids)
+            )
+        )
+    }
+    out: list[tuple[str, Signed | None] | RemoteProtocolError | None] = []
+    updates: list[dict[str, object]] = []
+    settled_now: dict[str, str] = {}
+    audit_entries: list[audit.Entry] = []
+    for envelope_id, receipt, parsed in settled:
+        entry = entries.get(envelope_id)
+        if entry is None:
+            out.append(None)
+            continue
+        if parsed.receiver != entry.recipient:
+            out.append(RemoteProtocolError(f"receipt from {parsed.receiver} for an envelope to {entry.recipient}"))
+            continue
+        if entry.state in ("delivered", "refused") or envelope_id in settled_now:
+            out.append((settled_now.get(envelope_id, entry.state), None))
+            continue
+        late_recall = None
+        if entry.state == "failed" and entry.reason == Reason.RECALLED.value and parsed.accepted:
+            # Withdrawn by a recall while already on the wire: it arrived, so the recipient
+            # holds a recalled item and must be sent the recall too (SPEC §10.1).
+            late_recall = _recall_notice(session, entry.item_id, entry.item_version)
+            if late_recall is not None:
+                queue_control(session, recipient=entry.recipient, rpc="Notify", statement=late_recall, now=now)
+        new_state = settled_now[envelope_id] = "delivered" if parsed.accepted else "refused"
+        updates.append(
+            {
+                "b_id": envelope_id,
+                "state": new_state,
+                "reason": parsed.reason,
+                "receipt": receipt.model_dump_json().encode(),
+                "attempts": entry.attempts + 1,
+                "updated_at": now,
+            }
+        )
+        audit_entries.append(
+            audit.Entry(
+                AuditEvent.DELIVERY_CONFIRMED,
+                state.me,
+                peer=entry.recipient,
+                item_id=entry.item_id,
+                item_version=entry.item_version,
+                envelope_id=envelope_id,
+                allowed=parsed.accepted,
+                reason=parsed.reason,
+                rule=parsed.rule,
+                detail={"receipt_digest": receipt.digest},
+            )
+        )
+        out.append((new_state, late_recall))
+    if updates:
+        session.connection().execute(_SETTLE, updates)
+        # ORM copies of these rows loaded earlier in this transaction are now stale.
+        for envelope_id in ids:
+            loaded = session.identity_map.get(session.identity_key(OutboxEntry, envelope_id))
+            if loaded is not None:
+                session.expire(loaded)
+    audit.append_many(session, now=now, entries=audit_entries)
+    return out
+
+
+_SETTLE = (
+    _OUTBOX.update()
+    .where(_OUTBOX.c.envelope_id == bindparam("b_id"))
+    .values(
+        state=bindparam("state"),
+        reason=bindparam("reason"),
+        receipt=bindparam("receipt"),
+        attempts=bindparam("attempts"),
+        updated_at=bindparam("updated_at"),
     )
-    return entry.state, late_recall
+)
 
 
 def record_delivery_error(

@@ -113,26 +113,22 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         return desk_pb2.SubmitBatchResponse(results=[_submit_response(r) for r in results])
 
     async def _submit_new(self, requests: list[desk_pb2.SubmitRequest]) -> list[core.SubmitResult]:
-        """Attest, decide and seal off the database thread; store everything in one commit."""
+        """Attest, decide and seal off the database thread; store everything in one commit.
+
+        The batch's attestations share one batch signature, and so do its headers (SPEC §4.6).
+        """
         now = utcnow()
-        parsed = [
-            (
+        items = [
+            core.NewItem(
                 Label.model_validate_json(r.label_json),
                 item_from_bytes(r.item_json.encode()),
-                list(r.recipients),
+                tuple(r.recipients),
                 self._suite(r.suite),
             )
             for r in requests
         ]
-
-        def prepare(state: core.NodeState) -> list[core.PreparedItem]:
-            return [
-                core.prepare_item(state, label=label, item=item, recipients=recipients, suite=suite, now=now)
-                for label, item, recipients, suite in parsed
-            ]
-
-        prepared = await self.node.crypto(prepare)
-        return await self.node.db(_store_items, prepared=prepared, now=now)
+        prepared = await self.node.crypto(core.prepare_items, requests=items, now=now)
+        return await self.node.db(core.store_items, prepared=prepared, now=now)
 
     @_officer_errors
     async def Reshare(self, request: desk_pb2.ReshareRequest, context: Context) -> desk_pb2.SubmitResponse:
@@ -314,12 +310,6 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             audit_head=head,
             outbox_pending=pending,
         )
-
-
-def _store_items(
-    session: Session, state: core.NodeState, *, prepared: list[core.PreparedItem], now: datetime
-) -> list[core.SubmitResult]:
-    return [core.store_item(session, state, prepared=p, now=now) for p in prepared]
 
 
 def _inbox(session: Session, state: core.NodeState, *, limit: int) -> list[InboxItem]:

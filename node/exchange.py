@@ -9,7 +9,7 @@ import grpc
 
 from node import core
 from node.convert import signed_from_pb, signed_to_pb
-from node.server import stream_receipts, utcnow
+from node.server import stream_receipt_batches, stream_receipts, utcnow
 from node.wire import exchange_pb2, exchange_pb2_grpc
 from protocol.errors import MalformedError
 from protocol.policy import Reason
@@ -52,6 +52,15 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
         member, identity = await self.node.identify(context)
         async for receipt in stream_receipts(self.node, request_iterator, member, identity):
             yield receipt
+
+    async def DeliverBatches(
+        self, request_iterator: AsyncIterator[exchange_pb2.EnvelopeBatch], context: Context
+    ) -> AsyncIterator[exchange_pb2.ReceiptBatch]:
+        member, identity = await self.node.identify(context)
+        async for reply in stream_receipt_batches(self.node, request_iterator, member, identity):
+            if isinstance(reply, str):  # an oversized batch: refused (and audited)
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, reply)
+            yield reply
 
     async def RequestConsent(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
         member, _ = await self.node.identify(context)

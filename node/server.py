@@ -59,6 +59,7 @@ from protocol.encoding import sha256_hex
 from protocol.envelope import Envelope
 from protocol.errors import IntelshareError, MalformedError, RemoteProtocolError, RollbackError
 from protocol.policy import Decision, IngressResult, Reason, check_ingress
+from protocol.receipt import Receipt
 from protocol.roster import Member
 from protocol.statements import Signed
 
@@ -79,13 +80,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+#: The most envelopes one ``EnvelopeBatch`` may carry (SPEC §11.6); larger ones are refused.
+MAX_ENVELOPE_BATCH = 256
+
+
 @dataclass
 class _Job:
-    """One unit of work for the commit loop; ``ingress`` marks envelope commits."""
+    """One unit of work for the commit loop; ``ingress`` counts the envelopes it commits."""
 
     run: Callable[[Session], Any]
     future: asyncio.Future[Any]
-    ingress: bool = False
+    ingress: int = 0
 
 
 class Node:
@@ -140,9 +145,9 @@ class Node:
         in one transaction, commits once, then answers every caller (SPEC §11.3). No
         caller hears back before its job is committed.
         """
-        return await self._enqueue(lambda session: fn(session, self.state, **kwargs), ingress=False)
+        return await self._enqueue(lambda session: fn(session, self.state, **kwargs), ingress=0)
 
-    async def _enqueue(self, run: Callable[[Session], T], *, ingress: bool) -> T:
+    async def _enqueue(self, run: Callable[[Session], T], *, ingress: int) -> T:
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         await self._jobs.put(_Job(run, future, ingress))
         return await future
@@ -159,7 +164,7 @@ class Node:
             except Exception as exc:  # the commit itself failed: nothing was stored
                 log.exception("group commit failed")
                 outcomes = [(False, exc)] * len(batch)
-            self._ingress_commits += sum(1 for job in batch if job.ingress)
+            self._ingress_commits += sum(job.ingress for job in batch)
             if self._crash_after and self._ingress_commits >= self._crash_after:
                 os._exit(137)  # Unsafe test hook: committed, receipts never sent.
             for job, (ok, value) in zip(batch, outcomes, strict=True):
@@ -228,34 +233,54 @@ class Node:
 
     async def ingest(self, message: exchange_pb2.Envelope, member: Member, identity: PeerIdentity) -> Signed:
         """Verify, decide and durably record one envelope; returns the signed receipt."""
+        return (await self.ingest_batch([message], member, identity))[0]
+
+    async def ingest_batch(
+        self, messages: Sequence[exchange_pb2.Envelope], member: Member, identity: PeerIdentity
+    ) -> list[Signed]:
+        """Verify, decide and durably record envelopes; returns their signed receipts, in order.
+
+        Verification runs off the event loop (batch roots are checked once, SPEC §4.6);
+        the decisions commit as one job of the next group commit, and their receipts
+        share one batch signature.
+        """
         now = utcnow()
-        try:
-            envelope: Envelope | None = envelope_from_pb(message)
-        except MalformedError as exc:
-            envelope = None
-            result = IngressResult(Decision.refuse(Reason.ENVELOPE_MALFORMED, str(exc)), None, None, None)
-        if envelope is not None:
-            checked = envelope
-            result = await asyncio.get_running_loop().run_in_executor(
-                self._crypto_pool,
-                lambda: check_ingress(
-                    checked,
-                    receiver=self.state.me,
-                    receiver_keys=self.state.hpke_keys,
+        parsed: list[Envelope | MalformedError] = []
+        for message in messages:
+            try:
+                parsed.append(envelope_from_pb(message))
+            except MalformedError as exc:
+                parsed.append(exc)
+        state = self.state
+
+        def check_all() -> list[tuple[Envelope, IngressResult]]:
+            ctx = state.policy(now)
+            out = []
+            for envelope in parsed:
+                if isinstance(envelope, MalformedError):
+                    refused = Decision.refuse(Reason.ENVELOPE_MALFORMED, str(envelope))
+                    out.append((_EMPTY_ENVELOPE, IngressResult(refused, None, None, None)))
+                    continue
+                result = check_ingress(
+                    envelope,
+                    receiver=state.me,
+                    receiver_keys=state.hpke_keys,
                     peer_tls_identity=member.tls_identity,
                     peer_fingerprint=identity.fingerprint,
-                    ctx=self.state.policy(now),
-                    window=self.state.window,
-                    # Decided authoritatively inside the commit (core.commit_ingress).
+                    ctx=ctx,
+                    window=state.window,
+                    # Decided authoritatively inside the commit (core.commit_ingress_batch).
                     is_replay=lambda header, digest: False,
-                ),
-            )
+                    roots=state.roots,
+                )
+                out.append((envelope, result))
+            return out
+
+        checked = await asyncio.get_running_loop().run_in_executor(self._crypto_pool, check_all)
         peer = member.member_id
         return await self._enqueue(
-            lambda session: core.commit_ingress(
-                session, self.state, envelope=envelope or _EMPTY_ENVELOPE, result=result, peer=peer, now=utcnow()
-            ),
-            ingress=True,
+            lambda session: core.commit_ingress_batch(session, state, checked=checked, peer=peer, now=utcnow()),
+            ingress=len(checked),
         )
 
     # --- outbox -----------------------------------------------------------------------
@@ -335,37 +360,53 @@ class Node:
                     ok, detail = False, str(exc)
                 await self.db(_audit_agreement_update, file=path.name, ok=ok, detail=detail, now=utcnow())
 
-    async def settle(self, recipient: str, envelope_id: str, digest: str, statement: exchange_pb2.Signed) -> None:
-        """Verify a receipt off the loop, then commit it (grouped with others)."""
+    async def settle_batch(
+        self, recipient: str, sent: Sequence[tuple[str, str]], statements: Sequence[exchange_pb2.Signed]
+    ) -> None:
+        """Verify receipts off the loop (one batch root check), then commit them in one job."""
         try:
-            receipt = signed_from_pb(statement)
-            parsed = await self.crypto(
-                core.check_receipt,
-                recipient=recipient,
-                envelope_id=envelope_id,
-                envelope_digest=digest,
-                receipt=receipt,
-            )
-            # A late recall, if any, is queued in the same transaction (core.record_receipt).
-            await self.db(core.record_receipt, envelope_id=envelope_id, receipt=receipt, parsed=parsed, now=utcnow())
-        except RemoteProtocolError as exc:
-            await self.failed([envelope_id], 0, f"bad receipt: {exc}")
+            receipts: list[Signed] = []
+            good: list[tuple[str, str]] = []
+            bad: list[tuple[str, str]] = []
+            for (envelope_id, digest), statement in zip(sent, statements, strict=True):
+                try:
+                    receipts.append(signed_from_pb(statement))
+                    good.append((envelope_id, digest))
+                except MalformedError as exc:
+                    bad.append((envelope_id, f"bad receipt: {exc}"))
+            checked = await self.crypto(core.check_receipts, recipient=recipient, sent=good, receipts=receipts)
+            verified: list[tuple[str, Signed, Receipt]] = []
+            for result in checked:
+                if len(result) == 2:
+                    bad.append((result[0], f"bad receipt: {result[1]}"))
+                else:
+                    verified.append(result)
+            # A late recall, if any, is queued in the same transaction (core.record_receipts).
+            recorded = await self.db(core.record_receipts, settled=verified, now=utcnow())
+            for (envelope_id, _, _), outcome in zip(verified, recorded, strict=True):
+                if isinstance(outcome, RemoteProtocolError):
+                    bad.append((envelope_id, f"bad receipt: {outcome}"))
+                elif outcome is None:
+                    log.warning("receipt for %s matches no outbox entry", envelope_id)
+            for envelope_id, error in bad:
+                await self.failed([envelope_id], 0, error)
         finally:
-            self._in_flight.discard(envelope_id)
+            for envelope_id, _ in sent:
+                self._in_flight.discard(envelope_id)
 
     async def failed(self, envelope_ids: Sequence[str], attempts: int, error: str) -> None:
         """Schedule retries with exponential backoff; the poller re-sends them when due."""
         delivery = self.cfg.delivery
         now = utcnow()
         backoff = min(delivery.retry_max_seconds, delivery.retry_base_seconds * (2 ** min(attempts, 16)))
+        await self.db(
+            _record_delivery_errors,
+            envelope_ids=list(envelope_ids),
+            error=error,
+            retry_at=now + timedelta(seconds=backoff),
+            now=now,
+        )
         for envelope_id in envelope_ids:
-            await self.db(
-                core.record_delivery_error,
-                envelope_id=envelope_id,
-                error=error,
-                retry_at=now + timedelta(seconds=backoff),
-                now=now,
-            )
             self._in_flight.discard(envelope_id)
         self._spawn(self._wake_after(backoff))
 
@@ -509,34 +550,57 @@ class PeerLink:
 
     async def _stream(self) -> None:
         delivery = self.node.cfg.delivery
-        window = asyncio.Semaphore(delivery.max_in_flight)
-        sent: collections.deque[tuple[str, str]] = collections.deque()  # (envelope id, digest)
+        capacity = delivery.max_in_flight
+        batch_limit = max(1, min(capacity, delivery.batch_max, MAX_ENVELOPE_BATCH))
+        in_flight = 0
+        room = asyncio.Event()
+        #: One entry per batch written and not yet answered: (envelope id, digest) each.
+        sent: collections.deque[list[tuple[str, str]]] = collections.deque()
         stub = exchange_pb2_grpc.ExchangeStub(self.node.channel(self.recipient))
-        call = stub.DeliverStream()
+        call = stub.DeliverBatches()
 
         async def write() -> None:
+            nonlocal in_flight
             while True:
                 try:
-                    envelope_id, envelope = await asyncio.wait_for(self.queue.get(), timeout=5.0)
+                    first = await asyncio.wait_for(self.queue.get(), timeout=5.0)
                 except TimeoutError:
                     if not sent:
                         break  # idle: close the stream; the next push opens a new one
                     continue
-                await window.acquire()
-                # The stored bytes are the wire encoding: sent as they are, never rebuilt.
-                message = exchange_pb2.Envelope.FromString(envelope)
-                sent.append((envelope_id, sha256_hex(message.header.payload)))
+                while in_flight >= capacity:
+                    room.clear()
+                    await room.wait()
+                # Everything already queued goes in this batch, up to the room left.
+                batch = [first]
+                while len(batch) < min(batch_limit, capacity - in_flight) and not self.queue.empty():
+                    batch.append(self.queue.get_nowait())
+                in_flight += len(batch)
+                message = exchange_pb2.EnvelopeBatch()
+                ids = []
+                for envelope_id, envelope in batch:
+                    # The stored bytes are the wire encoding: sent as they are, never rebuilt.
+                    added = message.envelopes.add()
+                    added.MergeFromString(envelope)
+                    ids.append((envelope_id, sha256_hex(added.header.payload)))
+                sent.append(ids)
                 await call.write(message)
             await call.done_writing()
 
         async def read() -> None:
+            nonlocal in_flight
             while True:
                 reply = await asyncio.wait_for(call.read(), timeout=delivery.deadline_seconds if sent else None)
                 if reply is _EOF:
                     return
-                envelope_id, digest = sent.popleft()
-                window.release()
-                self.node._spawn(self.node.settle(self.recipient, envelope_id, digest, reply.statement))
+                ids = sent[0]
+                if len(reply.receipts) != len(ids):
+                    raise RemoteProtocolError(f"{len(reply.receipts)} receipts for a batch of {len(ids)}")
+                sent.popleft()
+                in_flight -= len(ids)
+                room.set()
+                statements = [receipt.statement for receipt in reply.receipts]
+                self.node._spawn(self.node.settle_batch(self.recipient, ids, statements))
 
         writer = asyncio.ensure_future(write())
         try:
@@ -546,7 +610,7 @@ class PeerLink:
             writer.cancel()
             call.cancel()
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else f"{type(exc).__name__}: {exc}"
-            unsettled = [envelope_id for envelope_id, _ in sent]
+            unsettled = [envelope_id for ids in sent for envelope_id, _ in ids]
             while not self.queue.empty():
                 unsettled.append(self.queue.get_nowait()[0])
             self.failures += 1
@@ -667,6 +731,19 @@ def _control_failed(
         row.last_error, row.next_attempt_at, row.updated_at = error[:500], retry_at, now
 
 
+def _record_delivery_errors(
+    session: Session,
+    state: core.NodeState,
+    *,
+    envelope_ids: list[str],
+    error: str,
+    retry_at: datetime,
+    now: datetime,
+) -> None:
+    for envelope_id in envelope_ids:
+        core.record_delivery_error(session, state, envelope_id=envelope_id, error=error, retry_at=retry_at, now=now)
+
+
 def _due_outbox(
     session: Session, state: core.NodeState, *, limit: int, exclude: frozenset[str], now: datetime
 ) -> list[tuple[str, str, bytes, int]]:
@@ -726,3 +803,55 @@ async def stream_receipts(
             yield exchange_pb2.Receipt(statement=signed_to_pb(await future))
     finally:
         reader.cancel()
+
+
+async def stream_receipt_batches(
+    node: Node,
+    requests: AsyncIterator[exchange_pb2.EnvelopeBatch],
+    member: Member,
+    identity: PeerIdentity,
+) -> AsyncIterator[exchange_pb2.ReceiptBatch | str]:
+    """Pipelined batch ingress: batches are verified concurrently, receipt batches return in order.
+
+    Yields a string instead of a receipt batch when the peer sent an oversized batch:
+    the caller ends the call with that message (the refusal is audited first).
+    """
+    pending: asyncio.Queue[asyncio.Future[list[Signed]] | str | None] = asyncio.Queue(maxsize=16)
+
+    async def read() -> None:
+        try:
+            async for batch in requests:
+                if len(batch.envelopes) > MAX_ENVELOPE_BATCH:
+                    detail = f"a batch of {len(batch.envelopes)} envelopes exceeds {MAX_ENVELOPE_BATCH}"
+                    await node.db(_audit_oversized_batch, peer=member.member_id, detail=detail, now=utcnow())
+                    await pending.put(detail)
+                    return
+                await pending.put(asyncio.ensure_future(node.ingest_batch(batch.envelopes, member, identity)))
+        finally:
+            await pending.put(None)
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while (future := await pending.get()) is not None:
+            if isinstance(future, str):
+                yield future
+                return
+            receipts = await future
+            yield exchange_pb2.ReceiptBatch(
+                receipts=[exchange_pb2.Receipt(statement=signed_to_pb(r)) for r in receipts]
+            )
+    finally:
+        reader.cancel()
+
+
+def _audit_oversized_batch(session: Session, state: core.NodeState, *, peer: str, detail: str, now: datetime) -> None:
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.INGRESS,
+        actor=state.me,
+        peer=peer,
+        allowed=False,
+        reason=Reason.ENVELOPE_MALFORMED.value,
+        detail={"detail": detail},
+    )

@@ -7,6 +7,7 @@ See ``protocol/SPEC.md``. Modules:
 - ``label`` and ``item``: what an item is (SPEC §7)
 - ``agreement``: bilateral agreements and trust models (SPEC §6)
 - ``envelope``: origin attestation, ``seal`` and ``open`` (SPEC §8)
+- ``statements`` and ``merkle``: signed statements and batch signatures (SPEC §4)
 - ``consent``, ``notices``, ``receipt``: signed statements (SPEC §9.4, §10, §11.3)
 - ``policy``: the egress and ingress decisions (SPEC §9)
 """
@@ -14,7 +15,19 @@ See ``protocol/SPEC.md``. Modules:
 from protocol.agreement import Agreement, AgreementBook, DirectionTerms, ReshareRule, TrustModel
 from protocol.classification import Band, NationalMarkings
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
-from protocol.envelope import DEFAULT_SUITE, Envelope, EnvelopeHeader, OriginAttestation, Suite, attest, seal
+from protocol.envelope import (
+    DEFAULT_SUITE,
+    Envelope,
+    EnvelopeHeader,
+    OriginAttestation,
+    SealRequest,
+    Suite,
+    ToAttest,
+    attest,
+    attest_many,
+    seal,
+    seal_many,
+)
 from protocol.errors import (
     ConfigurationError,
     IntelshareError,
@@ -26,13 +39,13 @@ from protocol.errors import (
     SignatureError,
 )
 from protocol.item import Attachment, ContentKind, RawData, ReportTemplate
-from protocol.keys import HpkeKeyPair, HpkePublicKeys, PublicSigningKey, SigningKey
+from protocol.keys import HpkeKeyPair, HpkePublicKeys, PublicSigningKey, SigningKey, VerifiedRoots
 from protocol.label import Category, InformationCredibility, Label, SourceReliability, UseLimitation
 from protocol.notices import Correction, Recall
 from protocol.policy import Decision, PolicyContext, Reason, TimeWindow, Transfer, check_egress, check_ingress
 from protocol.receipt import Receipt
 from protocol.roster import Member, MemberStatus, Roster, accept_roster
-from protocol.statements import PayloadType, Signature, Signed
+from protocol.statements import PayloadType, Signature, Signed, sign, sign_many, verify
 
 __all__ = [
     "DEFAULT_SUITE",
@@ -76,6 +89,7 @@ __all__ = [
     "ReshareRule",
     "RollbackError",
     "Roster",
+    "SealRequest",
     "Signature",
     "SignatureError",
     "Signed",
@@ -83,12 +97,19 @@ __all__ = [
     "SourceReliability",
     "Suite",
     "TimeWindow",
+    "ToAttest",
     "Transfer",
     "TrustModel",
     "UseLimitation",
+    "VerifiedRoots",
     "accept_roster",
     "attest",
+    "attest_many",
     "check_egress",
     "check_ingress",
     "seal",
+    "seal_many",
+    "sign",
+    "sign_many",
+    "verify",
 ]

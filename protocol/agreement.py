@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from protocol._model import MemberId, Model, Timestamp
 from protocol.classification import Band, BandField
@@ -57,6 +57,8 @@ def pair_key(a: str, b: str) -> tuple[str, str]:
 
 class Agreement(Model):
     """One version of a bilateral agreement (SPEC §6.1)."""
+
+    _terms: dict[tuple[str, str], DirectionTerms] = PrivateAttr(default_factory=dict)
 
     agreement_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     version: int = Field(ge=1)
@@ -116,6 +118,13 @@ class Agreement(Model):
 
     def terms(self, sender: str, recipient: str) -> DirectionTerms:
         """The effective terms for items from ``sender`` to ``recipient`` (SPEC §6.3 table)."""
+        # Every transfer asks; the agreement is immutable, so each direction is worked out once.
+        cached = self._terms.get((sender, recipient))
+        if cached is None:
+            cached = self._terms[(sender, recipient)] = self._work_out_terms(sender, recipient)
+        return cached
+
+    def _work_out_terms(self, sender: str, recipient: str) -> DirectionTerms:
         if pair_key(sender, recipient) != self.parties or sender == recipient:
             raise ConfigurationError(f"{self.agreement_id} is not between {sender} and {recipient}")
         raw_allowed = self.raw_data_allowed

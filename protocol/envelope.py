@@ -28,22 +28,26 @@ from protocol.item import (
     item_from_bytes,
     item_to_bytes,
 )
-from protocol.keys import HpkeKeyPair, KemName, SigningKey
+from protocol.keys import HpkeKeyPair, KemName, SigningKey, VerifiedRoots
 from protocol.label import Label
 from protocol.roster import Member, Roster
-from protocol.statements import PayloadType, Signed, sign, verify, verify_and_parse
+from protocol.statements import PayloadType, Signed, sign, sign_many, verify, verify_and_parse
 
 __all__ = [
     "DEFAULT_SUITE",
     "Envelope",
     "EnvelopeHeader",
     "OriginAttestation",
+    "SealRequest",
     "Suite",
+    "ToAttest",
     "attest",
+    "attest_many",
     "decrypt",
     "open",
     "seal",
     "seal_info",
+    "seal_many",
 ]
 
 ItemId = str
@@ -120,6 +124,32 @@ class Envelope:
         return self.header.digest
 
 
+@dataclass(frozen=True)
+class ToAttest:
+    """One item for ``attest_many``."""
+
+    item_id: str
+    label: Label
+    item: ReportTemplate | RawData
+
+
+def _attestation(request: ToAttest, now: datetime) -> tuple[OriginAttestation, bytes]:
+    label, item = request.label, request.item
+    if isinstance(item, ReportTemplate) and item.grading != label.grading:
+        raise LocalProtocolError(f"report grading {item.grading} differs from label grading {label.grading}")
+    plaintext = item_to_bytes(item)
+    statement = OriginAttestation(
+        item_id=request.item_id,
+        item_version=label.item_version,
+        originator=label.originator,
+        label=label,
+        content_kind=content_kind(item),
+        plaintext_digest=sha256_hex(plaintext),
+        attested_at=now,
+    )
+    return statement, plaintext
+
+
 def attest(
     *,
     item_id: str,
@@ -129,19 +159,17 @@ def attest(
     now: datetime,
 ) -> tuple[Signed, bytes]:
     """Sign the origin attestation; returns it and the exact plaintext to seal (SPEC §8.1)."""
-    if isinstance(item, ReportTemplate) and item.grading != label.grading:
-        raise LocalProtocolError(f"report grading {item.grading} differs from label grading {label.grading}")
-    plaintext = item_to_bytes(item)
-    statement = OriginAttestation(
-        item_id=item_id,
-        item_version=label.item_version,
-        originator=label.originator,
-        label=label,
-        content_kind=content_kind(item),
-        plaintext_digest=sha256_hex(plaintext),
-        attested_at=now,
-    )
+    statement, plaintext = _attestation(ToAttest(item_id, label, item), now)
     return sign(PayloadType.ORIGIN, statement, [originator_key]), plaintext
+
+
+def attest_many(
+    requests: Sequence[ToAttest], *, originator_key: SigningKey, now: datetime
+) -> list[tuple[Signed, bytes]]:
+    """``attest`` for many items under one batch signature (SPEC §4.6, §8.1)."""
+    made = [_attestation(request, now) for request in requests]
+    signed = sign_many([(PayloadType.ORIGIN, statement) for statement, _ in made], [originator_key])
+    return [(origin, plaintext) for origin, (_, plaintext) in zip(signed, made, strict=True)]
 
 
 def seal_info(header: EnvelopeHeader) -> bytes:
@@ -162,6 +190,45 @@ def seal_info(header: EnvelopeHeader) -> bytes:
     )
 
 
+@dataclass(frozen=True)
+class SealRequest:
+    """One envelope for ``seal_many``: what ``seal`` takes besides sender, key, suite and time."""
+
+    plaintext: bytes
+    origin: Signed
+    recipient: Member
+    agreement_id: str
+    agreement_version: int
+    consents: tuple[Signed, ...] = ()
+
+
+def _seal_unsigned(request: SealRequest, *, sender: str, suite: Suite, now: datetime) -> tuple[EnvelopeHeader, bytes]:
+    """Encrypt and build the header, not yet signed (SPEC §8.2–8.4)."""
+    origin = request.origin
+    attestation = OriginAttestation.from_bytes(origin.payload)
+    if attestation.plaintext_digest != sha256_hex(request.plaintext):
+        raise LocalProtocolError("plaintext does not match the origin attestation")
+    header_fields = {
+        "envelope_id": secrets.token_hex(16),
+        "item_id": attestation.item_id,
+        "item_version": attestation.item_version,
+        "sender": sender,
+        "recipient": request.recipient.member_id,
+        "agreement_id": request.agreement_id,
+        "agreement_version": request.agreement_version,
+        "origin_digest": origin.digest,
+        "suite": suite,
+        "created_at": now,
+        "nonce": secrets.token_hex(16),
+        "consent_refs": tuple(c.digest for c in request.consents),
+    }
+    # The info is computed from the header fields before the ciphertext exists.
+    provisional = EnvelopeHeader(**header_fields, ciphertext_digest="0" * 64)
+    public_key = request.recipient.hpke_keys.for_kem(suite.kem)
+    ciphertext = suite._primitive().encrypt(request.plaintext, public_key, info=seal_info(provisional))
+    return provisional.model_copy(update={"ciphertext_digest": sha256_hex(ciphertext)}), ciphertext
+
+
 def seal(
     *,
     plaintext: bytes,
@@ -180,34 +247,26 @@ def seal(
     ``origin`` is the originator's attestation of this plaintext (the sender may be a
     later holder re-sharing it). There is deliberately no default ``suite``.
     """
-    attestation = OriginAttestation.from_bytes(origin.payload)
-    if attestation.plaintext_digest != sha256_hex(plaintext):
-        raise LocalProtocolError("plaintext does not match the origin attestation")
-    header_fields = {
-        "envelope_id": secrets.token_hex(16),
-        "item_id": attestation.item_id,
-        "item_version": attestation.item_version,
-        "sender": sender,
-        "recipient": recipient.member_id,
-        "agreement_id": agreement_id,
-        "agreement_version": agreement_version,
-        "origin_digest": origin.digest,
-        "suite": suite,
-        "created_at": now,
-        "nonce": secrets.token_hex(16),
-        "consent_refs": tuple(c.digest for c in consents),
-    }
-    # The info is computed from the header fields before the ciphertext exists.
-    provisional = EnvelopeHeader(**header_fields, ciphertext_digest="0" * 64)
-    public_key = recipient.hpke_keys.for_kem(suite.kem)
-    ciphertext = suite._primitive().encrypt(plaintext, public_key, info=seal_info(provisional))
-    header = provisional.model_copy(update={"ciphertext_digest": sha256_hex(ciphertext)})
+    request = SealRequest(plaintext, origin, recipient, agreement_id, agreement_version, tuple(consents))
+    header, ciphertext = _seal_unsigned(request, sender=sender, suite=suite, now=now)
     return Envelope(
         header=sign(PayloadType.HEADER, header, [sender_key]),
         origin=origin,
-        consents=tuple(consents),
+        consents=request.consents,
         ciphertext=ciphertext,
     )
+
+
+def seal_many(
+    requests: Sequence[SealRequest], *, sender: str, sender_key: SigningKey, suite: Suite, now: datetime
+) -> list[Envelope]:
+    """``seal`` for many envelopes, their headers under one batch signature (SPEC §4.6, §8.4)."""
+    made = [_seal_unsigned(request, sender=sender, suite=suite, now=now) for request in requests]
+    headers = sign_many([(PayloadType.HEADER, header) for header, _ in made], [sender_key])
+    return [
+        Envelope(header=header, origin=request.origin, consents=request.consents, ciphertext=ciphertext)
+        for header, request, (_, ciphertext) in zip(headers, requests, made, strict=True)
+    ]
 
 
 def decrypt(
@@ -255,6 +314,7 @@ def open(
     recipient_id: str,
     recipient_keys: HpkeKeyPair,
     roster: Roster,
+    roots: VerifiedRoots | None = None,
 ) -> Opened:
     """Verify and open an envelope addressed to ``recipient_id`` (SPEC §8.6).
 
@@ -268,7 +328,7 @@ def open(
         sender = roster.member(claimed.sender)
         if sender is None or roster.is_revoked(sender.signing_key.keyid):
             raise OpenError
-        header = verify_and_parse(envelope.header, PayloadType.HEADER, [sender.signing_key], EnvelopeHeader)
+        header = verify_and_parse(envelope.header, PayloadType.HEADER, [sender.signing_key], EnvelopeHeader, roots)
         if header.recipient != recipient_id or header.origin_digest != envelope.origin.digest:
             raise OpenError
         if header.consent_refs != tuple(c.digest for c in envelope.consents):
@@ -277,7 +337,7 @@ def open(
         originator = roster.member(claimed_origin.originator)
         if originator is None or roster.is_revoked(originator.signing_key.keyid):
             raise OpenError
-        verify(envelope.origin, PayloadType.ORIGIN, [originator.signing_key])
+        verify(envelope.origin, PayloadType.ORIGIN, [originator.signing_key], roots)
         if (claimed_origin.item_id, claimed_origin.item_version) != (
             header.item_id,
             header.item_version,

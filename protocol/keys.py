@@ -8,6 +8,7 @@ exposed. Raw primitives from ``cryptography`` never leave this module and
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -17,8 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem
 from cryptography.hazmat.primitives.asymmetric import x25519 as x25519_keys
 
 from protocol._model import Model
-from protocol.encoding import b64decode, b64encode, sha256_hex
+from protocol.encoding import b64decode, b64encode, pae, sha256_hex
 from protocol.errors import ConfigurationError
+from protocol.merkle import leaf_hash, root_from_inclusion_proof
 
 __all__ = [
     "HpkeKeyPair",
@@ -27,6 +29,8 @@ __all__ = [
     "PublicSigningKey",
     "SignatureAlg",
     "SigningKey",
+    "VerifiedRoots",
+    "batch_root_message",
     "keyid_of",
 ]
 
@@ -35,10 +39,106 @@ _MLKEM768_PUBLIC_LEN = 1184
 
 
 class SignatureAlg(StrEnum):
-    """Signature algorithms (SPEC §5.4.1)."""
+    """Signature algorithms (SPEC §5.4.1); the ``-batch`` forms sign a batch root (SPEC §4.6)."""
 
     ED25519 = "ed25519"
     ML_DSA_65 = "ml-dsa-65"
+    ED25519_BATCH = "ed25519-batch"
+    ML_DSA_65_BATCH = "ml-dsa-65-batch"
+
+    @property
+    def batch(self) -> SignatureAlg:
+        """The batch form of a direct algorithm."""
+        return SignatureAlg(f"{self.value}-batch") if not self.value.endswith("-batch") else self
+
+
+#: Domain separator of the message a batch signature signs (SPEC §4.6).
+BATCH_ROOT_TYPE = "application/vnd.intelshare.batch-root;v=1"
+#: Batch signature layout: tree size, leaf index, proof length, proof hashes, root signature.
+_BATCH_FIXED = 4 + 4 + 1
+_HASH_LEN = 32
+
+
+def batch_root_message(tree_size: int, root: bytes) -> bytes:
+    """What the signer signs for a batch: ``PAE(batch-root type, uint32 size || root)`` (SPEC §4.6)."""
+    return pae(BATCH_ROOT_TYPE, tree_size.to_bytes(4, "big") + root)
+
+
+def encode_batch_signature(tree_size: int, index: int, proof: list[bytes], root_signature: bytes) -> bytes:
+    """The ``sig`` bytes of a batch signature for leaf ``index`` (SPEC §4.6)."""
+    return (
+        tree_size.to_bytes(4, "big")
+        + index.to_bytes(4, "big")
+        + bytes((len(proof),))
+        + b"".join(proof)
+        + root_signature
+    )
+
+
+class VerifiedRoots:
+    """Batch roots whose signature already verified, so each is checked once (SPEC §4.6).
+
+    Owned and passed in by the caller (a node keeps one); the protocol core keeps no
+    state of its own. It remembers only successes, keyed by everything the signature
+    check depends on, so a hit means the same check would succeed again. Bounded: it
+    forgets everything when full.
+    """
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self._max = max_entries
+        self._seen: set[tuple[bytes, str, bytes, bytes]] = set()
+
+    def check(self, key: tuple[bytes, str, bytes, bytes], verify: Callable[[], bool]) -> bool:
+        """``verify()`` unless ``key`` already verified; remember a success."""
+        if key in self._seen:
+            return True
+        if not verify():
+            return False
+        if len(self._seen) >= self._max:
+            self._seen.clear()
+        self._seen.add(key)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _verify_component(
+    public_raw: bytes,
+    alg: SignatureAlg,
+    keyid: str,
+    message: bytes,
+    signatures: dict[tuple[str, str], bytes],
+    primitive: Callable[[bytes, bytes, bytes], bool],
+    roots: VerifiedRoots | None,
+) -> bool:
+    """One algorithm of an identity: a direct signature, else a batch signature (SPEC §4.6)."""
+    direct = signatures.get((keyid, alg.value))
+    if direct is not None:
+        return primitive(public_raw, direct, message)
+    batch = signatures.get((keyid, alg.batch.value))
+    if batch is None or len(batch) < _BATCH_FIXED:
+        return False
+    tree_size = int.from_bytes(batch[0:4], "big")
+    index = int.from_bytes(batch[4:8], "big")
+    count = batch[8]
+    end = _BATCH_FIXED + count * _HASH_LEN
+    if len(batch) <= end:
+        return False
+    proof = [batch[at : at + _HASH_LEN] for at in range(_BATCH_FIXED, end, _HASH_LEN)]
+    root = root_from_inclusion_proof(leaf_hash(message), index, tree_size, proof)
+    if root is None:
+        return False
+    root_message = batch_root_message(tree_size, root)
+    root_signature = batch[end:]
+    if roots is None:
+        return primitive(public_raw, root_signature, root_message)
+    return roots.check(
+        (public_raw, alg.value, root_message, root_signature),
+        lambda: primitive(public_raw, root_signature, root_message),
+    )
 
 
 class KemName(StrEnum):
@@ -68,18 +168,30 @@ class PublicSigningKey(Model):
         """The identity's key id, that of its Ed25519 key."""
         return keyid_of(self.ed25519)
 
-    def verify(self, message: bytes, signatures: dict[tuple[str, str], bytes]) -> bool:
+    def verify(
+        self, message: bytes, signatures: dict[tuple[str, str], bytes], roots: VerifiedRoots | None = None
+    ) -> bool:
         """True iff every algorithm of this identity has a valid signature over ``message``.
 
-        ``signatures`` maps (keyid, alg) to signature bytes.
+        ``signatures`` maps (keyid, alg) to signature bytes. Each algorithm may sign
+        directly or through a batch root (SPEC §4.6); ``roots`` remembers batch roots
+        already verified.
         """
-        ed_sig = signatures.get((self.keyid, SignatureAlg.ED25519))
-        if ed_sig is None or not _verify_ed25519(self.ed25519, ed_sig, message):
+        if not _verify_component(
+            self.ed25519, SignatureAlg.ED25519, self.keyid, message, signatures, _verify_ed25519, roots
+        ):
             return False
         if self.ml_dsa_65 is None:
             return True
-        pq_sig = signatures.get((keyid_of(self.ml_dsa_65), SignatureAlg.ML_DSA_65))
-        return pq_sig is not None and _verify_mldsa65(self.ml_dsa_65, pq_sig, message)
+        return _verify_component(
+            self.ml_dsa_65,
+            SignatureAlg.ML_DSA_65,
+            keyid_of(self.ml_dsa_65),
+            message,
+            signatures,
+            _verify_mldsa65,
+            roots,
+        )
 
 
 def _verify_ed25519(public_raw: bytes, signature: bytes, message: bytes) -> bool:

@@ -18,7 +18,7 @@ from protocol.consent import ConsentGrant
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, decrypt
 from protocol.errors import MalformedError, OpenError, SignatureError
 from protocol.item import ContentKind, RawData, ReportTemplate
-from protocol.keys import HpkeKeyPair
+from protocol.keys import HpkeKeyPair, VerifiedRoots
 from protocol.roster import Roster
 from protocol.statements import PayloadType, Signed, parse_unverified, verify
 
@@ -313,12 +313,14 @@ def check_ingress(
     ctx: PolicyContext,
     window: TimeWindow,
     is_replay: Callable[[EnvelopeHeader, str], bool],
+    roots: VerifiedRoots | None = None,
 ) -> IngressResult:
     """Verify, decide and open an incoming envelope (SPEC §9.2, then §9.3–9.4).
 
     ``is_replay(header, envelope_digest)`` says whether this sender's nonce or envelope id
     was seen before with a different envelope. Identical re-delivery is the node's
     business (it returns the stored receipt) and never reaches this function.
+    ``roots`` remembers batch roots already verified (SPEC §4.6).
     """
     header: EnvelopeHeader | None = None
     attestation: OriginAttestation | None = None
@@ -345,7 +347,7 @@ def check_ingress(
     if roster.is_revoked(sender.signing_key.keyid):  # §9.2.4
         return refuse(Reason.KEY_REVOKED, f"{claimed.sender}'s signing key is revoked")
     try:  # §9.2.5
-        verify(envelope.header, PayloadType.HEADER, [sender.signing_key])
+        verify(envelope.header, PayloadType.HEADER, [sender.signing_key], roots)
     except SignatureError:
         return refuse(Reason.SENDER_SIGNATURE_INVALID, f"header signature of {claimed.sender} does not verify")
     header = claimed
@@ -372,7 +374,7 @@ def check_ingress(
     if roster.is_revoked(originator.signing_key.keyid):
         return refuse(Reason.KEY_REVOKED, f"{claimed_origin.originator}'s signing key is revoked")
     try:
-        verify(envelope.origin, PayloadType.ORIGIN, [originator.signing_key])
+        verify(envelope.origin, PayloadType.ORIGIN, [originator.signing_key], roots)
     except SignatureError:
         return refuse(
             Reason.ORIGIN_SIGNATURE_INVALID,

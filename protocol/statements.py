@@ -16,13 +16,22 @@ from pydantic import Field
 from protocol._model import Model
 from protocol.encoding import pae, sha256_hex
 from protocol.errors import MalformedError, SignatureError
-from protocol.keys import PublicSigningKey, SigningKey
+from protocol.keys import (
+    PublicSigningKey,
+    SignatureAlg,
+    SigningKey,
+    VerifiedRoots,
+    batch_root_message,
+    encode_batch_signature,
+)
+from protocol.merkle import inclusion_proofs, leaf_hash
 
 __all__ = [
     "PayloadType",
     "Signature",
     "Signed",
     "sign",
+    "sign_many",
     "verify",
     "verify_and_parse",
 ]
@@ -84,22 +93,67 @@ def sign(payload_type: PayloadType, statement: Model, signers: Sequence[SigningK
     return Signed(payload_type=payload_type.value, payload=payload, signatures=signatures)
 
 
-def verify(signed: Signed, payload_type: PayloadType, signers: Iterable[PublicSigningKey]) -> None:
-    """Raise ``SignatureError`` unless every one of ``signers`` signed ``signed``."""
+def sign_many(statements: Sequence[tuple[PayloadType, Model]], signers: Sequence[SigningKey]) -> list[Signed]:
+    """Sign many statements with one signature per algorithm: a batch signature (SPEC §4.6).
+
+    Each statement's PAE bytes are a leaf of an RFC 9162 Merkle tree; every signer signs
+    the root once, and each returned statement carries its own inclusion proof with that
+    root signature, so it verifies alone, wherever it travels.
+    """
+    if not signers:
+        raise ValueError("at least one signer is required")
+    if not statements:
+        return []
+    payloads = [(payload_type.value, statement.to_bytes()) for payload_type, statement in statements]
+    root, proofs = inclusion_proofs([leaf_hash(pae(t, p)) for t, p in payloads])
+    size = len(payloads)
+    root_signatures = [
+        (keyid, SignatureAlg(alg).batch.value, sig)
+        for signer in signers
+        for keyid, alg, sig in signer.sign(batch_root_message(size, root))
+    ]
+    return [
+        Signed(
+            payload_type=payload_type,
+            payload=payload,
+            signatures=tuple(
+                Signature(keyid=keyid, alg=alg, sig=encode_batch_signature(size, index, proof, sig))
+                for keyid, alg, sig in root_signatures
+            ),
+        )
+        for index, ((payload_type, payload), proof) in enumerate(zip(payloads, proofs, strict=True))
+    ]
+
+
+def verify(
+    signed: Signed,
+    payload_type: PayloadType,
+    signers: Iterable[PublicSigningKey],
+    roots: VerifiedRoots | None = None,
+) -> None:
+    """Raise ``SignatureError`` unless every one of ``signers`` signed ``signed``.
+
+    A signature may be direct or a batch signature (SPEC §4.6); ``roots`` lets a caller
+    verify each batch root once.
+    """
     if signed.payload_type != payload_type.value:
         raise SignatureError(f"expected a {payload_type.name} statement, got {signed.payload_type!r}")
     message = pae(signed.payload_type, signed.payload)
     signature_map = signed._signature_map()
     for signer in signers:
-        if not signer.verify(message, signature_map):
+        if not signer.verify(message, signature_map, roots):
             raise SignatureError(f"no valid signature by key {signer.keyid[:16]}…")
 
 
 def verify_and_parse(
-    signed: Signed, payload_type: PayloadType, signers: Iterable[PublicSigningKey], model: type[M]
+    signed: Signed,
+    payload_type: PayloadType,
+    signers: Iterable[PublicSigningKey],
+    model: type[M],
+    roots: VerifiedRoots | None = None,
 ) -> M:
     """Verify, then parse the verified bytes into ``model`` (never the other way round)."""
-    verify(signed, payload_type, signers)
+    verify(signed, payload_type, signers, roots)
     return model.from_bytes(signed.payload)
 
 

@@ -2,9 +2,9 @@
 
 Reads ``tests/vectors/*.json`` and regenerates nothing: the files are the reference a
 second implementation checks itself against, so this implementation must agree with them
-byte for byte (PAE, HPKE info, keys, Ed25519 signatures, canonical JSON) and decision for
-decision. Deliberately independent of ``tests/support.py``: every key comes from the seeds
-in the files.
+byte for byte (PAE, HPKE info, keys, Ed25519 signatures, batch signatures, canonical
+JSON) and decision for decision. Deliberately independent of ``tests/support.py``: every
+key comes from the seeds in the files.
 """
 
 from __future__ import annotations
@@ -24,12 +24,22 @@ from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, Consen
 from protocol.encoding import hpke_info, pae
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, seal_info
 from protocol.errors import IntelshareError, OpenError
-from protocol.keys import HpkeKeyPair, PublicSigningKey, SigningKey, keyid_of
+from protocol.keys import (
+    BATCH_ROOT_TYPE,
+    HpkeKeyPair,
+    PublicSigningKey,
+    SigningKey,
+    VerifiedRoots,
+    batch_root_message,
+    encode_batch_signature,
+    keyid_of,
+)
+from protocol.merkle import inclusion_proofs, leaf_hash, root_from_inclusion_proof, tree_hash
 from protocol.notices import Correction, Recall
 from protocol.policy import RULES, Decision, PolicyContext, Reason, TimeWindow, Transfer, check_egress, check_ingress
 from protocol.receipt import Receipt
 from protocol.roster import Roster, accept_roster
-from protocol.statements import PayloadType, Signed, verify
+from protocol.statements import PayloadType, Signed, sign_many, verify
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 FILES = (
@@ -40,6 +50,7 @@ FILES = (
     "envelopes.json",
     "decisions.json",
     "agreements_rosters.json",
+    "batch-signatures.json",
 )
 
 MODELS: dict[PayloadType, type[Any]] = {
@@ -415,3 +426,102 @@ def test_direction_terms(case: dict[str, Any]) -> None:
 def test_invalid_agreement(case: dict[str, Any]) -> None:
     outcome = _outcome(lambda: Agreement.from_bytes(json.dumps(case["payload_json"]).encode("utf-8")))
     assert outcome == case["expected"]
+
+
+# --- batch-signatures.json ----------------------------------------------------------------
+
+
+def _batch_key() -> SigningKey:
+    return SigningKey.from_seeds(bytes.fromhex(_load("batch-signatures.json")["ed25519_seed_hex"]), None)
+
+
+def test_batch_tree_root_and_root_signature() -> None:
+    doc = _load("batch-signatures.json")
+    assert doc["batch_root_type"] == BATCH_ROOT_TYPE
+    key = _batch_key()
+    assert (key.public().ed25519.hex(), key.keyid) == (doc["ed25519_public_hex"], doc["keyid"])
+    statements = doc["statements"]
+    assert len(statements) == doc["tree_size"]
+    assert len({s["payload_type"] for s in statements}) > 1  # a batch may mix payload types
+    leaves = [leaf_hash(pae(s["payload_type"], bytes.fromhex(s["payload_hex"]))) for s in statements]
+    assert [leaf.hex() for leaf in leaves] == [s["leaf_hash_hex"] for s in statements]
+    root, proofs = inclusion_proofs(leaves)
+    assert root.hex() == tree_hash(leaves).hex() == doc["root_hex"]
+    assert [[p.hex() for p in proof] for proof in proofs] == [s["proof_hex"] for s in statements]
+    message = batch_root_message(doc["tree_size"], root)
+    assert message.hex() == doc["batch_root_message_hex"]
+    assert message == pae(BATCH_ROOT_TYPE, doc["tree_size"].to_bytes(4, "big") + root)
+    ((keyid, alg, root_signature),) = key.sign(message)
+    assert (keyid, alg, root_signature.hex()) == (doc["keyid"], "ed25519", doc["root_signature_hex"])
+
+
+def test_batch_signed_again_gives_the_same_bytes() -> None:
+    doc = _load("batch-signatures.json")
+    statements = doc["statements"]
+    models = [
+        (
+            PayloadType(s["payload_type"]),
+            MODELS[PayloadType(s["payload_type"])].from_bytes(bytes.fromhex(s["payload_hex"])),
+        )
+        for s in statements
+    ]
+    again = sign_many(models, [_batch_key()])
+    assert [json.loads(s.to_bytes()) for s in again] == [s["signed"] for s in statements]
+
+
+@pytest.mark.parametrize(
+    "case", _cases("batch-signatures.json", "statements"), ids=_ids(_cases("batch-signatures.json", "statements"))
+)
+def test_batch_statement(case: dict[str, Any]) -> None:
+    doc = _load("batch-signatures.json")
+    ptype = PayloadType(case["payload_type"])
+    payload = bytes.fromhex(case["payload_hex"])
+    root_signature = bytes.fromhex(doc["root_signature_hex"])
+    proof = [bytes.fromhex(p) for p in case["proof_hex"]]
+    expected = encode_batch_signature(doc["tree_size"], case["index"], proof, root_signature)
+    assert expected.hex() == case["signature_hex"]
+    leaf = leaf_hash(pae(ptype.value, payload))
+    assert leaf.hex() == case["leaf_hash_hex"]
+    assert root_from_inclusion_proof(leaf, case["index"], doc["tree_size"], proof) == bytes.fromhex(doc["root_hex"])
+    signed = _signed(case["signed"])
+    assert signed.payload == payload
+    assert [(s.keyid, s.alg, s.sig.hex()) for s in signed.signatures] == [
+        (doc["keyid"], "ed25519-batch", case["signature_hex"])
+    ]
+    public = _batch_key().public()
+    verify(signed, ptype, [public])
+    verify(signed, ptype, [public], VerifiedRoots())
+
+
+@pytest.mark.parametrize(
+    "case", _cases("batch-signatures.json", "cases"), ids=_ids(_cases("batch-signatures.json", "cases"))
+)
+def test_batch_case(case: dict[str, Any]) -> None:
+    public = _batch_key().public()
+    signed = _signed(case["signed"])
+    ptype = PayloadType(case["expected_payload_type"])
+    roots: VerifiedRoots | None
+    for roots in (None, VerifiedRoots()):
+
+        def check(roots: VerifiedRoots | None = roots) -> None:
+            verify(signed, ptype, [public], roots)
+
+        assert _outcome(check) == ("accepted" if case["valid"] else "SignatureError")
+
+
+def test_batch_cases_cover_both_outcomes() -> None:
+    assert {c["valid"] for c in _cases("batch-signatures.json", "cases")} == {True, False}
+    assert {c["valid"] for c in _cases("batch-signatures.json", "hybrid", "cases")} == {True, False}
+
+
+@pytest.mark.parametrize(
+    "case",
+    _cases("batch-signatures.json", "hybrid", "cases"),
+    ids=_ids(_cases("batch-signatures.json", "hybrid", "cases")),
+)
+def test_batch_hybrid_case(case: dict[str, Any]) -> None:
+    doc = _load("batch-signatures.json")["hybrid"]
+    public = PublicSigningKey.from_bytes(json.dumps(doc["public_signing_key"]).encode("utf-8"))
+    assert json.loads(public.to_bytes()) == _load("keys.json")["hybrid"]["public_signing_key_json"]
+    outcome = _outcome(lambda: verify(_signed(case["signed"]), PayloadType(case["expected_payload_type"]), [public]))
+    assert outcome == ("accepted" if case["valid"] else "SignatureError")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cintelshare/v1/exchange.proto\x12\rintelshare.v1\"4\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x0b\n\x03sig\x18\x03 \x01(\x0c\"]\n\x06Signed\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12,\n\nsignatures\x18\x03 \x03(\x0b\x32\x18.intelshare.v1.Signature\"\x95\x01\n\x08\x45nvelope\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12%\n\x06origin\x18\x02 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12\'\n\x08\x63onsents\x18\x03 \x03(\x0b\x32\x15.intelshare.v1.Signed\x12\x12\n\nciphertext\x18\x04 \x01(\x0c\"3\n\x07Receipt\x12(\n\tstatement\x18\x01 \x01(\x0b\x32\x15.intelshare.v1.Signed\"7\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t2\xc0\x02\n\x08\x45xchange\x12:\n\x07\x44\x65liver\x12\x17.intelshare.v1.Envelope\x1a\x16.intelshare.v1.Receipt\x12\x44\n\rDeliverStream\x12\x17.intelshare.v1.Envelope\x1a\x16.intelshare.v1.Receipt(\x01\x30\x01\x12;\n\x0eRequestConsent\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12@\n\x13SendConsentDecision\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12\x33\n\x06Notify\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cintelshare/v1/exchange.proto\x12\rintelshare.v1\"4\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x0b\n\x03sig\x18\x03 \x01(\x0c\"]\n\x06Signed\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12,\n\nsignatures\x18\x03 \x03(\x0b\x32\x18.intelshare.v1.Signature\"\x95\x01\n\x08\x45nvelope\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12%\n\x06origin\x18\x02 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12\'\n\x08\x63onsents\x18\x03 \x03(\x0b\x32\x15.intelshare.v1.Signed\x12\x12\n\nciphertext\x18\x04 \x01(\x0c\"3\n\x07Receipt\x12(\n\tstatement\x18\x01 \x01(\x0b\x32\x15.intelshare.v1.Signed\";\n\rEnvelopeBatch\x12*\n\tenvelopes\x18\x01 \x03(\x0b\x32\x17.intelshare.v1.Envelope\"8\n\x0cReceiptBatch\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.intelshare.v1.Receipt\"7\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t2\x91\x03\n\x08\x45xchange\x12:\n\x07\x44\x65liver\x12\x17.intelshare.v1.Envelope\x1a\x16.intelshare.v1.Receipt\x12\x44\n\rDeliverStream\x12\x17.intelshare.v1.Envelope\x1a\x16.intelshare.v1.Receipt(\x01\x30\x01\x12O\n\x0e\x44\x65liverBatches\x12\x1c.intelshare.v1.EnvelopeBatch\x1a\x1b.intelshare.v1.ReceiptBatch(\x01\x30\x01\x12;\n\x0eRequestConsent\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12@\n\x13SendConsentDecision\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12\x33\n\x06Notify\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,8 +39,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE']._serialized_end=346
   _globals['_RECEIPT']._serialized_start=348
   _globals['_RECEIPT']._serialized_end=399
-  _globals['_ACK']._serialized_start=401
-  _globals['_ACK']._serialized_end=456
-  _globals['_EXCHANGE']._serialized_start=459
-  _globals['_EXCHANGE']._serialized_end=779
+  _globals['_ENVELOPEBATCH']._serialized_start=401
+  _globals['_ENVELOPEBATCH']._serialized_end=460
+  _globals['_RECEIPTBATCH']._serialized_start=462
+  _globals['_RECEIPTBATCH']._serialized_end=518
+  _globals['_ACK']._serialized_start=520
+  _globals['_ACK']._serialized_end=575
+  _globals['_EXCHANGE']._serialized_start=578
+  _globals['_EXCHANGE']._serialized_end=979
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,18 @@ class Receipt(_message.Message):
     statement: Signed
     def __init__(self, statement: _Optional[_Union[Signed, _Mapping]] = ...) -> None: ...
 
+class EnvelopeBatch(_message.Message):
+    __slots__ = ("envelopes",)
+    ENVELOPES_FIELD_NUMBER: _ClassVar[int]
+    envelopes: _containers.RepeatedCompositeFieldContainer[Envelope]
+    def __init__(self, envelopes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...
+
+class ReceiptBatch(_message.Message):
+    __slots__ = ("receipts",)
+    RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    receipts: _containers.RepeatedCompositeFieldContainer[Receipt]
+    def __init__(self, receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ...) -> None: ...
+
 class Ack(_message.Message):
     __slots__ = ("accepted", "reason", "detail")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]

@@ -45,6 +45,11 @@ class ExchangeStub:
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.Envelope.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Receipt.FromString,
                 _registered_method=True)
+        self.DeliverBatches = channel.stream_stream(
+                '/intelshare.v1.Exchange/DeliverBatches',
+                request_serializer=intelshare_dot_v1_dot_exchange__pb2.EnvelopeBatch.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_exchange__pb2.ReceiptBatch.FromString,
+                _registered_method=True)
         self.RequestConsent = channel.unary_unary(
                 '/intelshare.v1.Exchange/RequestConsent',
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
@@ -75,6 +80,13 @@ class ExchangeServicer:
 
     def DeliverStream(self, request_iterator, context):
         """Deliver many envelopes; exactly one receipt per envelope, in the same order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeliverBatches(self, request_iterator, context):
+        """Deliver batches of envelopes; exactly one ReceiptBatch per EnvelopeBatch, in order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +125,11 @@ def add_ExchangeServicer_to_server(servicer, server):
                     servicer.DeliverStream,
                     request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Envelope.FromString,
                     response_serializer=intelshare_dot_v1_dot_exchange__pb2.Receipt.SerializeToString,
+            ),
+            'DeliverBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.DeliverBatches,
+                    request_deserializer=intelshare_dot_v1_dot_exchange__pb2.EnvelopeBatch.FromString,
+                    response_serializer=intelshare_dot_v1_dot_exchange__pb2.ReceiptBatch.SerializeToString,
             ),
             'RequestConsent': grpc.unary_unary_rpc_method_handler(
                     servicer.RequestConsent,
@@ -185,6 +202,33 @@ class Exchange:
             '/intelshare.v1.Exchange/DeliverStream',
             intelshare_dot_v1_dot_exchange__pb2.Envelope.SerializeToString,
             intelshare_dot_v1_dot_exchange__pb2.Receipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeliverBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/intelshare.v1.Exchange/DeliverBatches',
+            intelshare_dot_v1_dot_exchange__pb2.EnvelopeBatch.SerializeToString,
+            intelshare_dot_v1_dot_exchange__pb2.ReceiptBatch.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,13 +1,14 @@
 """Write the intelshare test vectors (SPEC §13). Run by hand, never by the tests.
 
-    /tmp/venv/bin/python tests/vectors/generate.py
+    /tmp/venv/bin/python tests/vectors/generate.py [FILE.json ...]
 
 Everything is derived from fixed seeds and the fixed clock ``tests.support.NOW``, so
-PAE, HPKE info, keys, Ed25519 signatures, roster and agreement statements come out the
-same on every run. HPKE encryption and ML-DSA signing are randomised by design: the
-vectors that contain them (envelopes, hybrid signatures, ingress decisions) are
-open-only or verify-only, and a re-run writes different but equally valid bytes.
-Once committed, the files are the reference; ``tests/test_vectors.py`` only reads them.
+PAE, HPKE info, keys, Ed25519 signatures (direct and batch), roster and agreement
+statements come out the same on every run. HPKE encryption and ML-DSA signing are
+randomised by design: the vectors that contain them (envelopes, hybrid signatures,
+ingress decisions) are open-only or verify-only, and a re-run writes different but
+equally valid bytes. Naming files writes only those. Once committed, the files are the
+reference; ``tests/test_vectors.py`` only reads them.
 
 Conventions of the files: binary values outside protocol messages are lower-case hex
 (``*_hex``); protocol messages (``Signed`` statements, rosters) are embedded as the JSON
@@ -33,8 +34,9 @@ from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, Consen
 from protocol.encoding import hpke_info, pae  # noqa: E402
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite, seal_info  # noqa: E402
 from protocol.errors import IntelshareError, OpenError  # noqa: E402
-from protocol.keys import SigningKey, keyid_of  # noqa: E402
+from protocol.keys import BATCH_ROOT_TYPE, SigningKey, batch_root_message, encode_batch_signature, keyid_of  # noqa: E402
 from protocol.label import Category  # noqa: E402
+from protocol.merkle import inclusion_proofs, leaf_hash  # noqa: E402
 from protocol.notices import Correction, Recall  # noqa: E402
 from protocol.policy import (  # noqa: E402
     RULES,
@@ -47,7 +49,7 @@ from protocol.policy import (  # noqa: E402
 )
 from protocol.receipt import Receipt  # noqa: E402
 from protocol.roster import Roster, accept_roster  # noqa: E402
-from protocol.statements import PayloadType, Signed, sign, verify  # noqa: E402
+from protocol.statements import PayloadType, Signature, Signed, sign, sign_many, verify  # noqa: E402
 from tests import support as S  # noqa: E402, N812
 
 NOW = S.NOW
@@ -1261,15 +1263,275 @@ def gen_agreements_rosters() -> None:
     )
 
 
-def main() -> None:
-    gen_pae()
-    gen_hpke_info()
-    gen_keys()
-    gen_signatures()
-    gen_envelopes()
-    gen_decisions()
-    gen_agreements_rosters()
+# --- batch-signatures.json ----------------------------------------------------------------
+
+BATCH_TYPES = (
+    PayloadType.ORIGIN,
+    PayloadType.HEADER,
+    PayloadType.CONSENT_GRANT,
+    PayloadType.RECALL,
+    PayloadType.CORRECTION,
+)
+
+
+def batch_fields(sig: bytes) -> tuple[int, int, list[bytes], bytes]:
+    """tree size, leaf index, proof hashes and root signature of a batch signature (SPEC §4.6)."""
+    end = 9 + 32 * sig[8]
+    return (
+        int.from_bytes(sig[:4], "big"),
+        int.from_bytes(sig[4:8], "big"),
+        [sig[at : at + 32] for at in range(9, end, 32)],
+        sig[end:],
+    )
+
+
+def with_sigs(signed: Signed, *sigs: Signature) -> Signed:
+    return signed.model_copy(update={"signatures": sigs})
+
+
+def with_sig_bytes(signed: Signed, sig: bytes) -> Signed:
+    return with_sigs(signed, signed.signatures[0].model_copy(update={"sig": sig}))
+
+
+def flip_at(data: bytes, index: int) -> bytes:
+    out = bytearray(data)
+    out[index] ^= 0x01
+    return bytes(out)
+
+
+def gen_batch_signatures() -> None:
+    kz = S.signing_key("KZ")
+    kz_pub = kz.public()
+    chosen = {ptype: model for ptype, who, model in statements() if who == "KZ" and ptype in BATCH_TYPES}
+    batch = sign_many([(ptype, chosen[ptype]) for ptype in BATCH_TYPES], [kz])
+    size = len(batch)
+    leaves = [leaf_hash(pae(s.payload_type, s.payload)) for s in batch]
+    root, proofs = inclusion_proofs(leaves)
+    root_message = batch_root_message(size, root)
+    ((_, _, root_signature),) = kz.sign(root_message)
+    vectors = []
+    for index, (ptype, signed) in enumerate(zip(BATCH_TYPES, batch, strict=True)):
+        (sig,) = signed.signatures
+        assert (sig.keyid, sig.alg) == (kz_pub.keyid, "ed25519-batch")
+        assert sig.sig == encode_batch_signature(size, index, proofs[index], root_signature)
+        verify(signed, ptype, [kz_pub])
+        vectors.append(
+            {
+                "name": ptype.name,
+                "payload_type": ptype.value,
+                "payload_hex": signed.payload.hex(),
+                "leaf_hash_hex": leaves[index].hex(),
+                "index": index,
+                "proof_hex": [p.hex() for p in proofs[index]],
+                "signature_hex": sig.sig.hex(),
+                "signed": obj(signed),
+            }
+        )
+
+    origin, header, grant_, _, correction_ = batch
+    size0, index0, proof0, root_sig0 = batch_fields(origin.signatures[0].sig)
+    direct = sign(PayloadType.ORIGIN, chosen[PayloadType.ORIGIN], [kz]).signatures[0]
+    _, _, proof4, root_sig4 = batch_fields(correction_.signatures[0].sig)
+    count_shifted = origin.signatures[0].sig[:8] + bytes([len(proof0) - 1]) + origin.signatures[0].sig[9:]
+    negatives: list[tuple[str, Signed, PayloadType]] = [
+        (
+            "proof hash bit flipped",
+            with_sig_bytes(
+                origin, encode_batch_signature(size0, index0, [flip_at(proof0[0], 0), *proof0[1:]], root_sig0)
+            ),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "proof truncated",
+            with_sig_bytes(origin, encode_batch_signature(size0, index0, proof0[:-1], root_sig0)),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "proof extended",
+            with_sig_bytes(origin, encode_batch_signature(size0, index0, [*proof0, proof0[0]], root_sig0)),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "proof count byte lowered (last hash read as root signature)",
+            with_sig_bytes(origin, count_shifted),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "leaf index changed",
+            with_sig_bytes(origin, encode_batch_signature(size0, 1, proof0, root_sig0)),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "tree size changed",
+            with_sig_bytes(origin, encode_batch_signature(size0 + 1, index0, proof0, root_sig0)),
+            PayloadType.ORIGIN,
+        ),
+        (
+            # Leaf 4 of 5 and leaf 2 of 3 have the same path: the proof leads to the same root,
+            # but the root message signs the tree size.
+            "tree size and index changed to a tree with the same root",
+            with_sig_bytes(correction_, encode_batch_signature(3, 2, proof4, root_sig4)),
+            PayloadType.CORRECTION,
+        ),
+        (
+            "root signature bit flipped",
+            with_sig_bytes(origin, flip_at(origin.signatures[0].sig, -1)),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "root signature missing",
+            with_sig_bytes(origin, encode_batch_signature(size0, index0, proof0, b"")),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "signature too short for the fixed fields",
+            with_sig_bytes(origin, origin.signatures[0].sig[:8]),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "signature moved to another statement of the batch",
+            with_sigs(origin, *grant_.signatures),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "payload changed after signing",
+            origin.model_copy(update={"payload": origin.payload.replace(b'"item_version":1', b'"item_version":2', 1)}),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "HEADER statement presented as a RECEIPT (type confusion)",
+            header.model_copy(update={"payload_type": PayloadType.RECEIPT.value}),
+            PayloadType.RECEIPT,
+        ),
+        (
+            "root signature lifted into a direct ed25519 signature",
+            with_sigs(origin, Signature(keyid=kz_pub.keyid, alg="ed25519", sig=root_sig0)),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "direct signature wrapped as a batch of one",
+            with_sigs(
+                origin,
+                Signature(keyid=kz_pub.keyid, alg="ed25519-batch", sig=encode_batch_signature(1, 0, [], direct.sig)),
+            ),
+            PayloadType.ORIGIN,
+        ),
+        (
+            "invalid direct signature beside a valid batch signature",
+            with_sigs(origin, direct.model_copy(update={"sig": flip_at(direct.sig, 0)}), *origin.signatures),
+            PayloadType.ORIGIN,
+        ),
+    ]
+    positives: list[tuple[str, Signed, PayloadType]] = [
+        (
+            "valid direct signature beside a corrupt batch signature",
+            with_sigs(origin, *with_sig_bytes(origin, b"").signatures, direct),
+            PayloadType.ORIGIN,
+        ),
+    ]
+    cases = []
+    for name, signed, expected_type, valid in [(*n, False) for n in negatives] + [(*p, True) for p in positives]:
+        got = outcome(lambda signed=signed, t=expected_type: verify(signed, t, [kz_pub]))
+        assert got == ("accepted" if valid else "SignatureError"), (name, got)
+        cases.append(
+            {"name": name, "expected_payload_type": expected_type.value, "signed": obj(signed), "valid": valid}
+        )
+
+    hybrid_key = SigningKey.from_seeds(HYBRID_ED_SEED, HYBRID_PQ_SEED)
+    hybrid_pub = hybrid_key.public()
+    hybrid_batch = sign_many(
+        [(PayloadType.RECALL, chosen[PayloadType.RECALL]), (PayloadType.CORRECTION, chosen[PayloadType.CORRECTION])],
+        [hybrid_key],
+    )
+    recall_, correction_h = hybrid_batch
+    ed_direct, pq_direct = sign(PayloadType.RECALL, chosen[PayloadType.RECALL], [hybrid_key]).signatures
+    hybrid_cases = [
+        ("RECALL: both batch signatures", recall_, PayloadType.RECALL, True),
+        ("CORRECTION: both batch signatures", correction_h, PayloadType.CORRECTION, True),
+        (
+            "direct Ed25519, batch ML-DSA-65",
+            with_sigs(recall_, ed_direct, recall_.signatures[1]),
+            PayloadType.RECALL,
+            True,
+        ),
+        (
+            "batch Ed25519, direct ML-DSA-65",
+            with_sigs(recall_, recall_.signatures[0], pq_direct),
+            PayloadType.RECALL,
+            True,
+        ),
+        ("Ed25519 batch signature only", with_sigs(recall_, recall_.signatures[0]), PayloadType.RECALL, False),
+        ("ML-DSA-65 batch signature only", with_sigs(recall_, recall_.signatures[1]), PayloadType.RECALL, False),
+        (
+            "ML-DSA-65 root signature altered",
+            with_sigs(
+                recall_,
+                recall_.signatures[0],
+                recall_.signatures[1].model_copy(update={"sig": flip_at(recall_.signatures[1].sig, -1)}),
+            ),
+            PayloadType.RECALL,
+            False,
+        ),
+        (
+            "ML-DSA-65 signature moved to the other statement",
+            with_sigs(recall_, recall_.signatures[0], correction_h.signatures[1]),
+            PayloadType.RECALL,
+            False,
+        ),
+    ]
+    hybrid = []
+    for name, signed, expected_type, valid in hybrid_cases:
+        got = outcome(lambda signed=signed, t=expected_type: verify(signed, t, [hybrid_pub]))
+        assert got == ("accepted" if valid else "SignatureError"), (name, got)
+        hybrid.append(
+            {"name": name, "expected_payload_type": expected_type.value, "signed": obj(signed), "valid": valid}
+        )
+
+    write(
+        "batch-signatures.json",
+        {
+            "description": (
+                "Batch signatures (SPEC §4.6). One Ed25519 signature by KZ over the root of an RFC 9162 "
+                "Merkle tree whose leaves are SHA-256(0x00 || PAE(payload_type, payload)) of the statements "
+                "in order; the signed message is PAE(batch_root_type, uint32 BE tree size || root). Each "
+                "statement's 'ed25519-batch' sig is uint32 BE tree size || uint32 BE index || uint8 proof "
+                "length || proof hashes (32 bytes each) || root signature. Ed25519 is deterministic: every "
+                "byte must be reproduced. Cases: verify(signed, expected_payload_type, [KZ's key]) -> valid. "
+                "Hybrid cases are verify-only (ML-DSA-65 signing is randomised) with the hybrid key of keys.json."
+            ),
+            "batch_root_type": BATCH_ROOT_TYPE,
+            "signer": "KZ",
+            "ed25519_seed_hex": S._seed("KZ", "sign").hex(),
+            "ed25519_public_hex": kz_pub.ed25519.hex(),
+            "keyid": kz_pub.keyid,
+            "tree_size": size,
+            "root_hex": root.hex(),
+            "batch_root_message_hex": root_message.hex(),
+            "root_signature_hex": root_signature.hex(),
+            "statements": vectors,
+            "cases": cases,
+            "hybrid": {"public_signing_key": obj(hybrid_pub), "cases": hybrid},
+        },
+    )
+
+
+GENERATORS = {
+    "pae.json": gen_pae,
+    "hpke_info.json": gen_hpke_info,
+    "keys.json": gen_keys,
+    "signatures.json": gen_signatures,
+    "envelopes.json": gen_envelopes,
+    "decisions.json": gen_decisions,
+    "agreements_rosters.json": gen_agreements_rosters,
+    "batch-signatures.json": gen_batch_signatures,
+}
+
+
+def main(names: list[str]) -> None:
+    """Write the named files, or all of them. Naming files keeps the randomised ones as they are."""
+    for name in names or list(GENERATORS):
+        GENERATORS[name]()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
