@@ -86,6 +86,17 @@ _STREAM_BATCH = 1000
 _WRITER_KEY = "intelshare.audit.writer"
 _MOVE_SEARCH_DEPTH = 4
 _AUDIT_TABLE: Table = AuditEntryRow.__table__  # type: ignore[assignment]
+_HEAD_TABLE: Table = AuditHead.__table__  # type: ignore[assignment]
+_HEAD_FOR_UPDATE = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.entry_hash).where(_HEAD_TABLE.c.id == 1).with_for_update()
+
+
+@dataclass(slots=True)
+class _Head:
+    """The newest entry's number and hash, as this transaction has advanced them."""
+
+    seq: int
+    entry_hash: str
+
 
 Scalar: TypeAlias = str | int | float | bool | None
 DetailValue: TypeAlias = Scalar | list[str] | list[Scalar]
@@ -216,27 +227,28 @@ class AuditWriter:
     def __init__(self, session: Session) -> None:
         self._session = session
         self._txn: SessionTransaction | None = None
-        self._head: AuditHead | None = None
+        self._head: _Head | None = None
 
-    def _current_head(self) -> AuditHead:
+    def _current_head(self) -> _Head:
         # Re-read whenever the session is in a different transaction from the cached read.
         session = self._session
         txn = session.get_transaction()
         if txn is None or txn is not self._txn or self._head is None:
-            stmt = (
-                select(AuditHead)
-                .where(AuditHead.id == 1)
-                # PostgreSQL: row lock serialises appenders. SQLite: BEGIN IMMEDIATE
-                # already holds the database write lock and FOR UPDATE is ignored.
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-            head = session.execute(stmt).scalar_one_or_none()
-            if head is None:
+            # Core on the connection (an ORM read of the head cost more than the append).
+            # PostgreSQL: the row lock serialises appenders. SQLite: BEGIN IMMEDIATE
+            # already holds the database write lock and FOR UPDATE is not emitted.
+            row = session.connection().execute(_HEAD_FOR_UPDATE).one_or_none()
+            if row is None:
                 raise RuntimeError("audit_head row missing: run node.storage.upgrade()")
-            self._head = head
+            self._head = _Head(int(row.seq), str(row.entry_hash))
             self._txn = session.get_transaction()
         return self._head
+
+    def _advance(self, head: _Head, seq: int, entry_hash: str) -> None:
+        head.seq, head.entry_hash = seq, entry_hash
+        self._session.connection().execute(
+            _HEAD_TABLE.update().where(_HEAD_TABLE.c.id == 1).values(seq=seq, entry_hash=entry_hash)
+        )
 
     def append(
         self,
@@ -272,8 +284,7 @@ class AuditWriter:
         )
         row.entry_hash = _hash_hex(row)
         self._session.add(row)
-        head.seq = row.seq
-        head.entry_hash = row.entry_hash
+        self._advance(head, row.seq, row.entry_hash)
         return row
 
     def append_many(self, *, now: datetime, entries: Sequence[Entry]) -> None:
@@ -312,7 +323,7 @@ class AuditWriter:
             rows.append(values)
         # Core on the session's connection: no ORM bulk machinery, no autoflush.
         self._session.connection().execute(_AUDIT_TABLE.insert(), rows)
-        head.seq, head.entry_hash = seq, prev_hash
+        self._advance(head, seq, prev_hash)
 
 
 def _writer(session: Session) -> AuditWriter:

@@ -32,6 +32,7 @@ from node.storage import (
     NoticeRow,
     OriginalItem,
     OutboxEntry,
+    OutboxEnvelope,
 )
 from protocol.agreement import AgreementBook
 from protocol.classification import Band
@@ -226,7 +227,9 @@ def _table(model: type[object]) -> Table:
 
 # Hot paths write with Core on the session's connection: no ORM bulk machinery, no
 # autoflush. Nothing else in a transaction holds ORM objects for rows inserted this way.
-_ORIGINALS, _OUTBOX, _INBOX, _DELIVERIES = (_table(m) for m in (OriginalItem, OutboxEntry, InboxItem, Delivery))
+_ORIGINALS, _OUTBOX, _ENVELOPES, _INBOX, _DELIVERIES = (
+    _table(m) for m in (OriginalItem, OutboxEntry, OutboxEnvelope, InboxItem, Delivery)
+)
 
 
 def _binding(item_id: str, version: int, where: str) -> str:
@@ -522,6 +525,7 @@ def _store_transfers_many(
     """Outbox rows and egress audit entries for many items: two multi-row INSERTs."""
     event = AuditEvent.RESHARE if kind == "reshare" else AuditEvent.EGRESS
     outbox: list[dict[str, object]] = []
+    envelopes: list[dict[str, object]] = []
     entries: list[audit.Entry] = []
     results = []
     for origin, item_id, item_version, label, planned in items:
@@ -535,7 +539,6 @@ def _store_transfers_many(
                         "item_id": item_id,
                         "item_version": item_version,
                         "kind": kind,
-                        "envelope": plan.envelope,
                         "state": "pending",
                         "attempts": 0,
                         "next_attempt_at": now,
@@ -546,6 +549,7 @@ def _store_transfers_many(
                         "updated_at": now,
                     }
                 )
+                envelopes.append({"envelope_id": plan.envelope_id, "envelope": plan.envelope})
             decision = plan.decision
             entries.append(
                 audit.Entry(
@@ -570,6 +574,7 @@ def _store_transfers_many(
         results.append(tuple(outcomes))
     if outbox:
         session.connection().execute(_OUTBOX.insert(), outbox)
+        session.connection().execute(_ENVELOPES.insert(), envelopes)
     audit.append_many(session, now=now, entries=entries)
     return results
 

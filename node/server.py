@@ -40,6 +40,7 @@ from node.storage import (
     AuditHead,
     ControlMessage,
     OutboxEntry,
+    OutboxEnvelope,
     make_engine,
     make_sessionmaker,
     upgrade,
@@ -521,10 +522,10 @@ class Node:
 
 
 class PeerLink:
-    """Delivery to one member over one ``DeliverStream`` call (SPEC §11.6).
+    """Delivery to one member over one ``DeliverBatches`` call (SPEC §11.6).
 
-    Envelopes are written as they come, up to ``max_in_flight`` unanswered; receipts come
-    back in order and are settled concurrently. Any stream error hands every unsettled
+    Envelopes are written in batches as they come, up to ``max_in_flight`` unanswered;
+    receipt batches come back in order and are settled concurrently. Any stream error hands every unsettled
     envelope back to the outbox with a backoff; the poller retries them when due.
     """
 
@@ -554,23 +555,26 @@ class PeerLink:
         batch_limit = max(1, min(capacity, delivery.batch_max, MAX_ENVELOPE_BATCH))
         in_flight = 0
         room = asyncio.Event()
-        #: One entry per batch written and not yet answered: (envelope id, digest) each.
-        sent: collections.deque[list[tuple[str, str]]] = collections.deque()
+        loop = asyncio.get_running_loop()
+        #: One entry per batch written and not yet answered: when, and (envelope id, digest) each.
+        sent: collections.deque[tuple[float, list[tuple[str, str]]]] = collections.deque()
         stub = exchange_pb2_grpc.ExchangeStub(self.node.channel(self.recipient))
         call = stub.DeliverBatches()
 
         async def write() -> None:
             nonlocal in_flight
             while True:
+                # Wait for room before taking anything off the queue: an envelope taken
+                # and then abandoned by a failing call would be handed back to no one.
+                while in_flight >= capacity:
+                    room.clear()
+                    await room.wait()
                 try:
                     first = await asyncio.wait_for(self.queue.get(), timeout=5.0)
                 except TimeoutError:
                     if not sent:
                         break  # idle: close the stream; the next push opens a new one
                     continue
-                while in_flight >= capacity:
-                    room.clear()
-                    await room.wait()
                 # Everything already queued goes in this batch, up to the room left.
                 batch = [first]
                 while len(batch) < min(batch_limit, capacity - in_flight) and not self.queue.empty():
@@ -583,24 +587,37 @@ class PeerLink:
                     added = message.envelopes.add()
                     added.MergeFromString(envelope)
                     ids.append((envelope_id, sha256_hex(added.header.payload)))
-                sent.append(ids)
+                sent.append((loop.time(), ids))
                 await call.write(message)
             await call.done_writing()
 
         async def read() -> None:
             nonlocal in_flight
-            while True:
-                reply = await asyncio.wait_for(call.read(), timeout=delivery.deadline_seconds if sent else None)
-                if reply is _EOF:
-                    return
-                ids = sent[0]
-                if len(reply.receipts) != len(ids):
-                    raise RemoteProtocolError(f"{len(reply.receipts)} receipts for a batch of {len(ids)}")
-                sent.popleft()
-                in_flight -= len(ids)
-                room.set()
-                statements = [receipt.statement for receipt in reply.receipts]
-                self.node._spawn(self.node.settle_batch(self.recipient, ids, statements))
+            reading = asyncio.ensure_future(call.read())
+            try:
+                while True:
+                    # The deadline runs from the oldest unanswered batch, however long
+                    # the call sat idle before it was written (SPEC §11.6).
+                    wait = sent[0][0] + delivery.deadline_seconds - loop.time() if sent else 1.0
+                    if wait <= 0:
+                        raise TimeoutError(f"no receipts within {delivery.deadline_seconds} s")
+                    done, _ = await asyncio.wait({reading}, timeout=min(wait, 1.0))
+                    if not done:
+                        continue
+                    reply = reading.result()
+                    if reply is _EOF:
+                        return
+                    ids = sent[0][1]
+                    if len(reply.receipts) != len(ids):
+                        raise RemoteProtocolError(f"{len(reply.receipts)} receipts for a batch of {len(ids)}")
+                    sent.popleft()
+                    in_flight -= len(ids)
+                    room.set()
+                    statements = [receipt.statement for receipt in reply.receipts]
+                    self.node._spawn(self.node.settle_batch(self.recipient, ids, statements))
+                    reading = asyncio.ensure_future(call.read())
+            finally:
+                reading.cancel()
 
         writer = asyncio.ensure_future(write())
         try:
@@ -610,7 +627,7 @@ class PeerLink:
             writer.cancel()
             call.cancel()
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else f"{type(exc).__name__}: {exc}"
-            unsettled = [envelope_id for ids in sent for envelope_id, _ in ids]
+            unsettled = [envelope_id for _, ids in sent for envelope_id, _ in ids]
             while not self.queue.empty():
                 unsettled.append(self.queue.get_nowait()[0])
             self.failures += 1
@@ -748,7 +765,8 @@ def _due_outbox(
     session: Session, state: core.NodeState, *, limit: int, exclude: frozenset[str], now: datetime
 ) -> list[tuple[str, str, bytes, int]]:
     rows = session.execute(
-        select(OutboxEntry.envelope_id, OutboxEntry.recipient, OutboxEntry.envelope, OutboxEntry.attempts)
+        select(OutboxEntry.envelope_id, OutboxEntry.recipient, OutboxEnvelope.envelope, OutboxEntry.attempts)
+        .join(OutboxEnvelope, OutboxEnvelope.envelope_id == OutboxEntry.envelope_id)
         .where(OutboxEntry.state == "pending", OutboxEntry.next_attempt_at <= now)
         .order_by(OutboxEntry.next_attempt_at)
         .limit(limit + len(exclude))

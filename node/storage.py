@@ -50,6 +50,7 @@ __all__ = [
     "NoticeRow",
     "OriginalItem",
     "OutboxEntry",
+    "OutboxEnvelope",
     "UTCDateTime",
     "make_engine",
     "make_sessionmaker",
@@ -187,8 +188,6 @@ class OutboxEntry(Base):
     item_id: Mapped[str] = mapped_column(String)
     item_version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(16))
-    # Deferred: settling a receipt or listing the outbox never needs the sealed bytes.
-    envelope: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     state: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -197,6 +196,19 @@ class OutboxEntry(Base):
     receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxEnvelope(Base):
+    """The sealed bytes of an outbox entry, written once and sent as they are on every retry.
+
+    Kept apart from ``OutboxEntry`` so that settling an entry (a small UPDATE) does not
+    rewrite the envelope: SQLite rewrites a whole row, overflow pages included.
+    """
+
+    __tablename__ = "outbox_envelopes"
+
+    envelope_id: Mapped[str] = mapped_column(String, primary_key=True)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class ControlMessage(Base):

@@ -26,6 +26,7 @@ __all__ = [
     "CHANNEL_OPTIONS",
     "MAX_MESSAGE_BYTES",
     "SERVER_OPTIONS",
+    "STREAM_WINDOW_BYTES",
     "HealthServicer",
     "PeerIdentity",
     "PortInUseError",
@@ -40,6 +41,8 @@ HealthServicer = health_aio.HealthServicer
 
 # Default is 4 MiB each way; envelopes with attachments can be larger.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: HTTP/2 stream window (``grpc.http2.lookahead_bytes``), on both sides.
+STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 
 # Client pings every 30 s even when idle (detects dead peers behind NAT/firewalls); the
 # server below permits pings down to 10 s apart, so this never earns too_many_pings.
@@ -53,6 +56,9 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     # A restarted peer should be reachable within seconds, not the 120 s default backoff.
     ("grpc.initial_reconnect_backoff_ms", 500),
     ("grpc.max_reconnect_backoff_ms", 10_000),
+    # Per-stream flow-control window: an EnvelopeBatch is a few hundred KiB, and the
+    # default 64 KiB window made every batch wait for window updates.
+    ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
 )
 
 SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
@@ -65,6 +71,9 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_ping_strikes", 2),
+    # Per-stream flow-control window: an EnvelopeBatch is a few hundred KiB, and the
+    # default 64 KiB window made every batch wait for window updates.
+    ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
 )
 
 

@@ -6,14 +6,19 @@ written by ``init_federation`` and crafts envelopes and statements with the prot
 own functions (``attest``, ``seal``, ``sign``), then bends them: a forged sender, a TLS
 identity that is not the signer, a tampered label, a replayed envelope id, a stale
 timestamp, a certificate from an unknown CA, no client certificate at all. Whatever it
-builds it sends with a plain gRPC channel to a running node's ``Exchange`` service, so
-every attack goes through the node's real TLS handshake, identification and ingress.
+builds it sends with a plain gRPC channel to a running node's ``Exchange`` service
+(``Deliver``, or ``DeliverBatches`` for batches sealed with ``seal_many``), so every
+attack goes through the node's real TLS handshake, identification and ingress.
+``FakeReceiver`` plays the other side: a receiver that answers a sending node's batches
+wrongly or not at all.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -26,10 +31,19 @@ from node import pki
 from node.config import NodeMaterial, load_material, load_node_config
 from node.convert import envelope_to_pb, signed_from_pb, signed_to_pb
 from node.harness import make_label
-from node.transport import CHANNEL_OPTIONS
+from node.transport import CHANNEL_OPTIONS, SERVER_OPTIONS
 from node.wire import exchange_pb2, exchange_pb2_grpc
 from protocol.classification import Band
-from protocol.envelope import DEFAULT_SUITE, Envelope, EnvelopeHeader, OriginAttestation, attest, seal
+from protocol.envelope import (
+    DEFAULT_SUITE,
+    Envelope,
+    EnvelopeHeader,
+    OriginAttestation,
+    SealRequest,
+    attest,
+    seal,
+    seal_many,
+)
 from protocol.item import ReportTemplate
 from protocol.keys import SigningKey
 from protocol.label import Category, Label
@@ -37,9 +51,12 @@ from protocol.receipt import Receipt
 from protocol.roster import Member, Roster
 from protocol.statements import PayloadType, Signed, sign, verify_and_parse
 
-__all__ = ["Item", "PeerSimulator", "TlsIdentity"]
+__all__ = ["FakeReceiver", "Item", "PeerSimulator", "TlsIdentity"]
 
 DELIVER = "/intelshare.v1.Exchange/Deliver"
+
+#: Anything ``send_batches`` accepts as one envelope of a batch.
+AnyEnvelope = Envelope | exchange_pb2.Envelope
 
 
 @dataclass(frozen=True)
@@ -212,6 +229,37 @@ class PeerSimulator:
             now=now or datetime.now(UTC),
         )
 
+    def seal_batch(
+        self, items: Sequence[tuple[Item, str]], *, sender: str, now: datetime | None = None
+    ) -> list[Envelope]:
+        """Seal each (item, recipient) from ``sender`` as a node does a burst: ``seal_many``,
+        so the headers share one batch signature (SPEC §4.6)."""
+        m = self.material(sender)
+        requests = []
+        for item, recipient in items:
+            agreement = m.agreements.get(sender, recipient)
+            assert agreement is not None, (sender, recipient)
+            requests.append(
+                SealRequest(
+                    item.plaintext, item.origin, self.member(recipient), agreement.agreement_id, agreement.version
+                )
+            )
+        return seal_many(
+            requests, sender=sender, sender_key=m.signing_key, suite=DEFAULT_SUITE, now=now or datetime.now(UTC)
+        )
+
+    @staticmethod
+    def lift_header_signatures(envelope: Envelope, source: Envelope) -> Envelope:
+        """``envelope`` with the header signatures of ``source`` (say, a sibling of its batch)."""
+        header = Signed(
+            payload_type=envelope.header.payload_type,
+            payload=envelope.header.payload,
+            signatures=source.header.signatures,
+        )
+        return Envelope(
+            header=header, origin=envelope.origin, consents=envelope.consents, ciphertext=envelope.ciphertext
+        )
+
     def resign_header(self, envelope: Envelope, signer: str, **updates: Any) -> Envelope:
         """Change header fields and sign again with ``signer``'s key (ciphertext unchanged)."""
         header = EnvelopeHeader.from_bytes(envelope.header.payload).model_copy(update=updates)
@@ -252,6 +300,28 @@ class PeerSimulator:
         identity = self.tls(tls) if isinstance(tls, str) else tls
         return self.send_bytes(message.SerializeToString(), to=to, tls=identity)
 
+    def batch_stream(
+        self, batches: Iterable[Sequence[AnyEnvelope]], *, to: str, tls: TlsIdentity | str
+    ) -> Iterator[list[Signed]]:
+        """One ``DeliverBatches`` call writing each batch; yields each ``ReceiptBatch``'s receipts.
+
+        Lazy: the receipts of earlier batches are seen before a later failure of the call.
+        """
+        identity = self.tls(tls) if isinstance(tls, str) else tls
+        stub = exchange_pb2_grpc.ExchangeStub(self._channel(to, identity))
+        requests = (
+            exchange_pb2.EnvelopeBatch(envelopes=[envelope_to_pb(e) if isinstance(e, Envelope) else e for e in batch])
+            for batch in batches
+        )
+        for reply in stub.DeliverBatches(requests, timeout=self.deadline):
+            yield [signed_from_pb(receipt.statement) for receipt in reply.receipts]
+
+    def send_batches(
+        self, batches: Iterable[Sequence[AnyEnvelope]], *, to: str, tls: TlsIdentity | str
+    ) -> list[list[Signed]]:
+        """``batch_stream`` to the end: the receipts of every batch, in order."""
+        return list(self.batch_stream(batches, to=to, tls=tls))
+
     def send_statement(self, rpc: str, signed: Signed, *, to: str, tls: TlsIdentity | str) -> exchange_pb2.Ack:
         """Call ``RequestConsent``, ``SendConsentDecision`` or ``Notify`` with a crafted statement."""
         identity = self.tls(tls) if isinstance(tls, str) else tls
@@ -267,6 +337,61 @@ class PeerSimulator:
         for channel in self._channels:
             channel.close()
         self._channels.clear()
+
+
+class FakeReceiver:
+    """A dishonest receiver: serves ``DeliverBatches`` at a member's endpoint with its real
+    certificate, answering each ``EnvelopeBatch`` as ``answer`` says (None: never answer).
+
+    For testing a sender's node: the member's own node must not be running. Every batch
+    received is kept in ``batches``. Use as a context manager.
+    """
+
+    def __init__(
+        self,
+        sim: PeerSimulator,
+        member_id: str,
+        answer: Callable[[exchange_pb2.EnvelopeBatch], exchange_pb2.ReceiptBatch | None],
+    ) -> None:
+        self.answer = answer
+        self.batches: list[exchange_pb2.EnvelopeBatch] = []
+        self._lock = threading.Lock()
+        m = sim.material(member_id)
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=4), options=SERVER_OPTIONS)
+        handler = grpc.stream_stream_rpc_method_handler(
+            self._deliver_batches,
+            request_deserializer=exchange_pb2.EnvelopeBatch.FromString,
+            response_serializer=exchange_pb2.ReceiptBatch.SerializeToString,
+        )
+        self._server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("intelshare.v1.Exchange", {"DeliverBatches": handler}),)
+        )
+        credentials = grpc.ssl_server_credentials(
+            [(m.tls_key_pem, m.tls_cert_pem)], root_certificates=sim.ca_pem, require_client_auth=True
+        )
+        self._server.add_secure_port(sim.member(member_id).endpoint, credentials)
+
+    def _deliver_batches(
+        self, requests: Iterator[exchange_pb2.EnvelopeBatch], context: grpc.ServicerContext
+    ) -> Iterator[exchange_pb2.ReceiptBatch]:
+        for batch in requests:
+            with self._lock:
+                self.batches.append(batch)
+            reply = self.answer(batch)
+            if reply is not None:
+                yield reply
+
+    def received(self) -> int:
+        """How many envelopes arrived, over all batches."""
+        with self._lock:
+            return sum(len(batch.envelopes) for batch in self.batches)
+
+    def __enter__(self) -> FakeReceiver:
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.stop(grace=None).wait()
 
 
 _MATERIAL: dict[Path, NodeMaterial] = {}

@@ -53,7 +53,6 @@ def _outbox(envelope_id: str, state: str) -> OutboxEntry:
         item_id="item-1",
         item_version=1,
         kind="item",
-        envelope=b"sealed",
         state=state,
         attempts=0,
         next_attempt_at=T0,
@@ -104,6 +103,34 @@ def test_downgrade_then_upgrade(migrated_url: str) -> None:
         engine.dispose()
     command.upgrade(cfg, "head")
     command.check(cfg)
+
+
+def test_0003_moves_outbox_envelopes_and_back(db_url: str) -> None:
+    # Data written under 0002 (envelope inside the outbox row) survives the split and its undo.
+    cfg = _alembic_config(db_url)
+    command.upgrade(cfg, "0002")
+    engine = make_engine(db_url)
+    row = {"e": "e1", "r": "member-b", "i": "item-1", "k": "item", "env": b"sealed bytes", "s": "pending", "t": T0}
+    columns = "envelope_id, recipient, item_id, item_version, kind, envelope, state, attempts, next_attempt_at"
+    values = ":e, :r, :i, 1, :k, :env, :s, 0, :t"
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(f"INSERT INTO outbox ({columns}, created_at, updated_at) VALUES ({values}, :t, :t)"),
+                row,
+            )
+        command.upgrade(cfg, "head")
+        with engine.connect() as conn:
+            moved = conn.execute(text("SELECT envelope_id, envelope FROM outbox_envelopes")).all()
+            assert [(r[0], bytes(r[1])) for r in moved] == [("e1", b"sealed bytes")]
+            assert "envelope" not in {c["name"] for c in inspect(conn).get_columns("outbox")}
+        command.downgrade(cfg, "0002")
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT envelope FROM outbox WHERE envelope_id = 'e1'")).scalar_one()
+            assert bytes(back) == b"sealed bytes"
+            assert "outbox_envelopes" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()
 
 
 def test_sqlite_pragmas(tmp_path: Path) -> None:

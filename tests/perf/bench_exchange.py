@@ -263,7 +263,10 @@ class Settled:
         self.conn = ro_connect(db)
 
     def count(self) -> int:
-        row = self.conn.execute("SELECT count(*) FROM outbox WHERE state != 'pending'").fetchone()
+        # Settled states listed, so SQLite counts from the (state, next_attempt_at) index.
+        row = self.conn.execute(
+            "SELECT count(*) FROM outbox WHERE state IN ('delivered', 'refused', 'failed')"
+        ).fetchone()
         return int(row[0])
 
     def close(self) -> None:
@@ -374,7 +377,7 @@ def run_e2e(
             for r in kz.execute("SELECT envelope_id, state, created_at, updated_at FROM outbox")
         }
         tr_commit = {r[0]: parse_db_time(r[1]) for r in tr.execute("SELECT envelope_id, received_at FROM deliveries")}
-        env_len = kz.execute("SELECT avg(length(envelope)) FROM outbox").fetchone()[0]
+        env_len = kz.execute("SELECT avg(length(envelope)) FROM outbox_envelopes").fetchone()[0]
     finally:
         kz.close()
         tr.close()
