@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, TextIO, TypeAlias
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session, SessionTransaction
 
 from node.storage import AuditEntryRow, AuditHead
@@ -88,6 +88,11 @@ _MOVE_SEARCH_DEPTH = 4
 _AUDIT_TABLE: Table = AuditEntryRow.__table__  # type: ignore[assignment]
 _HEAD_TABLE: Table = AuditHead.__table__  # type: ignore[assignment]
 _HEAD_FOR_UPDATE = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.entry_hash).where(_HEAD_TABLE.c.id == 1).with_for_update()
+# Built once: SQLAlchemy memoises a statement's cache key, so hot paths do not rebuild it.
+_HEAD_ADVANCE = (
+    _HEAD_TABLE.update().where(_HEAD_TABLE.c.id == 1).values(seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"))
+)
+_AUDIT_INSERT = _AUDIT_TABLE.insert()
 
 
 @dataclass(slots=True)
@@ -139,8 +144,12 @@ def format_time(at: datetime) -> str:
     return _utc(at).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# One encoder for every entry: json.dumps with options builds a new encoder per call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _canonical_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def _check_detail(detail: Mapping[str, DetailValue] | None) -> dict[str, DetailValue]:
@@ -246,9 +255,7 @@ class AuditWriter:
 
     def _advance(self, head: _Head, seq: int, entry_hash: str) -> None:
         head.seq, head.entry_hash = seq, entry_hash
-        self._session.connection().execute(
-            _HEAD_TABLE.update().where(_HEAD_TABLE.c.id == 1).values(seq=seq, entry_hash=entry_hash)
-        )
+        self._session.connection().execute(_HEAD_ADVANCE, {"new_seq": seq, "new_hash": entry_hash})
 
     def append(
         self,
@@ -322,7 +329,7 @@ class AuditWriter:
             values["at"], values["detail"], values["entry_hash"] = at, _canonical_json(detail), prev_hash
             rows.append(values)
         # Core on the session's connection: no ORM bulk machinery, no autoflush.
-        self._session.connection().execute(_AUDIT_TABLE.insert(), rows)
+        self._session.connection().execute(_AUDIT_INSERT, rows)
         self._advance(head, seq, prev_hash)
 
 

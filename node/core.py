@@ -232,6 +232,33 @@ _ORIGINALS, _OUTBOX, _ENVELOPES, _INBOX, _DELIVERIES = (
 )
 
 
+# Hot-path statements built once: SQLAlchemy memoises a statement's cache key, so a
+# statement object reused costs no coercion or cache-key walk per call.
+_ORIGINALS_INSERT, _OUTBOX_INSERT, _ENVELOPES_INSERT, _INBOX_INSERT, _DELIVERIES_INSERT = (
+    t.insert() for t in (_ORIGINALS, _OUTBOX, _ENVELOPES, _INBOX, _DELIVERIES)
+)
+_DELIVERY_COLUMNS = (
+    _DELIVERIES.c.envelope_id,
+    _DELIVERIES.c.envelope_digest,
+    _DELIVERIES.c.sender,
+    _DELIVERIES.c.nonce,
+    _DELIVERIES.c.receipt,
+)
+_DELIVERIES_BY_ID = select(*_DELIVERY_COLUMNS).where(_DELIVERIES.c.envelope_id.in_(bindparam("ids", expanding=True)))
+_DELIVERIES_BY_NONCE = select(*_DELIVERY_COLUMNS).where(
+    _DELIVERIES.c.sender == bindparam("sender"), _DELIVERIES.c.nonce.in_(bindparam("nonces", expanding=True))
+)
+_OUTBOX_TO_SETTLE = select(
+    _OUTBOX.c.envelope_id,
+    _OUTBOX.c.recipient,
+    _OUTBOX.c.state,
+    _OUTBOX.c.reason,
+    _OUTBOX.c.item_id,
+    _OUTBOX.c.item_version,
+    _OUTBOX.c.attempts,
+).where(_OUTBOX.c.envelope_id.in_(bindparam("ids", expanding=True)))
+
+
 def _binding(item_id: str, version: int, where: str) -> str:
     return f"{where}|{item_id}|{version}"
 
@@ -294,7 +321,13 @@ def _plan_many(state: NodeState, plans: Sequence[_Plan], now: datetime) -> list[
                 assert agreement is not None  # check_egress established both
                 assert member is not None
                 request = SealRequest(
-                    plan.plaintext, plan.origin, member, agreement.agreement_id, agreement.version, consents
+                    plan.plaintext,
+                    plan.origin,
+                    member,
+                    agreement.agreement_id,
+                    agreement.version,
+                    consents,
+                    plan.attestation,
                 )
                 to_seal.setdefault(plan.suite, []).append((plan_index, len(rows), request))
             rows.append((recipient, decision, consents))
@@ -314,7 +347,8 @@ def _plan_many(state: NodeState, plans: Sequence[_Plan], now: datetime) -> list[
             if envelope is None:
                 planned.append(PlannedTransfer(recipient, decision, consents))
                 continue
-            envelope_id = EnvelopeHeader.from_bytes(envelope.header.payload).envelope_id
+            # This node's own freshly signed header: only its id is needed, not a validating parse.
+            envelope_id = str(json.loads(envelope.header.payload)["envelope_id"])
             planned.append(PlannedTransfer(recipient, decision, consents, envelope_id, envelope_to_bytes(envelope)))
         out.append(tuple(planned))
     return out
@@ -369,13 +403,13 @@ def prepare_items(state: NodeState, requests: Sequence[NewItem], *, now: datetim
     except LocalProtocolError as exc:
         raise DeskError(str(exc)) from exc
     plans = [
-        _Plan(origin, OriginAttestation.from_bytes(origin.payload), plaintext, _no_consents, r.recipients, r.suite)
-        for (origin, plaintext), r in zip(attested, requests, strict=True)
+        _Plan(a.origin, a.attestation, a.plaintext, _no_consents, r.recipients, r.suite)
+        for a, r in zip(attested, requests, strict=True)
     ]
     planned = _plan_many(state, plans, now)
     return [
-        PreparedItem(attest.item_id, attest.label, origin, plaintext, transfers)
-        for attest, (origin, plaintext), transfers in zip(to_attest, attested, planned, strict=True)
+        PreparedItem(request.item_id, request.label, a.origin, a.plaintext, transfers)
+        for request, a, transfers in zip(to_attest, attested, planned, strict=True)
     ]
 
 
@@ -405,7 +439,7 @@ def store_items(
         return []
     # No existence check: ids are fresh random values and the primary key refuses a clash.
     session.connection().execute(
-        _ORIGINALS.insert(),
+        _ORIGINALS_INSERT,
         [
             {
                 "item_id": p.item_id,
@@ -573,8 +607,8 @@ def _store_transfers_many(
             outcomes.append(Outcome(plan.recipient, decision, plan.envelope_id, plan.envelope))
         results.append(tuple(outcomes))
     if outbox:
-        session.connection().execute(_OUTBOX.insert(), outbox)
-        session.connection().execute(_ENVELOPES.insert(), envelopes)
+        session.connection().execute(_OUTBOX_INSERT, outbox)
+        session.connection().execute(_ENVELOPES_INSERT, envelopes)
     audit.append_many(session, now=now, entries=entries)
     return results
 
@@ -675,19 +709,16 @@ def _prior_deliveries(session: Session, headers: Sequence[EnvelopeHeader]) -> li
     """
     if not headers:
         return []
-    c = _DELIVERIES.c
-    columns = (c.envelope_id, c.envelope_digest, c.sender, c.nonce, c.receipt)
     connection = session.connection()
     found = {
-        row.envelope_id: row
-        for row in connection.execute(select(*columns).where(c.envelope_id.in_([h.envelope_id for h in headers])))
+        row.envelope_id: row for row in connection.execute(_DELIVERIES_BY_ID, {"ids": [h.envelope_id for h in headers]})
     }
     nonces: dict[str, list[str]] = {}
     for header in headers:
         nonces.setdefault(header.sender, []).append(header.nonce)
     for sender, sender_nonces in nonces.items():
-        query = select(*columns).where(c.sender == sender, c.nonce.in_(sender_nonces))
-        found.update((row.envelope_id, row) for row in connection.execute(query))
+        rows = connection.execute(_DELIVERIES_BY_NONCE, {"sender": sender, "nonces": sender_nonces})
+        found.update((row.envelope_id, row) for row in rows)
     return [(r.envelope_id, r.envelope_digest, r.sender, r.nonce, r.receipt) for r in found.values()]
 
 
@@ -803,8 +834,10 @@ def commit_ingress_batch(
                     "label_json": label.model_dump_json(),
                     "origin_statement": envelope.origin.model_dump_json().encode(),
                     "consent_chain": chain_to_bytes(envelope.consents),
+                    # The exact attested bytes, so the stored copy still matches plaintext_digest.
                     "sealed_content": state.at_rest.seal(
-                        result.item.to_bytes(), _binding(attestation.item_id, attestation.item_version, envelope_id)
+                        result.plaintext or result.item.to_bytes(),
+                        _binding(attestation.item_id, attestation.item_version, envelope_id),
                     ),
                     "received_at": now,
                     "status": "held",
@@ -846,9 +879,9 @@ def commit_ingress_batch(
         )
     connection = session.connection()
     if inbox:
-        connection.execute(_INBOX.insert(), inbox)
+        connection.execute(_INBOX_INSERT, inbox)
     if deliveries:
-        connection.execute(_DELIVERIES.insert(), deliveries)
+        connection.execute(_DELIVERIES_INSERT, deliveries)
     audit.append_many(session, now=now, entries=entries)
     out = [r for r in receipts if r is not None]
     assert len(out) == len(checked)
@@ -917,16 +950,8 @@ def record_receipts(
     # Pending ORM changes (say, a recall withdrawing these entries earlier in this group)
     # must be in the database before it is read and written with Core.
     session.flush()
-    c = _OUTBOX.c
     ids = [envelope_id for envelope_id, _, _ in settled]
-    entries = {
-        row.envelope_id: row
-        for row in session.connection().execute(
-            select(c.envelope_id, c.recipient, c.state, c.reason, c.item_id, c.item_version, c.attempts).where(
-                c.envelope_id.in_(ids)
-            )
-        )
-    }
+    entries = {row.envelope_id: row for row in session.connection().execute(_OUTBOX_TO_SETTLE, {"ids": ids})}
     out: list[tuple[str, Signed | None] | RemoteProtocolError | None] = []
     updates: list[dict[str, object]] = []
     settled_now: dict[str, str] = {}

@@ -100,6 +100,31 @@ class UTCDateTime(TypeDecorator[datetime]):
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, one step to SQLite's own DATETIME text, remembering the last value.
+
+        Same text as ``process_bind_param`` followed by SQLite's DATETIME processor
+        (``YYYY-MM-DD HH:MM:SS.ffffff``). Hot paths bind one ``now`` to many rows and
+        columns: the last conversion is kept, so they pay for it once.
+        """
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        last: list[tuple[datetime | None, str | None]] = [(None, None)]
+
+        def process(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            seen, text = last[0]  # one tuple read: safe without a lock
+            if seen is value:
+                return text
+            if value.tzinfo is None or value.utcoffset() is None:
+                raise ValueError("UTCDateTime needs a timezone-aware datetime")
+            text = value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+            last[0] = (value, text)
+            return text
+
+        return process
+
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None

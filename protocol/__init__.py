@@ -17,6 +17,7 @@ from protocol.classification import Band, NationalMarkings
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
 from protocol.envelope import (
     DEFAULT_SUITE,
+    Attested,
     Envelope,
     EnvelopeHeader,
     OriginAttestation,
@@ -52,6 +53,7 @@ __all__ = [
     "Agreement",
     "AgreementBook",
     "Attachment",
+    "Attested",
     "Band",
     "Category",
     "ConfigurationError",

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives import hpke
 from pydantic import Field
@@ -35,6 +36,7 @@ from protocol.statements import PayloadType, Signed, sign, sign_many, verify, ve
 
 __all__ = [
     "DEFAULT_SUITE",
+    "Attested",
     "Envelope",
     "EnvelopeHeader",
     "OriginAttestation",
@@ -44,6 +46,7 @@ __all__ = [
     "attest",
     "attest_many",
     "decrypt",
+    "decrypt_exact",
     "open",
     "seal",
     "seal_info",
@@ -163,36 +166,73 @@ def attest(
     return sign(PayloadType.ORIGIN, statement, [originator_key]), plaintext
 
 
-def attest_many(
-    requests: Sequence[ToAttest], *, originator_key: SigningKey, now: datetime
-) -> list[tuple[Signed, bytes]]:
+class Attested(NamedTuple):
+    """One attested item from ``attest_many``: the signed attestation, the exact plaintext
+    it covers, and the attestation as parsed from that statement's payload."""
+
+    origin: Signed
+    plaintext: bytes
+    attestation: OriginAttestation
+
+
+def attest_many(requests: Sequence[ToAttest], *, originator_key: SigningKey, now: datetime) -> list[Attested]:
     """``attest`` for many items under one batch signature (SPEC §4.6, §8.1)."""
     made = [_attestation(request, now) for request in requests]
     signed = sign_many([(PayloadType.ORIGIN, statement) for statement, _ in made], [originator_key])
-    return [(origin, plaintext) for origin, (_, plaintext) in zip(signed, made, strict=True)]
+    return [Attested(origin, plaintext, statement) for origin, (statement, plaintext) in zip(signed, made, strict=True)]
+
+
+def _info(
+    *,
+    origin_digest: str,
+    sender: str,
+    recipient: str,
+    item_id: str,
+    item_version: int,
+    agreement_id: str,
+    agreement_version: int,
+    envelope_id: str,
+    suite: Suite,
+) -> bytes:
+    return hpke_info(
+        "intelshare/v1 seal",
+        (
+            origin_digest.encode(),
+            sender.encode(),
+            recipient.encode(),
+            item_id.encode(),
+            str(item_version).encode(),
+            agreement_id.encode(),
+            str(agreement_version).encode(),
+            envelope_id.encode(),
+            suite.value.encode(),
+        ),
+    )
 
 
 def seal_info(header: EnvelopeHeader) -> bytes:
     """HPKE ``info``: the context an envelope is bound to (SPEC §8.3)."""
-    return hpke_info(
-        "intelshare/v1 seal",
-        (
-            header.origin_digest.encode(),
-            header.sender.encode(),
-            header.recipient.encode(),
-            header.item_id.encode(),
-            str(header.item_version).encode(),
-            header.agreement_id.encode(),
-            str(header.agreement_version).encode(),
-            header.envelope_id.encode(),
-            header.suite.value.encode(),
-        ),
+    return _info(
+        origin_digest=header.origin_digest,
+        sender=header.sender,
+        recipient=header.recipient,
+        item_id=header.item_id,
+        item_version=header.item_version,
+        agreement_id=header.agreement_id,
+        agreement_version=header.agreement_version,
+        envelope_id=header.envelope_id,
+        suite=header.suite,
     )
 
 
 @dataclass(frozen=True)
 class SealRequest:
-    """One envelope for ``seal_many``: what ``seal`` takes besides sender, key, suite and time."""
+    """One envelope for ``seal_many``: what ``seal`` takes besides sender, key, suite and time.
+
+    ``attestation`` is ``origin``'s payload already parsed (``Attested.attestation``), which
+    spares a parse; when absent it is parsed here. The plaintext is still checked against
+    it, and a receiver refuses an envelope whose header and origin disagree (SPEC §9.2.10).
+    """
 
     plaintext: bytes
     origin: Signed
@@ -200,33 +240,48 @@ class SealRequest:
     agreement_id: str
     agreement_version: int
     consents: tuple[Signed, ...] = ()
+    attestation: OriginAttestation | None = None
 
 
 def _seal_unsigned(request: SealRequest, *, sender: str, suite: Suite, now: datetime) -> tuple[EnvelopeHeader, bytes]:
     """Encrypt and build the header, not yet signed (SPEC §8.2–8.4)."""
     origin = request.origin
-    attestation = OriginAttestation.from_bytes(origin.payload)
+    attestation = request.attestation or OriginAttestation.from_bytes(origin.payload)
     if attestation.plaintext_digest != sha256_hex(request.plaintext):
         raise LocalProtocolError("plaintext does not match the origin attestation")
-    header_fields = {
-        "envelope_id": secrets.token_hex(16),
-        "item_id": attestation.item_id,
-        "item_version": attestation.item_version,
-        "sender": sender,
-        "recipient": request.recipient.member_id,
-        "agreement_id": request.agreement_id,
-        "agreement_version": request.agreement_version,
-        "origin_digest": origin.digest,
-        "suite": suite,
-        "created_at": now,
-        "nonce": secrets.token_hex(16),
-        "consent_refs": tuple(c.digest for c in request.consents),
-    }
+    envelope_id = secrets.token_hex(16)
+    origin_digest = origin.digest
+    recipient = request.recipient.member_id
     # The info is computed from the header fields before the ciphertext exists.
-    provisional = EnvelopeHeader(**header_fields, ciphertext_digest="0" * 64)
+    info = _info(
+        origin_digest=origin_digest,
+        sender=sender,
+        recipient=recipient,
+        item_id=attestation.item_id,
+        item_version=attestation.item_version,
+        agreement_id=request.agreement_id,
+        agreement_version=request.agreement_version,
+        envelope_id=envelope_id,
+        suite=suite,
+    )
     public_key = request.recipient.hpke_keys.for_kem(suite.kem)
-    ciphertext = suite._primitive().encrypt(request.plaintext, public_key, info=seal_info(provisional))
-    return provisional.model_copy(update={"ciphertext_digest": sha256_hex(ciphertext)}), ciphertext
+    ciphertext = suite._primitive().encrypt(request.plaintext, public_key, info=info)
+    header = EnvelopeHeader(
+        envelope_id=envelope_id,
+        item_id=attestation.item_id,
+        item_version=attestation.item_version,
+        sender=sender,
+        recipient=recipient,
+        agreement_id=request.agreement_id,
+        agreement_version=request.agreement_version,
+        origin_digest=origin_digest,
+        ciphertext_digest=sha256_hex(ciphertext),
+        suite=suite,
+        created_at=now,
+        nonce=secrets.token_hex(16),
+        consent_refs=tuple(c.digest for c in request.consents),
+    )
+    return header, ciphertext
 
 
 def seal(
@@ -280,6 +335,20 @@ def decrypt(
     For the ingress path, after ``policy.check_ingress`` verified the signatures: it
     does not verify them again. Every failure raises the same ``OpenError``.
     """
+    return decrypt_exact(envelope, header, attestation, recipient_keys)[0]
+
+
+def decrypt_exact(
+    envelope: Envelope,
+    header: EnvelopeHeader,
+    attestation: OriginAttestation,
+    recipient_keys: HpkeKeyPair,
+) -> tuple[ReportTemplate | RawData, bytes]:
+    """``decrypt``, also returning the exact plaintext bytes the originator attested.
+
+    A holder keeps those bytes rather than a re-serialisation of the item, so what it
+    stores still matches the attestation's ``plaintext_digest``.
+    """
     try:
         if sha256_hex(envelope.ciphertext) != header.ciphertext_digest:
             raise OpenError
@@ -296,7 +365,7 @@ def decrypt(
         raise
     except Exception as exc:  # one opaque error, whatever failed inside (SPEC §8.6)
         raise OpenError from exc
-    return item
+    return item, plaintext
 
 
 @dataclass(frozen=True)

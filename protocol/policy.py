@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from protocol.agreement import AgreementBook, ReshareRule
 from protocol.consent import ConsentGrant
-from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, decrypt
+from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, decrypt_exact
 from protocol.errors import MalformedError, OpenError, SignatureError
 from protocol.item import ContentKind, RawData, ReportTemplate
 from protocol.keys import HpkeKeyPair, VerifiedRoots
@@ -301,6 +301,8 @@ class IngressResult:
     header: EnvelopeHeader | None
     attestation: OriginAttestation | None
     item: ReportTemplate | RawData | None
+    #: The exact plaintext the originator attested, when the envelope was opened.
+    plaintext: bytes | None = None
 
 
 def check_ingress(
@@ -420,10 +422,10 @@ def check_ingress(
     if not decision.allowed:
         return IngressResult(decision, header, attestation, None)
     try:  # §9.2.11: only now is anything decrypted.
-        item = decrypt(envelope, header, attestation, receiver_keys)
+        item, plaintext = decrypt_exact(envelope, header, attestation, receiver_keys)
     except OpenError:
         return refuse(Reason.ENVELOPE_UNOPENABLE, "envelope could not be opened")
-    return IngressResult(decision, header, attestation, item)
+    return IngressResult(decision, header, attestation, item, plaintext)
 
 
 def check_transfers(transfers: Sequence[Transfer], ctx: PolicyContext) -> list[Decision]:

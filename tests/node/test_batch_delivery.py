@@ -31,7 +31,8 @@ from node.server import MAX_ENVELOPE_BATCH
 from node.storage import AuditEntryRow, Delivery, InboxItem, OutboxEntry
 from node.wire import desk_pb2, exchange_pb2
 from protocol.classification import Band
-from protocol.envelope import Envelope, EnvelopeHeader
+from protocol.encoding import sha256_hex
+from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation
 from protocol.errors import RemoteProtocolError
 from protocol.item import ReportTemplate
 from protocol.label import Label
@@ -500,6 +501,21 @@ def test_commit_batch_signs_new_receipts_together(session_factory: sessionmaker[
     assert count(session_factory, InboxItem) == count(session_factory, Delivery) == 3
     assert len(entries(session_factory, AuditEvent.INGRESS)) == 3
     assert audit_ok(session_factory)
+
+
+def test_commit_keeps_the_exact_attested_plaintext(session_factory: sessionmaker[Session], sim: PeerSimulator) -> None:
+    """The inbox copy is the originator's bytes, not a re-serialisation: it still matches the attestation."""
+    tr_state = node_state(sim, "TR")
+    batch = to_tr(sim, 2)
+    results = [checked(tr_state, envelope, datetime.now(UTC))[1] for envelope in batch]
+    ingest(session_factory, tr_state, batch)
+    with session_factory() as session:
+        for envelope, result in zip(batch, results, strict=True):
+            attestation = OriginAttestation.from_bytes(envelope.origin.payload)
+            origin, plaintext, _ = core._held(session, tr_state, attestation.item_id, attestation.item_version)
+            assert plaintext == result.plaintext
+            assert sha256_hex(plaintext) == attestation.plaintext_digest
+            assert origin.digest == envelope.origin.digest
 
 
 def test_commit_single_envelope_is_signed_directly(session_factory: sessionmaker[Session], sim: PeerSimulator) -> None:

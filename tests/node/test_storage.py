@@ -201,6 +201,29 @@ def test_utc_datetime_round_trip(session_factory: sessionmaker[Session]) -> None
         assert row.sealed_content == b"\x01" * 4096
 
 
+def test_sqlite_datetime_binds_as_sqlites_own_text() -> None:
+    """The one-step SQLite bind gives the text SQLAlchemy's two steps gave, for any value."""
+    from sqlalchemy.dialects import sqlite
+    from sqlalchemy.types import DateTime
+
+    from node.storage import UTCDateTime
+
+    dialect = sqlite.dialect()
+    column_type = UTCDateTime()
+    fast = column_type.bind_processor(dialect)
+    slow = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
+    assert fast is not None
+    assert slow is not None
+    first = datetime(2026, 5, 9, 14, 0, 0, 654321, tzinfo=timezone(timedelta(hours=2)))
+    # Repeats, a new value, then the first again: the remembered value never leaks.
+    for value in (first, first, datetime(2026, 5, 9, 12, 0, tzinfo=UTC), first, datetime(999, 1, 1, tzinfo=UTC)):
+        assert fast(value) == slow(column_type.process_bind_param(value, dialect))
+    assert fast(first) == "2026-05-09 12:00:00.654321"
+    assert fast(None) is None
+    with pytest.raises(ValueError, match="timezone-aware"):
+        fast(datetime(2026, 5, 9, 12, 0))  # deliberately naive
+
+
 def test_utc_datetime_rejects_naive(session_factory: sessionmaker[Session]) -> None:
     with session_factory() as session:
         item = _delivery("env-naive", "member-a", "n1")

@@ -35,9 +35,9 @@ from support import (
 
 import protocol.keys as keys_mod
 from protocol.encoding import pae
-from protocol.envelope import Envelope, SealRequest, Suite, ToAttest, attest_many, seal_many
+from protocol.envelope import Envelope, OriginAttestation, SealRequest, Suite, ToAttest, attest_many, seal_many
 from protocol.envelope import open as open_envelope
-from protocol.errors import OpenError, SignatureError
+from protocol.errors import LocalProtocolError, OpenError, SignatureError
 from protocol.keys import (
     BATCH_ROOT_TYPE,
     SignatureAlg,
@@ -493,6 +493,28 @@ def test_attest_many_and_seal_many_are_batch_signed() -> None:
     assert [_fields(env.header.signatures[0].sig)[:2] for env in envs] == [(4, 0), (4, 1), (4, 2), (4, 3)]
     assert [_fields(env.origin.signatures[0].sig)[:2] for env in envs] == [(3, 0), (3, 1), (3, 2), (3, 2)]
     assert len({header_of(env).envelope_id for env in envs}) == 4
+
+
+def test_attested_carries_its_parsed_attestation_and_seal_uses_it() -> None:
+    (attested,) = attest_many([ToAttest("item-1", label(), report())], originator_key=KZ, now=NOW)
+    assert attested.attestation == OriginAttestation.from_bytes(attested.origin.payload)
+    given = SealRequest(attested.plaintext, attested.origin, member("TR"), "KZ-TR", 1, (), attested.attestation)
+    parsed_here = replace(given, attestation=None)
+    for request in (given, parsed_here):
+        (env,) = seal_many([request], sender="KZ", sender_key=KZ, suite=Suite.X25519_AES256GCM, now=NOW)
+        result = ingress(env, "TR")
+        assert result.decision.allowed, result.decision
+        # The receiver gets the exact attested bytes back, not a re-serialisation.
+        assert result.plaintext == attested.plaintext
+    # The plaintext is still checked against the attestation it comes with.
+    with pytest.raises(LocalProtocolError, match="does not match"):
+        seal_many(
+            [replace(given, plaintext=attested.plaintext + b" ")],
+            sender="KZ",
+            sender_key=KZ,
+            suite=Suite.X25519_AES256GCM,
+            now=NOW,
+        )
 
 
 @pytest.mark.parametrize("with_roots", [False, True])
