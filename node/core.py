@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from node import audit
 from node.audit import AuditEvent
@@ -1002,11 +1003,14 @@ def record_receipts(
         out.append((new_state, late_recall))
     if updates:
         session.connection().execute(_SETTLE, updates)
-        # ORM copies of these rows loaded earlier in this transaction are now stale.
-        for envelope_id in ids:
-            loaded = session.identity_map.get(session.identity_key(OutboxEntry, envelope_id))
+        # ORM copies of these rows loaded earlier in this group commit are now stale. They
+        # are updated in place, not expired: another job in the group may have returned
+        # one, and an expired copy would fail to load once the session has closed.
+        for update in updates:
+            loaded = session.identity_map.get(session.identity_key(OutboxEntry, update["b_id"]))
             if loaded is not None:
-                session.expire(loaded)
+                for key in ("state", "reason", "receipt", "attempts", "updated_at"):
+                    set_committed_value(loaded, key, update[key])
     audit.append_many(session, now=now, entries=audit_entries)
     return out
 

@@ -688,6 +688,23 @@ def test_record_receipts_settles_a_batch(session_factory: sessionmaker[Session],
     assert audit_ok(session_factory)
 
 
+def test_row_loaded_earlier_in_the_group_stays_readable(
+    session_factory: sessionmaker[Session], sim: PeerSimulator
+) -> None:
+    """A desk listing and a receipt share one group commit; the listed row outlives it.
+
+    The listing's rows are read after the session has closed, so settling must leave
+    them loaded (and current), not expired.
+    """
+    kz_state, (envelope,) = outbox_to_tr(session_factory, sim, 1)
+    settled = verified(kz_state, [envelope], tr_receipts(sim, [envelope], [True]))
+    with session_factory.begin() as session:  # one group: the listing first, then the receipt
+        listed = session.get(OutboxEntry, header(envelope).envelope_id)
+        core.record_receipts(session, kz_state, settled=settled, now=datetime.now(UTC))
+    assert listed is not None
+    assert (listed.state, listed.attempts, listed.reason) == ("delivered", 1, "ALLOWED")
+
+
 def test_record_receipt_for_unknown_envelope(session_factory: sessionmaker[Session], sim: PeerSimulator) -> None:
     kz_state, (known,) = outbox_to_tr(session_factory, sim, 1)
     (unknown,) = to_tr(sim, 1)  # never in KZ's outbox
