@@ -144,7 +144,8 @@ class Node:
 
         Everything the node writes goes through here: the commit loop runs queued jobs
         in one transaction, commits once, then answers every caller (SPEC §11.3). No
-        caller hears back before its job is committed.
+        caller hears back before its job is committed. The result is read after the
+        session has closed: return values, or rows with every attribute loaded.
         """
         return await self._enqueue(lambda session: fn(session, self.state, **kwargs), ingress=0)
 
