@@ -38,6 +38,7 @@ from node.storage import (
 from protocol.agreement import AgreementBook
 from protocol.classification import Band
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
+from protocol.encoding import time_ordered_id
 from protocol.envelope import (
     Envelope,
     EnvelopeHeader,
@@ -398,7 +399,8 @@ def prepare_items(state: NodeState, requests: Sequence[NewItem], *, now: datetim
             )
         if request.item_id is None and (label.item_version != 1 or label.supersedes is not None):
             raise DeskError("a new item is version 1 and supersedes nothing; give item_id to correct one")
-        to_attest.append(ToAttest(request.item_id or secrets.token_hex(16), label, request.item))
+        # A new item's id is time-ordered (SPEC §4.7), so stored items append to their indexes.
+        to_attest.append(ToAttest(request.item_id or time_ordered_id(now), label, request.item))
     try:
         attested = attest_many(to_attest, originator_key=state.signing_key, now=now)
     except LocalProtocolError as exc:

@@ -8,7 +8,6 @@ for the recipient: any failure raises the same opaque ``OpenError``.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,7 +18,7 @@ from cryptography.hazmat.primitives import hpke
 from pydantic import Field
 
 from protocol._model import Digest, MemberId, Model, Timestamp
-from protocol.encoding import hpke_info, sha256_hex
+from protocol.encoding import hpke_info, sha256_hex, time_ordered_id
 from protocol.errors import IntelshareError, LocalProtocolError, OpenError
 from protocol.item import (
     ContentKind,
@@ -249,7 +248,7 @@ def _seal_unsigned(request: SealRequest, *, sender: str, suite: Suite, now: date
     attestation = request.attestation or OriginAttestation.from_bytes(origin.payload)
     if attestation.plaintext_digest != sha256_hex(request.plaintext):
         raise LocalProtocolError("plaintext does not match the origin attestation")
-    envelope_id = secrets.token_hex(16)
+    envelope_id = time_ordered_id(now)  # SPEC §4.7
     origin_digest = origin.digest
     recipient = request.recipient.member_id
     # The info is computed from the header fields before the ciphertext exists.
@@ -278,7 +277,7 @@ def _seal_unsigned(request: SealRequest, *, sender: str, suite: Suite, now: date
         ciphertext_digest=sha256_hex(ciphertext),
         suite=suite,
         created_at=now,
-        nonce=secrets.token_hex(16),
+        nonce=time_ordered_id(now),
         consent_refs=tuple(c.digest for c in request.consents),
     )
     return header, ciphertext

@@ -218,3 +218,32 @@ def test_check_transfers_decides_each_pair() -> None:
 def test_a_refusal_needs_a_refusal_reason() -> None:
     with pytest.raises(ValueError, match="refusal reason"):
         Decision.refuse(Reason.ALLOWED, "no")
+
+
+# --- time-ordered identifiers (SPEC §4.7) ---------------------------------------------------
+
+
+def test_time_ordered_ids_sort_by_time_and_keep_80_random_bits() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from protocol.encoding import time_ordered_id
+
+    earlier = [time_ordered_id(NOW) for _ in range(200)]
+    later = time_ordered_id(NOW + timedelta(milliseconds=1))
+    assert len(set(earlier)) == 200  # same millisecond: the random bits tell them apart
+    assert all(len(i) == 32 and int(i, 16) >= 0 and i == i.lower() for i in earlier)
+    assert max(earlier) < later
+    assert {i[:12] for i in earlier} == {f"{int(NOW.timestamp() * 1000):012x}"}
+    with pytest.raises(ValueError, match="outside"):
+        time_ordered_id(datetime(1969, 12, 31, tzinfo=UTC))
+
+
+def test_envelope_id_and_nonce_carry_the_creation_time() -> None:
+    from datetime import timedelta
+
+    origin, pt = make_origin()
+    first = header_of(make_envelope("KZ", "TR", origin, pt))
+    second = header_of(make_envelope("KZ", "TR", origin, pt, now=NOW + timedelta(seconds=1)))
+    assert first.envelope_id < second.envelope_id
+    assert first.nonce < second.nonce
+    assert first.envelope_id[:12] == first.nonce[:12] == f"{int(first.created_at.timestamp() * 1000):012x}"
