@@ -40,6 +40,7 @@ from protocol.classification import Band
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
 from protocol.encoding import time_ordered_id
 from protocol.envelope import (
+    BatchKeys,
     Envelope,
     EnvelopeHeader,
     OriginAttestation,
@@ -137,6 +138,11 @@ class NodeState:
     revoked_grants: set[str] = field(default_factory=set)
     #: Batch roots whose signature verified (SPEC §4.6): each batch is checked once.
     roots: VerifiedRoots = field(default_factory=VerifiedRoots)
+    #: Batch keys already opened with ``hpke_keys`` (SPEC §8.2): each batch's HPKE runs once.
+    batch_keys: BatchKeys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batch_keys = BatchKeys(self.hpke_keys)
 
     def policy(self, now: datetime) -> PolicyContext:
         """The policy context at ``now``."""

@@ -277,6 +277,7 @@ class Node:
                     # Decided authoritatively inside the commit (core.commit_ingress_batch).
                     is_replay=lambda header, digest: False,
                     roots=state.roots,
+                    batch_keys=state.batch_keys,
                 )
                 out.append((envelope, result))
             return out

@@ -18,6 +18,7 @@ from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, Consen
 from protocol.envelope import (
     DEFAULT_SUITE,
     Attested,
+    BatchKeys,
     Envelope,
     EnvelopeHeader,
     OriginAttestation,
@@ -55,6 +56,7 @@ __all__ = [
     "Attachment",
     "Attested",
     "Band",
+    "BatchKeys",
     "Category",
     "ConfigurationError",
     "ConsentDenial",

@@ -1,20 +1,24 @@
 """Origin attestation and the sign-then-seal envelope (SPEC §8).
 
 ``attest`` makes the originator's signed statement binding item id, version, label and
-plaintext digest. ``seal`` encrypts the plaintext to one recipient with HPKE, binding
-the context in HPKE ``info``, and signs the header. ``open`` is the one safe recipe
-for the recipient: any failure raises the same opaque ``OpenError``.
+plaintext digest. ``seal`` encrypts the plaintext to one recipient under a batch key
+that HPKE seals to that recipient, binding the context in the envelope key's
+derivation, and signs the header. ``open`` is the one safe recipe for the recipient:
+any failure raises the same opaque ``OpenError``.
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 
-from cryptography.hazmat.primitives import hpke
+from cryptography.hazmat.primitives import hashes, hpke
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from pydantic import Field
 
 from protocol._model import Digest, MemberId, Model, Timestamp
@@ -36,6 +40,7 @@ from protocol.statements import PayloadType, Signed, sign, sign_many, verify, ve
 __all__ = [
     "DEFAULT_SUITE",
     "Attested",
+    "BatchKeys",
     "Envelope",
     "EnvelopeHeader",
     "OriginAttestation",
@@ -44,6 +49,7 @@ __all__ = [
     "ToAttest",
     "attest",
     "attest_many",
+    "batch_key_info",
     "decrypt",
     "decrypt_exact",
     "open",
@@ -74,9 +80,26 @@ class Suite(StrEnum):
         kem = hpke.KEM.MLKEM768_X25519 if self.kem is KemName.MLKEM768_X25519 else hpke.KEM.X25519
         return hpke.Suite(kem, hpke.KDF.HKDF_SHA256, aead)
 
+    def _aead(self, key: bytes) -> AESGCM | ChaCha20Poly1305:
+        """The suite's AEAD under an envelope key (SPEC §8.2)."""
+        return ChaCha20Poly1305(key) if self is Suite.X25519_CHACHA20POLY1305 else AESGCM(key)
+
+    @property
+    def _sealed_key_length(self) -> int:
+        """Length of ``enc ‖ sealed batch key``, the prefix of every ciphertext (SPEC §8.2)."""
+        enc = 1120 if self.kem is KemName.MLKEM768_X25519 else 32
+        return enc + _BATCH_KEY_LEN + _TAG_LEN
+
 
 #: The default suite of configuration files and the CLI. ``seal`` itself has no default.
 DEFAULT_SUITE = Suite.X25519_AES256GCM
+
+_BATCH_KEY_LEN = 32
+_TAG_LEN = 16
+#: Each envelope key encrypts exactly one plaintext, so the AEAD nonce is fixed (SPEC §8.2).
+_ZERO_NONCE = bytes(12)
+#: HPKE ``info`` label of a sealed batch key (SPEC §8.3).
+_BATCH_KEY_LABEL = "intelshare/v1 batch key"
 
 
 class OriginAttestation(Model):
@@ -224,6 +247,73 @@ def seal_info(header: EnvelopeHeader) -> bytes:
     )
 
 
+def batch_key_info(*, sender: str, recipient: str, suite: Suite) -> bytes:
+    """HPKE ``info`` under which a batch key is sealed to its recipient (SPEC §8.3)."""
+    return hpke_info(_BATCH_KEY_LABEL, (sender.encode(), recipient.encode(), suite.value.encode()))
+
+
+def _envelope_key(batch_key: bytes, info: bytes) -> bytes:
+    """HKDF-Expand(batch key, §8.3 info): one key per envelope, bound to its context (SPEC §8.2)."""
+    return HKDFExpand(hashes.SHA256(), _BATCH_KEY_LEN, info).derive(batch_key)
+
+
+@dataclass(frozen=True)
+class _BatchKey:
+    """A fresh batch key for one recipient and its HPKE-sealed form (``enc ‖ ciphertext``)."""
+
+    key: bytes
+    sealed: bytes
+
+
+def _new_batch_key(sender: str, recipient: Member, suite: Suite) -> _BatchKey:
+    """Draw a batch key and seal it to ``recipient`` with HPKE: one KEM per batch (SPEC §8.2)."""
+    key = secrets.token_bytes(_BATCH_KEY_LEN)
+    info = batch_key_info(sender=sender, recipient=recipient.member_id, suite=suite)
+    sealed = suite._primitive().encrypt(key, recipient.hpke_keys.for_kem(suite.kem), info=info)
+    return _BatchKey(key, sealed)
+
+
+class BatchKeys:
+    """Batch keys a receiver already opened, so each batch costs one HPKE open (SPEC §8.2).
+
+    Owned and passed in by the caller (a node keeps one), like ``VerifiedRoots``; the
+    protocol core keeps no state of its own. It serves only the key pair it was made
+    for, remembers only successful opens, keyed by everything the open depends on
+    (suite, HPKE info, sealed bytes), so a hit gives the key the same open would give.
+    Bounded: it forgets everything when full.
+    """
+
+    def __init__(self, owner: HpkeKeyPair, max_entries: int = 4096) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self._owner = owner
+        self._max = max_entries
+        self._keys: dict[tuple[Suite, bytes, bytes], bytes] = {}
+
+    def open(self, keys: HpkeKeyPair, suite: Suite, info: bytes, sealed: bytes) -> bytes:
+        """The batch key sealed in ``sealed``; raises (anything) if it does not open."""
+        cacheable = keys is self._owner
+        index = (suite, info, sealed)
+        if cacheable and (known := self._keys.get(index)) is not None:
+            return known
+        key = _open_batch_key(keys, suite, info, sealed)
+        if cacheable:
+            if len(self._keys) >= self._max:
+                self._keys.clear()
+            self._keys[index] = key
+        return key
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def _open_batch_key(keys: HpkeKeyPair, suite: Suite, info: bytes, sealed: bytes) -> bytes:
+    key = suite._primitive().decrypt(sealed, keys._private_for(suite.kem), info=info)
+    if len(key) != _BATCH_KEY_LEN:
+        raise OpenError
+    return key
+
+
 @dataclass(frozen=True)
 class SealRequest:
     """One envelope for ``seal_many``: what ``seal`` takes besides sender, key, suite and time.
@@ -242,8 +332,10 @@ class SealRequest:
     attestation: OriginAttestation | None = None
 
 
-def _seal_unsigned(request: SealRequest, *, sender: str, suite: Suite, now: datetime) -> tuple[EnvelopeHeader, bytes]:
-    """Encrypt and build the header, not yet signed (SPEC §8.2–8.4)."""
+def _seal_unsigned(
+    request: SealRequest, *, sender: str, suite: Suite, now: datetime, batch: _BatchKey
+) -> tuple[EnvelopeHeader, bytes]:
+    """Encrypt under ``batch`` (the recipient's batch key) and build the header, not yet signed (SPEC §8.2–8.4)."""
     origin = request.origin
     attestation = request.attestation or OriginAttestation.from_bytes(origin.payload)
     if attestation.plaintext_digest != sha256_hex(request.plaintext):
@@ -251,7 +343,7 @@ def _seal_unsigned(request: SealRequest, *, sender: str, suite: Suite, now: date
     envelope_id = time_ordered_id(now)  # SPEC §4.7
     origin_digest = origin.digest
     recipient = request.recipient.member_id
-    # The info is computed from the header fields before the ciphertext exists.
+    # The info is computed from the header fields before the ciphertext exists (SPEC §8.3).
     info = _info(
         origin_digest=origin_digest,
         sender=sender,
@@ -263,8 +355,8 @@ def _seal_unsigned(request: SealRequest, *, sender: str, suite: Suite, now: date
         envelope_id=envelope_id,
         suite=suite,
     )
-    public_key = request.recipient.hpke_keys.for_kem(suite.kem)
-    ciphertext = suite._primitive().encrypt(request.plaintext, public_key, info=info)
+    sealed = suite._aead(_envelope_key(batch.key, info)).encrypt(_ZERO_NONCE, request.plaintext, None)
+    ciphertext = batch.sealed + sealed
     header = EnvelopeHeader(
         envelope_id=envelope_id,
         item_id=attestation.item_id,
@@ -302,7 +394,8 @@ def seal(
     later holder re-sharing it). There is deliberately no default ``suite``.
     """
     request = SealRequest(plaintext, origin, recipient, agreement_id, agreement_version, tuple(consents))
-    header, ciphertext = _seal_unsigned(request, sender=sender, suite=suite, now=now)
+    batch = _new_batch_key(sender, recipient, suite)  # a batch of one
+    header, ciphertext = _seal_unsigned(request, sender=sender, suite=suite, now=now, batch=batch)
     return Envelope(
         header=sign(PayloadType.HEADER, header, [sender_key]),
         origin=origin,
@@ -314,8 +407,20 @@ def seal(
 def seal_many(
     requests: Sequence[SealRequest], *, sender: str, sender_key: SigningKey, suite: Suite, now: datetime
 ) -> list[Envelope]:
-    """``seal`` for many envelopes, their headers under one batch signature (SPEC §4.6, §8.4)."""
-    made = [_seal_unsigned(request, sender=sender, suite=suite, now=now) for request in requests]
+    """``seal`` for many envelopes, their headers under one batch signature (SPEC §4.6, §8.4).
+
+    The envelopes to one recipient share one batch key, so the batch costs one HPKE
+    seal per recipient, not one per envelope (SPEC §8.2).
+    """
+    batches: dict[str, _BatchKey] = {}
+    for request in requests:
+        recipient = request.recipient
+        if recipient.member_id not in batches:
+            batches[recipient.member_id] = _new_batch_key(sender, recipient, suite)
+    made = [
+        _seal_unsigned(request, sender=sender, suite=suite, now=now, batch=batches[request.recipient.member_id])
+        for request in requests
+    ]
     headers = sign_many([(PayloadType.HEADER, header) for header, _ in made], [sender_key])
     return [
         Envelope(header=header, origin=request.origin, consents=request.consents, ciphertext=ciphertext)
@@ -328,13 +433,14 @@ def decrypt(
     header: EnvelopeHeader,
     attestation: OriginAttestation,
     recipient_keys: HpkeKeyPair,
+    batch_keys: BatchKeys | None = None,
 ) -> ReportTemplate | RawData:
     """Decrypt an envelope whose header and origin were already verified (SPEC §8.6).
 
     For the ingress path, after ``policy.check_ingress`` verified the signatures: it
     does not verify them again. Every failure raises the same ``OpenError``.
     """
-    return decrypt_exact(envelope, header, attestation, recipient_keys)[0]
+    return decrypt_exact(envelope, header, attestation, recipient_keys, batch_keys)[0]
 
 
 def decrypt_exact(
@@ -342,17 +448,28 @@ def decrypt_exact(
     header: EnvelopeHeader,
     attestation: OriginAttestation,
     recipient_keys: HpkeKeyPair,
+    batch_keys: BatchKeys | None = None,
 ) -> tuple[ReportTemplate | RawData, bytes]:
     """``decrypt``, also returning the exact plaintext bytes the originator attested.
 
     A holder keeps those bytes rather than a re-serialisation of the item, so what it
-    stores still matches the attestation's ``plaintext_digest``.
+    stores still matches the attestation's ``plaintext_digest``. ``batch_keys``
+    remembers batch keys already opened (SPEC §8.2).
     """
     try:
-        if sha256_hex(envelope.ciphertext) != header.ciphertext_digest:
+        ciphertext = envelope.ciphertext
+        if sha256_hex(ciphertext) != header.ciphertext_digest:  # §8.6 step 7
             raise OpenError
-        private = recipient_keys._private_for(header.suite.kem)
-        plaintext = header.suite._primitive().decrypt(envelope.ciphertext, private, info=seal_info(header))
+        suite = header.suite
+        split = suite._sealed_key_length
+        sealed_key, sealed = ciphertext[:split], ciphertext[split:]
+        # §8.6 step 8: the batch key (HPKE), then the envelope key bound to the §8.3 info.
+        key_info = batch_key_info(sender=header.sender, recipient=header.recipient, suite=suite)
+        if batch_keys is None:
+            batch_key = _open_batch_key(recipient_keys, suite, key_info, sealed_key)
+        else:
+            batch_key = batch_keys.open(recipient_keys, suite, key_info, sealed_key)
+        plaintext = suite._aead(_envelope_key(batch_key, seal_info(header))).decrypt(_ZERO_NONCE, sealed, None)
         if sha256_hex(plaintext) != attestation.plaintext_digest:
             raise OpenError
         item = item_from_bytes(plaintext)
@@ -383,6 +500,7 @@ def open(
     recipient_keys: HpkeKeyPair,
     roster: Roster,
     roots: VerifiedRoots | None = None,
+    batch_keys: BatchKeys | None = None,
 ) -> Opened:
     """Verify and open an envelope addressed to ``recipient_id`` (SPEC §8.6).
 
@@ -411,7 +529,7 @@ def open(
             header.item_version,
         ):
             raise OpenError
-        item = decrypt(envelope, header, claimed_origin, recipient_keys)
+        item = decrypt(envelope, header, claimed_origin, recipient_keys, batch_keys)
     except OpenError:
         raise
     except IntelshareError as exc:

@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from protocol.agreement import AgreementBook, ReshareRule
 from protocol.consent import ConsentGrant
-from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, decrypt_exact
+from protocol.envelope import BatchKeys, Envelope, EnvelopeHeader, OriginAttestation, decrypt_exact
 from protocol.errors import MalformedError, OpenError, SignatureError
 from protocol.item import ContentKind, RawData, ReportTemplate
 from protocol.keys import HpkeKeyPair, VerifiedRoots
@@ -316,13 +316,15 @@ def check_ingress(
     window: TimeWindow,
     is_replay: Callable[[EnvelopeHeader, str], bool],
     roots: VerifiedRoots | None = None,
+    batch_keys: BatchKeys | None = None,
 ) -> IngressResult:
     """Verify, decide and open an incoming envelope (SPEC §9.2, then §9.3–9.4).
 
     ``is_replay(header, envelope_digest)`` says whether this sender's nonce or envelope id
     was seen before with a different envelope. Identical re-delivery is the node's
     business (it returns the stored receipt) and never reaches this function.
-    ``roots`` remembers batch roots already verified (SPEC §4.6).
+    ``roots`` remembers batch roots already verified (SPEC §4.6), ``batch_keys`` batch
+    keys already opened (SPEC §8.2).
     """
     header: EnvelopeHeader | None = None
     attestation: OriginAttestation | None = None
@@ -422,7 +424,7 @@ def check_ingress(
     if not decision.allowed:
         return IngressResult(decision, header, attestation, None)
     try:  # §9.2.11: only now is anything decrypted.
-        item, plaintext = decrypt_exact(envelope, header, attestation, receiver_keys)
+        item, plaintext = decrypt_exact(envelope, header, attestation, receiver_keys, batch_keys)
     except OpenError:
         return refuse(Reason.ENVELOPE_UNOPENABLE, "envelope could not be opened")
     return IngressResult(decision, header, attestation, item, plaintext)

@@ -22,7 +22,7 @@ from protocol import envelope as envelope_mod
 from protocol.agreement import Agreement, AgreementBook
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
 from protocol.encoding import hpke_info, pae
-from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, seal_info
+from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, batch_key_info, seal_info
 from protocol.errors import IntelshareError, OpenError
 from protocol.keys import (
     BATCH_ROOT_TYPE,
@@ -262,8 +262,11 @@ def test_envelope_opens(case: dict[str, Any]) -> None:
     header = EnvelopeHeader.from_bytes(env.header.payload)
     assert header.suite.value == case["suite"]
     assert seal_info(header).hex() == case["info_hex"]
+    key_info = batch_key_info(sender=header.sender, recipient=header.recipient, suite=header.suite)
+    assert key_info.hex() == case["batch_key_info_hex"]
     plaintext = bytes.fromhex(case["plaintext_hex"])
-    assert len(env.ciphertext) == case["enc_length"] + len(plaintext) + 16
+    # enc, the sealed 32-byte batch key and its tag, then the plaintext's AEAD ciphertext and tag.
+    assert len(env.ciphertext) == case["enc_length"] + 32 + 16 + len(plaintext) + 16
     opened = envelope_mod.open(
         env,
         recipient_id=case["recipient"],

@@ -470,6 +470,23 @@ def try_open(e: Envelope, recipient: str, roster: Roster) -> bool:
     return True
 
 
+def envelope_case(name: str, e: Envelope, plaintext: bytes) -> dict[str, Any]:
+    header = EnvelopeHeader.from_bytes(e.header.payload)
+    return {
+        "name": name,
+        "suite": header.suite.value,
+        "recipient": header.recipient,
+        "envelope": envelope_obj(e),
+        "info_hex": seal_info(header).hex(),
+        "batch_key_info_hex": env.batch_key_info(
+            sender=header.sender, recipient=header.recipient, suite=header.suite
+        ).hex(),
+        "enc_length": 1120 if header.suite is Suite.MLKEM768X25519_AES256GCM else 32,
+        "plaintext_hex": plaintext.hex(),
+        "plaintext_digest": hashlib.sha256(plaintext).hexdigest(),
+    }
+
+
 def gen_envelopes() -> None:
     roster = S.roster()
     signed_roster = sign(PayloadType.ROSTER, roster, [key_for("SECRETARIAT")])
@@ -480,23 +497,38 @@ def gen_envelopes() -> None:
         for name, o, p in (("report", origin, plaintext), ("raw", raw_origin, raw_plaintext)):
             e = S.make_envelope("KZ", "TR", o, p, suite=suite)
             assert try_open(e, "TR", roster)
-            header = EnvelopeHeader.from_bytes(e.header.payload)
-            positives.append(
-                {
-                    "name": f"{suite.name} {name}",
-                    "suite": suite.value,
-                    "recipient": "TR",
-                    "envelope": envelope_obj(e),
-                    "info_hex": seal_info(header).hex(),
-                    "enc_length": 1120 if suite is Suite.MLKEM768X25519_AES256GCM else 32,
-                    "plaintext_hex": p.hex(),
-                    "plaintext_digest": hashlib.sha256(p).hexdigest(),
-                }
-            )
+            positives.append(envelope_case(f"{suite.name} {name}", e, p))
+    # Two envelopes sealed together to one recipient share one sealed batch key (SPEC §8.2);
+    # each still opens alone.
+    ag = S.default_book().get("KZ", "TR")
+    assert ag is not None
+    pair = env.seal_many(
+        [
+            env.SealRequest(plaintext, origin, S.member("TR"), ag.agreement_id, ag.version),
+            env.SealRequest(raw_plaintext, raw_origin, S.member("TR"), ag.agreement_id, ag.version),
+        ],
+        sender="KZ",
+        sender_key=S.signing_key("KZ"),
+        suite=Suite.X25519_AES256GCM,
+        now=NOW,
+    )
+    assert pair[0].ciphertext[:80] == pair[1].ciphertext[:80]  # enc (32) and the sealed key (48)
+    for index, (e, p) in enumerate(zip(pair, (plaintext, raw_plaintext), strict=True)):
+        assert try_open(e, "TR", roster)
+        positives.append(envelope_case(f"batch of two, envelope {index + 1}", e, p))
 
     base = S.make_envelope("KZ", "TR", origin, plaintext)
     flipped = bytearray(base.ciphertext)
     flipped[40] ^= 0x01
+    # The sealed batch key of another batch (same sender and recipient), re-signed: it
+    # opens, but to another batch key, so the envelope key is wrong.
+    other_batch = S.make_envelope("KZ", "TR", origin, plaintext)
+    swapped_key = other_batch.ciphertext[:80] + base.ciphertext[80:]
+    swapped = resign_header(
+        Envelope(base.header, base.origin, base.consents, swapped_key),
+        "KZ",
+        ciphertext_digest=hashlib.sha256(swapped_key).hexdigest(),
+    )
     other_origin, _ = S.make_origin(S.label(band=Band.CONFIDENTIAL))
     # A ciphertext whose digest the sender signs, but with one byte changed after HPKE.
     tampered = Envelope(base.header, base.origin, base.consents, bytes(flipped))
@@ -504,6 +536,7 @@ def gen_envelopes() -> None:
     negatives = [
         ("ciphertext byte flipped", tampered, "TR"),
         ("ciphertext byte flipped, digest re-signed by the sender", resigned_flip, "TR"),
+        ("sealed batch key of another batch, digest re-signed by the sender", swapped, "TR"),
         ("opened by another member", base, "AZ"),
         ("redirected: header re-signed for AZ", resign_header(base, "KZ", recipient="AZ"), "AZ"),
         ("info field swapped: envelope_id", resign_header(base, "KZ", envelope_id="f" * 32), "TR"),
@@ -537,10 +570,12 @@ def gen_envelopes() -> None:
         "envelopes.json",
         {
             "description": (
-                "Open-only envelopes (SPEC §8): HPKE base mode, single-shot, empty AAD, info = seal_info(header); "
-                "ciphertext = enc || AEAD ciphertext. Each positive vector opens, with the recipient's keys "
-                "and the roster below, to plaintext_hex. Each negative vector MUST fail with the one opaque "
-                "open error (SPEC §8.6)."
+                "Open-only envelopes (SPEC §8.2): ciphertext = enc || sealed batch key || AEAD ciphertext, "
+                "where enc || sealed batch key is HPKE base mode, single-shot, empty AAD, of a 32-byte batch "
+                "key with info = batch_key_info_hex, and the AEAD ciphertext is the suite's AEAD under "
+                "HKDF-Expand-SHA256(batch key, info_hex, 32) with a zero nonce and empty AAD. Each positive "
+                "vector opens, with the recipient's keys and the roster below, to plaintext_hex. Each "
+                "negative vector MUST fail with the one opaque open error (SPEC §8.6)."
             ),
             "now": ts(NOW),
             "secretariat_public_hex": key_for("SECRETARIAT").public().ed25519.hex(),
