@@ -421,11 +421,57 @@ def _hash_matches(row: AuditEntryRow, *, seq: int | None = None) -> bool:
         return False
 
 
-def _original_seq(session: Session, row: AuditEntryRow, depth: int = 0) -> int | None:
+class _EntriesByHash:
+    """Finds entries by ``entry_hash`` with streamed scans of two columns.
+
+    There is deliberately no index on ``entry_hash``: it is random, so every append would
+    dirty a page of it anywhere in the index, about half of what a commit wrote as the log
+    grew (SPEC §11.4). Only a log that fails verification is searched, so an intact log
+    costs no extra scan; a damaged one costs a scan per level of the move search.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._seq: dict[str, int | None] = {}
+
+    def prefetch(self, rows: Sequence[AuditEntryRow]) -> None:
+        """Locate the predecessors of ``rows``, and theirs while they moved too, level by level."""
+        wanted = {row.prev_hash for row in rows}
+        for _ in range(_MOVE_SEARCH_DEPTH + 1):  # the levels _original_seq looks up
+            wanted -= {GENESIS_HASH, *self._seq}
+            if not wanted:
+                return
+            found = self._scan(wanted)
+            self._seq.update((entry_hash, found.get(entry_hash)) for entry_hash in wanted)
+            wanted = {before.prev_hash for before in map(self._row, found.values()) if not _hash_matches(before)}
+
+    def get(self, entry_hash: str) -> AuditEntryRow | None:
+        """The entry whose hash is ``entry_hash``, if any."""
+        if entry_hash not in self._seq:
+            self._seq[entry_hash] = self._scan({entry_hash}).get(entry_hash)
+        seq = self._seq[entry_hash]
+        return None if seq is None else self._row(seq)
+
+    def _scan(self, wanted: set[str]) -> dict[str, int]:
+        stmt = select(AuditEntryRow.seq, AuditEntryRow.entry_hash).execution_options(yield_per=_STREAM_BATCH)
+        found: dict[str, int] = {}
+        for seq, entry_hash in self._session.execute(stmt):
+            if entry_hash in wanted:
+                found.setdefault(entry_hash, int(seq))
+        return found
+
+    def _row(self, seq: int) -> AuditEntryRow:
+        row = self._session.get(AuditEntryRow, seq, populate_existing=True)
+        assert row is not None  # just read by the scan, in the same transaction
+        return row
+
+
+def _original_seq(by_hash: _EntriesByHash, row: AuditEntryRow, depth: int = 0) -> int | None:
     """The seq at which ``row``'s contents were written, judged by its own hash.
 
-    The predecessor is found by ``entry_hash == row.prev_hash``; if that entry has moved
-    too (adjacent swap) its own original seq is worked out the same way, a few levels deep.
+    The predecessor is the entry whose ``entry_hash`` is ``row.prev_hash``; if that entry
+    has moved too (adjacent swap) its own original seq is worked out the same way, a few
+    levels deep.
     """
     if _hash_matches(row):
         return row.seq
@@ -434,25 +480,28 @@ def _original_seq(session: Session, row: AuditEntryRow, depth: int = 0) -> int |
     if row.prev_hash == GENESIS_HASH:
         origin: int | None = 1
     else:
-        stmt = select(AuditEntryRow).where(AuditEntryRow.entry_hash == row.prev_hash)
-        before = session.scalars(stmt.limit(1)).first()
+        before = by_hash.get(row.prev_hash)
         if before is None:
             return None
-        before_seq = _original_seq(session, before, depth + 1)
+        before_seq = _original_seq(by_hash, before, depth + 1)
         origin = None if before_seq is None else before_seq + 1
     if origin is not None and _hash_matches(row, seq=origin):
         return origin
     return None
 
 
-def _check_row(session: Session, row: AuditEntryRow) -> AuditProblem | None:
+def _unreadable(row: AuditEntryRow) -> AuditProblem | None:
+    """A problem if ``row`` cannot even be hashed; None if it can (intact or not)."""
     try:
-        intact = _hash_hex(row) == row.entry_hash
+        _hash_hex(row)
     except (ValueError, TypeError) as exc:  # e.g. detail no longer valid JSON
         return AuditProblem(row.seq, "edited", f"entry {row.seq} is unreadable: {exc}")
-    if intact:
-        return None
-    origin = _original_seq(session, row)
+    return None
+
+
+def _classify(by_hash: _EntriesByHash, row: AuditEntryRow) -> AuditProblem:
+    """A readable entry that does not match its hash: moved here, or edited."""
+    origin = _original_seq(by_hash, row)
     if origin is not None and origin != row.seq:
         return AuditProblem(
             row.seq,
@@ -497,7 +546,10 @@ def verify(session: Session) -> AuditReport:
     head = session.get(AuditHead, 1, populate_existing=True)
     head_seq = None if head is None else head.seq
     head_hash = None if head is None else head.entry_hash
-    problems: list[AuditProblem] = []
+    # An entry that does not match its hash is classified (moved or edited) after the
+    # pass, when every such entry is known and their predecessors are found together.
+    problems: list[AuditProblem | AuditEntryRow] = []
+    mismatched: list[AuditEntryRow] = []
     expected, prev_hash, prev_flagged, count = 1, GENESIS_HASH, False, 0
     for row in _stream(session):
         count += 1
@@ -505,9 +557,12 @@ def verify(session: Session) -> AuditReport:
         if gap:
             span = _span(expected, row.seq - 1)
             problems.append(AuditProblem(expected, "removed", f"{span} removed"))
-        problem = _check_row(session, row)
-        if problem is not None:
-            problems.append(problem)
+        flagged = not _hash_matches(row)
+        if flagged:
+            unreadable = _unreadable(row)
+            problems.append(unreadable or row)
+            if unreadable is None:
+                mismatched.append(row)
         elif row.prev_hash != prev_hash and not gap and not prev_flagged:
             # Both rows hash correctly but do not link: the predecessor was replaced and
             # re-hashed.
@@ -518,11 +573,14 @@ def verify(session: Session) -> AuditReport:
                     f"entry {row.seq - 1} was rewritten: entry {row.seq} does not link to it",
                 )
             )
-        expected, prev_hash, prev_flagged = row.seq + 1, row.entry_hash, problem is not None
+        expected, prev_hash, prev_flagged = row.seq + 1, row.entry_hash, flagged
+    by_hash = _EntriesByHash(session)
+    by_hash.prefetch(mismatched)
+    found = [p if isinstance(p, AuditProblem) else _classify(by_hash, p) for p in problems]
     head_problem = _check_head(head_seq, head_hash, expected - 1, prev_hash, prev_flagged)
     if head_problem is not None:
-        problems.append(head_problem)
-    return AuditReport(ok=not problems, entries=count, head_seq=head_seq, problems=tuple(problems))
+        found.append(head_problem)
+    return AuditReport(ok=not found, entries=count, head_seq=head_seq, problems=tuple(found))
 
 
 # --- reading and export -----------------------------------------------------------------
