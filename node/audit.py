@@ -33,7 +33,7 @@ from typing import Any, Literal, TextIO, TypeAlias
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session, SessionTransaction
 
-from node.storage import AuditEntryRow, AuditHead
+from node.storage import AuditEntryRow, AuditHead, HotWrite, driver_time
 from protocol.merkle import leaf_hash, node_hash, tree_hash
 
 __all__ = [
@@ -92,7 +92,7 @@ _HEAD_FOR_UPDATE = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.entry_hash).where(_HE
 _HEAD_ADVANCE = (
     _HEAD_TABLE.update().where(_HEAD_TABLE.c.id == 1).values(seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"))
 )
-_AUDIT_INSERT = _AUDIT_TABLE.insert()
+_AUDIT_INSERT = HotWrite(_AUDIT_TABLE.insert())
 
 
 @dataclass(slots=True)
@@ -303,8 +303,9 @@ class AuditWriter:
         if not entries:
             return
         head = self._current_head()
-        at = _utc(now)
-        at_text = format_time(at)
+        connection = self._session.connection()
+        at = driver_time(connection.dialect, _utc(now))
+        at_text = format_time(now)
         seq, prev_hash = head.seq, head.entry_hash
         rows: list[dict[str, Any]] = []
         for entry in entries:
@@ -328,8 +329,8 @@ class AuditWriter:
             prev_hash = leaf_hash(_canonical_json(values).encode("utf-8")).hex()
             values["at"], values["detail"], values["entry_hash"] = at, _canonical_json(detail), prev_hash
             rows.append(values)
-        # Core on the session's connection: no ORM bulk machinery, no autoflush.
-        self._session.connection().execute(_AUDIT_INSERT, rows)
+        # Straight to the driver on the session's connection: no ORM machinery, no autoflush.
+        _AUDIT_INSERT.execute(connection, rows)
         self._advance(head, seq, prev_hash)
 
 

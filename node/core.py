@@ -29,11 +29,13 @@ from node.storage import (
     ConsentRequestRow,
     ControlMessage,
     Delivery,
+    HotWrite,
     InboxItem,
     NoticeRow,
     OriginalItem,
     OutboxEntry,
     OutboxEnvelope,
+    driver_time,
 )
 from protocol.agreement import AgreementBook
 from protocol.classification import Band
@@ -240,11 +242,12 @@ _ORIGINALS, _OUTBOX, _ENVELOPES, _INBOX, _DELIVERIES = (
 )
 
 
-# Hot-path statements built once: SQLAlchemy memoises a statement's cache key, so a
-# statement object reused costs no coercion or cache-key walk per call.
+# Hot-path writes, compiled once; their rows go to the driver as they are (HotWrite).
 _ORIGINALS_INSERT, _OUTBOX_INSERT, _ENVELOPES_INSERT, _INBOX_INSERT, _DELIVERIES_INSERT = (
-    t.insert() for t in (_ORIGINALS, _OUTBOX, _ENVELOPES, _INBOX, _DELIVERIES)
+    HotWrite(t.insert()) for t in (_ORIGINALS, _OUTBOX, _ENVELOPES, _INBOX, _DELIVERIES)
 )
+# Hot-path queries built once: SQLAlchemy memoises a statement's cache key, so a
+# statement object reused costs no coercion or cache-key walk per call.
 _DELIVERY_COLUMNS = (
     _DELIVERIES.c.envelope_id,
     _DELIVERIES.c.envelope_digest,
@@ -447,8 +450,10 @@ def store_items(
     if not prepared:
         return []
     # No existence check: ids are fresh random values and the primary key refuses a clash.
-    session.connection().execute(
-        _ORIGINALS_INSERT,
+    connection = session.connection()
+    at = driver_time(connection.dialect, now)
+    _ORIGINALS_INSERT.execute(
+        connection,
         [
             {
                 "item_id": p.item_id,
@@ -459,7 +464,7 @@ def store_items(
                     p.plaintext, _binding(p.item_id, p.label.item_version, "original")
                 ),
                 "band": int(p.label.band),
-                "created_at": now,
+                "created_at": at,
                 "recalled_at": None,
             }
             for p in prepared
@@ -567,6 +572,8 @@ def _store_transfers_many(
 ) -> list[tuple[Outcome, ...]]:
     """Outbox rows and egress audit entries for many items: two multi-row INSERTs."""
     event = AuditEvent.RESHARE if kind == "reshare" else AuditEvent.EGRESS
+    connection = session.connection()
+    at = driver_time(connection.dialect, now)
     outbox: list[dict[str, object]] = []
     envelopes: list[dict[str, object]] = []
     entries: list[audit.Entry] = []
@@ -584,12 +591,12 @@ def _store_transfers_many(
                         "kind": kind,
                         "state": "pending",
                         "attempts": 0,
-                        "next_attempt_at": now,
+                        "next_attempt_at": at,
                         "last_error": None,
                         "reason": None,
                         "receipt": None,
-                        "created_at": now,
-                        "updated_at": now,
+                        "created_at": at,
+                        "updated_at": at,
                     }
                 )
                 envelopes.append({"envelope_id": plan.envelope_id, "envelope": plan.envelope})
@@ -615,9 +622,8 @@ def _store_transfers_many(
             )
             outcomes.append(Outcome(plan.recipient, decision, plan.envelope_id, plan.envelope))
         results.append(tuple(outcomes))
-    if outbox:
-        session.connection().execute(_OUTBOX_INSERT, outbox)
-        session.connection().execute(_ENVELOPES_INSERT, envelopes)
+    _OUTBOX_INSERT.execute(connection, outbox)
+    _ENVELOPES_INSERT.execute(connection, envelopes)
     audit.append_many(session, now=now, entries=entries)
     return results
 
@@ -813,6 +819,8 @@ def commit_ingress_batch(
             by_id.setdefault(envelope_id, []).append((digest, None))
             by_nonce.setdefault((header.sender, header.nonce), []).append((digest, None))
     # Sign every new receipt at once; a repeat within the batch reuses its first receipt.
+    connection = session.connection()
+    at = driver_time(connection.dialect, now)
     unique = {id(f[5]): f[5] for f in fresh}
     signed_by_id = dict(zip(unique, _sign_statements(state, PayloadType.RECEIPT, list(unique.values())), strict=True))
     inbox: list[dict[str, object]] = []
@@ -848,7 +856,7 @@ def commit_ingress_batch(
                         result.plaintext or result.item.to_bytes(),
                         _binding(attestation.item_id, attestation.item_version, envelope_id),
                     ),
-                    "received_at": now,
+                    "received_at": at,
                     "status": "held",
                 }
             )
@@ -863,7 +871,7 @@ def commit_ingress_batch(
                     "accepted": decision.allowed,
                     "reason": decision.reason.value,
                     "receipt": signed.model_dump_json().encode(),
-                    "received_at": now,
+                    "received_at": at,
                 }
             )
         entries.append(
@@ -886,11 +894,8 @@ def commit_ingress_batch(
                 },
             )
         )
-    connection = session.connection()
-    if inbox:
-        connection.execute(_INBOX_INSERT, inbox)
-    if deliveries:
-        connection.execute(_DELIVERIES_INSERT, deliveries)
+    _INBOX_INSERT.execute(connection, inbox)
+    _DELIVERIES_INSERT.execute(connection, deliveries)
     audit.append_many(session, now=now, entries=entries)
     out = [r for r in receipts if r is not None]
     assert len(out) == len(checked)
@@ -960,7 +965,9 @@ def record_receipts(
     # must be in the database before it is read and written with Core.
     session.flush()
     ids = [envelope_id for envelope_id, _, _ in settled]
-    entries = {row.envelope_id: row for row in session.connection().execute(_OUTBOX_TO_SETTLE, {"ids": ids})}
+    connection = session.connection()
+    at = driver_time(connection.dialect, now)
+    entries = {row.envelope_id: row for row in connection.execute(_OUTBOX_TO_SETTLE, {"ids": ids})}
     out: list[tuple[str, Signed | None] | RemoteProtocolError | None] = []
     updates: list[dict[str, object]] = []
     settled_now: dict[str, str] = {}
@@ -991,7 +998,7 @@ def record_receipts(
                 "reason": parsed.reason,
                 "receipt": receipt.model_dump_json().encode(),
                 "attempts": entry.attempts + 1,
-                "updated_at": now,
+                "updated_at": at,
             }
         )
         audit_entries.append(
@@ -1010,20 +1017,21 @@ def record_receipts(
         )
         out.append((new_state, late_recall))
     if updates:
-        session.connection().execute(_SETTLE, updates)
+        _SETTLE.execute(connection, updates)
         # ORM copies of these rows loaded earlier in this group commit are now stale. They
         # are updated in place, not expired: another job in the group may have returned
         # one, and an expired copy would fail to load once the session has closed.
         for update in updates:
             loaded = session.identity_map.get(session.identity_key(OutboxEntry, update["b_id"]))
             if loaded is not None:
-                for key in ("state", "reason", "receipt", "attempts", "updated_at"):
+                for key in ("state", "reason", "receipt", "attempts"):
                     set_committed_value(loaded, key, update[key])
+                set_committed_value(loaded, "updated_at", now)
     audit.append_many(session, now=now, entries=audit_entries)
     return out
 
 
-_SETTLE = (
+_SETTLE = HotWrite(
     _OUTBOX.update()
     .where(_OUTBOX.c.envelope_id == bindparam("b_id"))
     .values(
