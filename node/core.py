@@ -57,7 +57,16 @@ from protocol.item import RawData, ReportTemplate, item_from_bytes
 from protocol.keys import HpkeKeyPair, SigningKey, VerifiedRoots
 from protocol.label import Label
 from protocol.notices import Correction, Recall, verify_correction, verify_recall
-from protocol.policy import Decision, IngressResult, PolicyContext, Reason, TimeWindow, Transfer, check_egress
+from protocol.policy import (
+    Decision,
+    IngressResult,
+    PolicyContext,
+    Reason,
+    TimeWindow,
+    Transfer,
+    check_egress,
+    check_ingress,
+)
 from protocol.receipt import Receipt
 from protocol.roster import Roster
 from protocol.statements import PayloadType, Signed, parse_unverified, sign, sign_many, verify, verify_and_parse
@@ -70,8 +79,10 @@ __all__ = [
     "Outcome",
     "PlannedTransfer",
     "PreparedItem",
+    "Settled",
     "SubmitResult",
     "ask_consent",
+    "check_ingress_batch",
     "check_receipt",
     "check_receipts",
     "commit_ingress",
@@ -83,6 +94,7 @@ __all__ = [
     "prepare_items",
     "read_item",
     "recall",
+    "receive_batch",
     "receive_consent_decision",
     "receive_consent_request",
     "receive_notice",
@@ -90,9 +102,11 @@ __all__ = [
     "record_receipt",
     "record_receipts",
     "reshare",
+    "settle_receipts",
     "store_item",
     "store_items",
     "submit",
+    "submit_many",
 ]
 
 
@@ -278,7 +292,7 @@ def _binding(item_id: str, version: int, where: str) -> str:
 class PlannedTransfer:
     """One recipient's egress decision and, if allowed, its sealed envelope.
 
-    Computed off the database thread (signing and HPKE are the costly part of egress);
+    Computed without the database (signing and sealing are the costly part of egress);
     stored by ``store_item`` or ``reshare`` in the caller's transaction.
     """
 
@@ -480,6 +494,17 @@ def store_items(
     return [SubmitResult(p.item_id, p.label.item_version, o) for p, o in zip(prepared, outcomes, strict=True)]
 
 
+def submit_many(
+    session: Session, state: NodeState, *, requests: Sequence[NewItem], now: datetime
+) -> list[SubmitResult]:
+    """New items from the desk, prepared and stored in the caller's transaction (SPEC §11.7, §11.8).
+
+    Attesting and sealing run in the same database job as the store: both hold the
+    GIL (HPKE too), so a thread of their own only added hand-offs and contention.
+    """
+    return store_items(session, state, prepared=prepare_items(state, requests, now=now), now=now)
+
+
 def store_item(
     session: Session, state: NodeState, *, prepared: PreparedItem, now: datetime, corrected: OriginalItem | None = None
 ) -> SubmitResult:
@@ -503,9 +528,8 @@ def submit(
 ) -> SubmitResult:
     """An officer shares a new item, or a corrected version of one, in one step (SPEC §8, §10.2).
 
-    The node's desk prepares new items off the database thread (``prepare_item`` then
-    ``store_item``); this does both in the caller's transaction, and handles corrections,
-    which need the version they supersede.
+    The node's desk submits new items with ``submit_many``; this handles one item and
+    corrections, which need the version they supersede.
     """
     corrected = None
     if item_id is not None:
@@ -742,6 +766,75 @@ def _sign_statements(state: NodeState, payload_type: PayloadType, statements: Se
     if len(statements) == 1:
         return [sign(payload_type, statements[0], [state.signing_key])]
     return sign_many([(payload_type, statement) for statement in statements], [state.signing_key])
+
+
+#: Stands in for an envelope that did not parse, so its refusal is audited like any other.
+_UNPARSED = Envelope(
+    header=Signed(payload_type="", payload=b"", signatures=()),
+    origin=Signed(payload_type="", payload=b"", signatures=()),
+    consents=(),
+    ciphertext=b"",
+)
+
+
+def check_ingress_batch(
+    state: NodeState,
+    *,
+    envelopes: Sequence[Envelope | MalformedError],
+    peer_tls_identity: str,
+    peer_fingerprint: str | None,
+    now: datetime,
+) -> list[tuple[Envelope, IngressResult]]:
+    """``check_ingress`` for each envelope of a batch from one TLS peer (SPEC §9.2). No database access.
+
+    An envelope that did not parse is refused as ENVELOPE_MALFORMED. Batch roots are
+    verified and batch keys opened once per batch (SPEC §4.6, §8.2); replay is decided
+    in the commit (``commit_ingress_batch``).
+    """
+    ctx = state.policy(now)
+    out: list[tuple[Envelope, IngressResult]] = []
+    for envelope in envelopes:
+        if isinstance(envelope, MalformedError):
+            refused = Decision.refuse(Reason.ENVELOPE_MALFORMED, str(envelope))
+            out.append((_UNPARSED, IngressResult(refused, None, None, None)))
+            continue
+        result = check_ingress(
+            envelope,
+            receiver=state.me,
+            receiver_keys=state.hpke_keys,
+            peer_tls_identity=peer_tls_identity,
+            peer_fingerprint=peer_fingerprint,
+            ctx=ctx,
+            window=state.window,
+            # Decided authoritatively inside the commit (commit_ingress_batch).
+            is_replay=lambda header, digest: False,
+            roots=state.roots,
+            batch_keys=state.batch_keys,
+        )
+        out.append((envelope, result))
+    return out
+
+
+def receive_batch(
+    session: Session,
+    state: NodeState,
+    *,
+    envelopes: Sequence[Envelope | MalformedError],
+    peer: str,
+    peer_tls_identity: str,
+    peer_fingerprint: str | None,
+    now: datetime,
+) -> list[Signed]:
+    """Verify, decide and record a batch in the caller's transaction; the receipts, in order (SPEC §11.3).
+
+    The checks run in the same database job as the commit (SPEC §11.7): verifying holds
+    the GIL (pydantic, HPKE) apart from one signature check per batch root, so a thread
+    of their own only added hand-offs and contention.
+    """
+    checked = check_ingress_batch(
+        state, envelopes=envelopes, peer_tls_identity=peer_tls_identity, peer_fingerprint=peer_fingerprint, now=now
+    )
+    return commit_ingress_batch(session, state, checked=checked, peer=peer, now=now)
 
 
 def commit_ingress(
@@ -1029,6 +1122,48 @@ def record_receipts(
                 set_committed_value(loaded, "updated_at", now)
     audit.append_many(session, now=now, entries=audit_entries)
     return out
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What ``settle_receipts`` made of a batch of receipts."""
+
+    #: (envelope id, why its receipt was not accepted): the entry stays pending.
+    refused: list[tuple[str, str]]
+    #: Envelope ids whose receipt matches no outbox entry.
+    unmatched: list[str]
+
+
+def settle_receipts(
+    session: Session,
+    state: NodeState,
+    *,
+    recipient: str,
+    sent: Sequence[tuple[str, str]],
+    receipts: Sequence[Signed],
+    now: datetime,
+) -> Settled:
+    """Verify a batch of receipts and settle their outbox entries in the caller's transaction (SPEC §11.3).
+
+    ``sent`` is (envelope id, digest) of what each receipt answers. Verifying runs in the
+    same database job (SPEC §11.7); a batch root is verified once.
+    """
+    refused: list[tuple[str, str]] = []
+    verified: list[tuple[str, Signed, Receipt]] = []
+    for result in check_receipts(state, recipient=recipient, sent=sent, receipts=receipts):
+        if len(result) == 2:
+            refused.append((result[0], f"bad receipt: {result[1]}"))
+        else:
+            verified.append(result)
+    unmatched = []
+    # A late recall, if any, is queued in the same transaction (record_receipts).
+    recorded = record_receipts(session, state, settled=verified, now=now)
+    for (envelope_id, _, _), outcome in zip(verified, recorded, strict=True):
+        if isinstance(outcome, RemoteProtocolError):
+            refused.append((envelope_id, f"bad receipt: {outcome}"))
+        elif outcome is None:
+            unmatched.append(envelope_id)
+    return Settled(refused, unmatched)
 
 
 _SETTLE = HotWrite(

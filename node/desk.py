@@ -113,11 +113,10 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         return desk_pb2.SubmitBatchResponse(results=[_submit_response(r) for r in results])
 
     async def _submit_new(self, requests: list[desk_pb2.SubmitRequest]) -> list[core.SubmitResult]:
-        """Attest, decide and seal off the database thread; store everything in one commit.
+        """Attest, decide, seal and store new items in one database job (``core.submit_many``).
 
         The batch's attestations share one batch signature, and so do its headers (SPEC §4.6).
         """
-        now = utcnow()
         items = [
             core.NewItem(
                 Label.model_validate_json(r.label_json),
@@ -127,8 +126,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             )
             for r in requests
         ]
-        prepared = await self.node.crypto(core.prepare_items, requests=items, now=now)
-        return await self.node.db(core.store_items, prepared=prepared, now=now)
+        return await self.node.db(core.submit_many, requests=items, now=utcnow())
 
     @_officer_errors
     async def Reshare(self, request: desk_pb2.ReshareRequest, context: Context) -> desk_pb2.SubmitResponse:

@@ -4,9 +4,9 @@ Servicers are thin: they identify the TLS peer, translate wire messages with
 ``node.convert`` and call plain functions in ``node.core``. Every write is a job in one
 group commit on the node's single database thread (SPEC §11.7): many jobs share one
 transaction, and no caller (so no receipt) hears back before its job is committed.
-Signing, sealing and verifying run in a small thread pool. Envelopes go out over one
-stream per peer (``PeerLink``, SPEC §11.6); control messages through a durable outbox
-(SPEC §11.9).
+Verifying, signing and sealing run in the jobs that commit their results. Envelopes go
+out over one stream per peer (``PeerLink``, SPEC §11.6); control messages through a
+durable outbox (SPEC §11.9).
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ from node.wire import desk_pb2_grpc, exchange_pb2, exchange_pb2_grpc
 from protocol.encoding import sha256_hex
 from protocol.envelope import Envelope
 from protocol.errors import IntelshareError, MalformedError, RemoteProtocolError, RollbackError
-from protocol.policy import Decision, IngressResult, Reason, check_ingress
-from protocol.receipt import Receipt
+from protocol.policy import Reason
 from protocol.roster import Member
 from protocol.statements import Signed
 
@@ -117,10 +116,9 @@ class Node:
         upgrade(cfg.database_url)
         self.engine = make_engine(cfg.database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
-        # One writer thread: the database sees a single writer, commits stay ordered.
+        # One writer thread: the database sees a single writer, commits stay ordered. It
+        # also verifies, signs and seals, in the jobs that commit the results (SPEC §11.7).
         self._db_pool = ThreadPoolExecutor(1, thread_name_prefix="db")
-        # Signature checks release the GIL, so verification can use the second core.
-        self._crypto_pool = ThreadPoolExecutor(2, thread_name_prefix="crypto")
         self._jobs: asyncio.Queue[_Job] = asyncio.Queue()
         self._outbox_wakeup = asyncio.Event()
         self._control_wakeup = asyncio.Event()
@@ -245,55 +243,31 @@ class Node:
     ) -> list[Signed]:
         """Verify, decide and durably record envelopes; returns their signed receipts, in order.
 
-        Verification runs off the event loop (batch roots are checked once, SPEC §4.6);
-        the decisions commit as one job of the next group commit, and their receipts
-        share one batch signature.
+        One job of the group commit verifies the batch (batch roots once, SPEC §4.6) and
+        commits the decisions (``core.receive_batch``); the receipts share one batch
+        signature.
         """
-        now = utcnow()
         parsed: list[Envelope | MalformedError] = []
         for message in messages:
             try:
                 parsed.append(envelope_from_pb(message))
             except MalformedError as exc:
                 parsed.append(exc)
-        state = self.state
-
-        def check_all() -> list[tuple[Envelope, IngressResult]]:
-            ctx = state.policy(now)
-            out = []
-            for envelope in parsed:
-                if isinstance(envelope, MalformedError):
-                    refused = Decision.refuse(Reason.ENVELOPE_MALFORMED, str(envelope))
-                    out.append((_EMPTY_ENVELOPE, IngressResult(refused, None, None, None)))
-                    continue
-                result = check_ingress(
-                    envelope,
-                    receiver=state.me,
-                    receiver_keys=state.hpke_keys,
-                    peer_tls_identity=member.tls_identity,
-                    peer_fingerprint=identity.fingerprint,
-                    ctx=ctx,
-                    window=state.window,
-                    # Decided authoritatively inside the commit (core.commit_ingress_batch).
-                    is_replay=lambda header, digest: False,
-                    roots=state.roots,
-                    batch_keys=state.batch_keys,
-                )
-                out.append((envelope, result))
-            return out
-
-        checked = await asyncio.get_running_loop().run_in_executor(self._crypto_pool, check_all)
-        peer = member.member_id
+        state, peer = self.state, member.member_id
         return await self._enqueue(
-            lambda session: core.commit_ingress_batch(session, state, checked=checked, peer=peer, now=utcnow()),
-            ingress=len(checked),
+            lambda session: core.receive_batch(
+                session,
+                state,
+                envelopes=parsed,
+                peer=peer,
+                peer_tls_identity=member.tls_identity,
+                peer_fingerprint=identity.fingerprint,
+                now=utcnow(),
+            ),
+            ingress=len(parsed),
         )
 
     # --- outbox -----------------------------------------------------------------------
-
-    async def crypto(self, fn: Callable[..., T], /, **kwargs: Any) -> T:
-        """Run CPU-bound protocol work (signing, sealing, verifying) off the event loop."""
-        return await asyncio.get_running_loop().run_in_executor(self._crypto_pool, lambda: fn(self.state, **kwargs))
 
     def wake_outbox(self) -> None:
         """Tell the outbox poller to look for due retries now."""
@@ -369,32 +343,23 @@ class Node:
     async def settle_batch(
         self, recipient: str, sent: Sequence[tuple[str, str]], statements: Sequence[exchange_pb2.Signed]
     ) -> None:
-        """Verify receipts off the loop (one batch root check), then commit them in one job."""
+        """Verify receipts and commit them in one job (one batch root check, ``core.settle_receipts``)."""
         try:
             receipts: list[Signed] = []
             good: list[tuple[str, str]] = []
-            bad: list[tuple[str, str]] = []
+            refused: list[tuple[str, str]] = []
             for (envelope_id, digest), statement in zip(sent, statements, strict=True):
                 try:
                     receipts.append(signed_from_pb(statement))
                     good.append((envelope_id, digest))
                 except MalformedError as exc:
-                    bad.append((envelope_id, f"bad receipt: {exc}"))
-            checked = await self.crypto(core.check_receipts, recipient=recipient, sent=good, receipts=receipts)
-            verified: list[tuple[str, Signed, Receipt]] = []
-            for result in checked:
-                if len(result) == 2:
-                    bad.append((result[0], f"bad receipt: {result[1]}"))
-                else:
-                    verified.append(result)
-            # A late recall, if any, is queued in the same transaction (core.record_receipts).
-            recorded = await self.db(core.record_receipts, settled=verified, now=utcnow())
-            for (envelope_id, _, _), outcome in zip(verified, recorded, strict=True):
-                if isinstance(outcome, RemoteProtocolError):
-                    bad.append((envelope_id, f"bad receipt: {outcome}"))
-                elif outcome is None:
-                    log.warning("receipt for %s matches no outbox entry", envelope_id)
-            for envelope_id, error in bad:
+                    refused.append((envelope_id, f"bad receipt: {exc}"))
+            settled = await self.db(
+                core.settle_receipts, recipient=recipient, sent=good, receipts=receipts, now=utcnow()
+            )
+            for envelope_id in settled.unmatched:
+                log.warning("receipt for %s matches no outbox entry", envelope_id)
+            for envelope_id, error in refused + settled.refused:
                 await self.failed([envelope_id], 0, error)
         finally:
             for envelope_id, _ in sent:
@@ -522,7 +487,6 @@ class Node:
         for channel in self._channels.values():
             await channel.close(None)
         self._db_pool.shutdown(wait=True)
-        self._crypto_pool.shutdown(wait=False)
         self.engine.dispose()
 
 
@@ -637,14 +601,6 @@ class PeerLink:
                 unsettled.append(self.queue.get_nowait()[0])
             self.failures += 1
             await self.node.failed(unsettled, self.failures, str(detail))
-
-
-_EMPTY_ENVELOPE = Envelope(
-    header=Signed(payload_type="", payload=b"", signatures=()),
-    origin=Signed(payload_type="", payload=b"", signatures=()),
-    consents=(),
-    ciphertext=b"",
-)
 
 
 def _audit_refused_connection(
