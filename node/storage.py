@@ -9,6 +9,7 @@ The schema is created and changed only by the Alembic migrations packaged in
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,7 +169,7 @@ class HotWrite:
 
     def __init__(self, statement: Insert | Update) -> None:
         self._statement = statement
-        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, tuple[str, ...] | None]] = {}
+        self._compiled: dict[tuple[str, tuple[str, ...]], tuple[str, Callable[[Mapping[str, Any]], Any] | None]] = {}
 
     def execute(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Write ``rows`` in the connection's transaction."""
@@ -178,13 +179,22 @@ class HotWrite:
         cached = self._compiled.get((connection.dialect.name, keys))
         if cached is None:
             compiled = self._statement.compile(dialect=connection.dialect, column_keys=list(keys))
-            order = tuple(compiled.positiontup or ()) if compiled.positional else None
-            cached = self._compiled[(connection.dialect.name, keys)] = (compiled.string, order)
-        sql, order = cached
-        if order is None:  # named parameters (psycopg): the rows as they are
+            # Positional (sqlite3): each row as a tuple in the statement's order.
+            order = compiled.positiontup or () if compiled.positional else None
+            as_tuple = None if order is None else _tuple_getter(order)
+            cached = self._compiled[(connection.dialect.name, keys)] = (compiled.string, as_tuple)
+        sql, as_tuple = cached
+        if as_tuple is None:  # named parameters (psycopg): the rows as they are
             connection.exec_driver_sql(sql, list(rows))
-        else:  # positional (sqlite3)
-            connection.exec_driver_sql(sql, [tuple(row[key] for key in order) for row in rows])
+        else:
+            connection.exec_driver_sql(sql, [as_tuple(row) for row in rows])
+
+
+def _tuple_getter(keys: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    if len(keys) == 1:  # itemgetter of one key returns the value, not a 1-tuple
+        (key,) = keys
+        return lambda row: (row[key],)
+    return operator.itemgetter(*keys)
 
 
 def _one_of(column: str, *values: str) -> CheckConstraint:
