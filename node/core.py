@@ -937,7 +937,7 @@ def commit_ingress_batch(
                     "item_version": attestation.item_version,
                     "originator": attestation.originator,
                     "sender": header.sender,
-                    "origin_digest": envelope.origin.digest,
+                    "origin_digest": header.origin_digest,  # the carried origin's, checked at ingress
                     "band": int(label.band),
                     "category": label.category.value,
                     "topics": json.dumps(list(label.topics)),
@@ -958,7 +958,7 @@ def commit_ingress_batch(
             deliveries.append(
                 {
                     "envelope_id": envelope_id,
-                    "envelope_digest": envelope.digest,
+                    "envelope_digest": receipt.envelope_digest,
                     "sender": header.sender,
                     "nonce": header.nonce,
                     "accepted": decision.allowed,
@@ -980,7 +980,7 @@ def commit_ingress_batch(
                 rule=decision.rule,
                 detail={
                     "detail": decision.detail,
-                    "envelope_digest": envelope.digest,
+                    "envelope_digest": receipt.envelope_digest,
                     "claimed_sender": header.sender if header else None,
                     "band": attestation.label.band.name if attestation else None,
                     "consents": [c.digest for c in envelope.consents],

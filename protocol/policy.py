@@ -366,7 +366,8 @@ def check_ingress(
     if header.consent_refs != carried_refs:
         return refuse(Reason.SENDER_SIGNATURE_INVALID, "carried consents are not the ones the sender signed")
     # §9.2.9: the origin attestation.
-    if header.origin_digest != envelope.origin.digest:
+    origin_digest = envelope.origin.digest
+    if header.origin_digest != origin_digest:
         return refuse(Reason.ORIGIN_SIGNATURE_INVALID, "origin attestation is not the one the sender signed")
     try:
         claimed_origin = parse_unverified(envelope.origin, PayloadType.ORIGIN, OriginAttestation)
@@ -417,7 +418,7 @@ def check_ingress(
         sender=header.sender,
         recipient=receiver,
         attestation=attestation,
-        origin_digest=envelope.origin.digest,
+        origin_digest=origin_digest,
         consents=envelope.consents,
     )
     decision = _check_transfer(transfer, ctx)
