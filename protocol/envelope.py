@@ -32,7 +32,7 @@ from protocol.item import (
     item_from_bytes,
     item_to_bytes,
 )
-from protocol.keys import HpkeKeyPair, KemName, SigningKey, VerifiedRoots
+from protocol.keys import HpkeKeyPair, HpkePublicKeys, KemName, SigningKey, VerifiedRoots
 from protocol.label import Label
 from protocol.roster import Member, Roster
 from protocol.statements import PayloadType, Signed, sign, sign_many, verify, verify_and_parse
@@ -412,13 +412,17 @@ def seal_many(
     The envelopes to one recipient share one batch key, so the batch costs one HPKE
     seal per recipient, not one per envelope (SPEC §8.2).
     """
-    batches: dict[str, _BatchKey] = {}
-    for request in requests:
-        recipient = request.recipient
-        if recipient.member_id not in batches:
-            batches[recipient.member_id] = _new_batch_key(sender, recipient, suite)
+    # Keyed by the recipient's published keys too: a batch key is sealed to exactly those.
+    batches: dict[tuple[str, HpkePublicKeys], _BatchKey] = {}
+
+    def batch_for(recipient: Member) -> _BatchKey:
+        index = (recipient.member_id, recipient.hpke_keys)
+        if index not in batches:
+            batches[index] = _new_batch_key(sender, recipient, suite)
+        return batches[index]
+
     made = [
-        _seal_unsigned(request, sender=sender, suite=suite, now=now, batch=batches[request.recipient.member_id])
+        _seal_unsigned(request, sender=sender, suite=suite, now=now, batch=batch_for(request.recipient))
         for request in requests
     ]
     headers = sign_many([(PayloadType.HEADER, header) for header, _ in made], [sender_key])

@@ -161,6 +161,22 @@ def test_a_batch_key_is_bound_to_sender_recipient_and_suite() -> None:
         decrypt(relabelled, header_of(relabelled), _attestation(relabelled), hpke_keys("TR"))
 
 
+def test_a_batch_key_is_sealed_to_the_keys_each_request_names() -> None:
+    # The same member id with other published keys (say, a roster update mid-burst) gets a batch of its own.
+    origin, plaintext = make_origin()
+    rotated = member("TR").model_copy(update={"hpke_keys": member("AZ").hpke_keys})
+    first, second = seal_many(
+        [SealRequest(plaintext, origin, member("TR"), "KZ-TR", 1), SealRequest(plaintext, origin, rotated, "KZ-TR", 1)],
+        sender="KZ",
+        sender_key=KZ,
+        suite=Suite.X25519_AES256GCM,
+        now=NOW,
+    )
+    assert first.ciphertext[:SEALED_KEY] != second.ciphertext[:SEALED_KEY]
+    assert decrypt(first, header_of(first), _attestation(first), hpke_keys("TR"))
+    assert decrypt(second, header_of(second), _attestation(second), hpke_keys("AZ"))
+
+
 def test_cache_bound_is_respected() -> None:
     keys = hpke_keys("TR")
     cache = BatchKeys(keys, max_entries=1)
