@@ -180,8 +180,7 @@ class HotWrite:
         if cached is None:
             compiled = self._statement.compile(dialect=connection.dialect, column_keys=list(keys))
             # Positional (sqlite3): each row as a tuple in the statement's order.
-            order = compiled.positiontup or () if compiled.positional else None
-            as_tuple = None if order is None else _tuple_getter(order)
+            as_tuple = _tuple_getter(compiled.positiontup or ()) if compiled.positional else None
             cached = self._compiled[(connection.dialect.name, keys)] = (compiled.string, as_tuple)
         sql, as_tuple = cached
         if as_tuple is None:  # named parameters (psycopg): the rows as they are
