@@ -23,6 +23,7 @@ from support import (
     tls,
 )
 
+import protocol.envelope as envelope_mod
 from protocol.encoding import sha256_hex
 from protocol.envelope import (
     BatchKeys,
@@ -89,7 +90,15 @@ def test_every_suite_seals_a_batch(suite: Suite) -> None:
     assert len(cache) == 1
 
 
-def test_a_batch_key_is_opened_once_per_receiver() -> None:
+def test_a_batch_key_is_opened_once_per_receiver(monkeypatch: pytest.MonkeyPatch) -> None:
+    opens: list[bytes] = []
+    real_open = envelope_mod._open_batch_key
+
+    def counting_open(keys: HpkeKeyPair, suite: Suite, info: bytes, sealed: bytes) -> bytes:
+        opens.append(sealed)
+        return real_open(keys, suite, info, sealed)
+
+    monkeypatch.setattr(envelope_mod, "_open_batch_key", counting_open)
     keys = hpke_keys("TR")
     cache = BatchKeys(keys)
     for env in _burst()[:3]:
@@ -105,6 +114,7 @@ def test_a_batch_key_is_opened_once_per_receiver() -> None:
             batch_keys=cache,
         )
         assert result.decision.reason is Reason.ALLOWED, result.decision
+    assert len(opens) == 1  # one HPKE open for the three envelopes of the batch
     assert len(cache) == 1
 
 
