@@ -20,11 +20,12 @@ from rich.panel import Panel
 from rich.table import Table
 
 from node import audit
+from node.client import DeskClient
+from node.codec import envelope_to_pb
 from node.config import load_material, load_node_config
-from node.convert import envelope_to_pb
 from node.federation import open_layout
-from node.harness import DeskClient, LocalFederation, eventually, make_label
-from node.storage import make_engine, make_sessionmaker
+from node.harness import LocalFederation, eventually, make_label
+from node.store import make_engine, make_sessionmaker
 from node.transport import CHANNEL_OPTIONS, channel_credentials
 from node.wire import exchange_pb2_grpc
 from protocol.agreement import Agreement

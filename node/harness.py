@@ -7,7 +7,6 @@ Used by ``intelshare demo``, the integration tests, the benchmark and
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -18,19 +17,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-import grpc
-
+from node.client import DeskClient
 from node.config import NodeConfig, load_node_config
-from node.wire import desk_pb2, desk_pb2_grpc
 from protocol.classification import Band
-from protocol.item import RawData, ReportTemplate
 from protocol.label import Category, InformationCredibility, Label, SourceReliability, UseLimitation
 from protocol.roster import Roster
 from protocol.statements import Signed
 
-__all__ = ["DeskClient", "DeskError", "LocalFederation", "NodeProcess", "eventually", "make_label"]
+__all__ = ["LocalFederation", "NodeProcess", "eventually", "make_label"]
 
 _READY_TIMEOUT = 30.0
 
@@ -43,113 +39,6 @@ def eventually(predicate: Callable[[], bool], timeout: float = 20.0, interval: f
             return True
         time.sleep(interval)
     return False
-
-
-class DeskError(RuntimeError):
-    """The desk refused an officer's request; ``code`` is the gRPC status name."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-class DeskClient:
-    """A node officer's client over the node's unix socket (``Desk`` service)."""
-
-    def __init__(self, socket_path: Path, *, deadline: float = 15.0) -> None:
-        self.channel = grpc.insecure_channel(f"unix:{socket_path}")
-        self.stub = desk_pb2_grpc.DeskStub(self.channel)
-        self.deadline = deadline
-
-    def close(self) -> None:
-        """Close the channel."""
-        self.channel.close()
-
-    def call(self, method: str, request: Any) -> Any:
-        """Call a Desk RPC; a refusal becomes ``DeskError`` with the node's message."""
-        try:
-            return getattr(self.stub, method)(request, timeout=self.deadline)
-        except grpc.RpcError as exc:
-            code = exc.code().name if hasattr(exc, "code") else "UNKNOWN"
-            details = exc.details() if hasattr(exc, "details") else str(exc)
-            raise DeskError(code, details or code) from exc
-
-    def submit(self, label: Label, item: ReportTemplate | RawData, recipients: Sequence[str], suite: str = "") -> Any:
-        """Share a new item; returns ``SubmitResponse``."""
-        return self.call(
-            "Submit",
-            desk_pb2.SubmitRequest(
-                label_json=label.model_dump_json(),
-                item_json=item.model_dump_json(),
-                recipients=list(recipients),
-                suite=suite,
-            ),
-        )
-
-    def reshare(self, item_id: str, recipients: Sequence[str], version: int = 1) -> Any:
-        """Pass a held item on; returns ``SubmitResponse``."""
-        return self.call(
-            "Reshare", desk_pb2.ReshareRequest(item_id=item_id, item_version=version, recipients=list(recipients))
-        )
-
-    def inbox(self, limit: int = 100) -> list[Any]:
-        """Held items, newest first."""
-        return list(self.call("ListInbox", desk_pb2.ListInboxRequest(limit=limit)).entries)
-
-    def read(self, item_id: str, version: int = 1) -> Any:
-        """Read a held item (audited as an officer read)."""
-        return self.call("ReadItem", desk_pb2.ReadItemRequest(item_id=item_id, item_version=version))
-
-    def ask_consent(self, item_id: str, third_party: str, purpose: str, version: int = 1) -> Any:
-        """Ask the originator for consent to pass an item to ``third_party``."""
-        return self.call(
-            "AskConsent",
-            desk_pb2.AskConsentRequest(item_id=item_id, item_version=version, third_party=third_party, purpose=purpose),
-        )
-
-    def consent_requests(self, state: str = "") -> list[Any]:
-        """Consent requests, incoming and outgoing."""
-        return list(self.call("ListConsentRequests", desk_pb2.ListConsentRequestsRequest(state=state)).requests)
-
-    def decide(
-        self, request_id: str, *, grant: bool, reason: str = "", transferable: bool = False, valid_days: int = 30
-    ) -> Any:
-        """Grant or deny an incoming consent request."""
-        return self.call(
-            "DecideConsent",
-            desk_pb2.DecideConsentRequest(
-                request_id=request_id, grant=grant, reason=reason, transferable=transferable, valid_days=valid_days
-            ),
-        )
-
-    def recall(self, item_id: str, reason: str, version: int = 1) -> Any:
-        """Recall an item this node originated."""
-        return self.call("Recall", desk_pb2.RecallRequest(item_id=item_id, item_version=version, reason=reason))
-
-    def audit(self, after_seq: int = 0, limit: int = 1000, event: str = "") -> list[dict[str, Any]]:
-        """Audit rows as dicts."""
-        rows = self.call("QueryAudit", desk_pb2.QueryAuditRequest(after_seq=after_seq, limit=limit, event=event)).rows
-        return [json.loads(row.json) | {"at": row.at} for row in rows]
-
-    def outbox(self, state: str = "") -> list[Any]:
-        """Outbox entries."""
-        return list(self.call("Outbox", desk_pb2.OutboxRequest(state=state)).entries)
-
-    def status(self) -> Any:
-        """Node status."""
-        return self.call("Status", desk_pb2.StatusRequest())
-
-    def wait_settled(self, envelope_ids: Sequence[str], timeout: float = 20.0) -> dict[str, Any]:
-        """Wait until each envelope left ``pending``; returns its outbox entry by id."""
-        wanted = {e for e in envelope_ids if e}
-        deadline = time.monotonic() + timeout
-        while True:
-            entries = {e.envelope_id: e for e in self.outbox() if e.envelope_id in wanted}
-            if all(e.state != "pending" for e in entries.values()) and len(entries) == len(wanted):
-                return entries
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"deliveries still pending: {sorted(wanted)}")
-            time.sleep(0.05)
 
 
 @dataclass

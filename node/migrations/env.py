@@ -1,7 +1,7 @@
-"""Alembic environment for the node schema (target: ``node.storage.Base.metadata``).
+"""Alembic environment for the node schema (target: ``node.store.Base.metadata``).
 
 URL, first found wins: ``config.attributes["connection"]`` (an open Connection),
-``config.attributes["url"]`` (set by ``node.storage.upgrade``), ``-x url=...``, the
+``config.attributes["url"]`` (set by ``node.store.upgrade``), ``-x url=...``, the
 ``INTELSHARE_DB_URL`` environment variable, ``sqlalchemy.url`` in the ini file.
 """
 
@@ -15,7 +15,7 @@ from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
-from node.storage import Base, UTCDateTime, make_engine, normalise_url
+from node.store import Base, EnumText, UTCDateTime, make_engine, normalise_url
 
 config = context.config
 
@@ -40,10 +40,12 @@ def _url() -> str:
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
-    # Keep generated migrations free of imports from node.storage: a migration must keep
+    # Keep generated migrations free of imports from node.store: a migration must keep
     # working after the models change.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    if type_ == "type" and isinstance(obj, EnumText):
+        return f"sa.String({obj.length})"
     return False
 
 

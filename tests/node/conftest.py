@@ -2,7 +2,7 @@
 
 ``db_url`` is parametrised over a fresh SQLite file and, when
 ``INTELSHARE_TEST_POSTGRES_URL`` is set, a fresh PostgreSQL schema (dropped afterwards).
-The URL points at an empty database: call ``node.storage.upgrade`` (or use
+The URL points at an empty database: call ``node.store.upgrade`` (or use
 ``migrated_url``/``engine``/``session_factory``) to get the schema.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.storage import make_engine, make_sessionmaker, upgrade
+from node.store import make_engine, make_sessionmaker, upgrade
 
 POSTGRES_ENV = "INTELSHARE_TEST_POSTGRES_URL"
 

@@ -28,8 +28,8 @@ from typing import Any
 import grpc
 
 from node import pki
+from node.codec import envelope_to_pb, signed_from_pb, signed_to_pb
 from node.config import NodeMaterial, load_material, load_node_config
-from node.convert import envelope_to_pb, signed_from_pb, signed_to_pb
 from node.harness import make_label
 from node.transport import CHANNEL_OPTIONS, SERVER_OPTIONS
 from node.wire import exchange_pb2, exchange_pb2_grpc

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from peer_simulator import PeerSimulator
 
-from node.harness import DeskClient, LocalFederation, eventually, make_label
+from node.client import DeskClient
+from node.harness import LocalFederation, eventually, make_label
 from protocol import Agreement, Band, ReportTemplate, Signed, SigningKey
 from protocol.statements import PayloadType, sign
 

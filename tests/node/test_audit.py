@@ -32,7 +32,7 @@ from node.audit import (
     merkle_root,
     verify,
 )
-from node.storage import AuditEntryRow, AuditHead
+from node.store import AuditEntryRow, AuditHead
 
 T0 = datetime(2026, 5, 9, 12, 0, 0, tzinfo=UTC)
 AUDIT = cast(Table, AuditEntryRow.__table__)

@@ -2,10 +2,10 @@
 
 Over the wire: ``DeliverBatches`` calls from the attacker-controlled peer simulator to a
 real TR node over mutual TLS (one federation per module, KZ and TR running; the
-simulator holds KZ's keys and certificate). Plain functions: ``core.commit_ingress_batch``
-and ``core.record_receipts`` on a fresh database from ``conftest`` (a SQLite file, and a
+simulator holds KZ's keys and certificate). Plain functions: ``services.ingress.commit_ingress_batch``
+and ``services.delivery.record_receipts`` on a fresh database from ``conftest`` (a SQLite file, and a
 PostgreSQL schema when ``INTELSHARE_TEST_POSTGRES_URL`` is set), with a ``NodeState``
-built from the same federation's key material, as ``node.server.Node`` builds it.
+built from the same federation's key material, as ``node.runtime.Node`` builds it.
 """
 
 from __future__ import annotations
@@ -23,16 +23,27 @@ from peer_simulator import FakeReceiver, Item, PeerSimulator
 from sqlalchemy import func, make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from node import audit, core
+from node import audit
 from node.audit import AuditEvent
-from node.convert import envelope_from_bytes, envelope_from_pb, signed_to_pb
-from node.harness import DeskClient, LocalFederation, eventually, make_label
-from node.server import MAX_ENVELOPE_BATCH
-from node.storage import AuditEntryRow, Delivery, InboxItem, OutboxEntry
-from node.wire import desk_pb2, exchange_pb2
+from node.client import DeskClient
+from node.codec import MAX_ENVELOPE_BATCH, envelope_from_bytes, envelope_from_pb, signed_to_pb
+from node.harness import LocalFederation, eventually, make_label
+from node.lifecycle import OutboxState
+from node.services import delivery, egress, holdings, ingress
+from node.services.delivery import (
+    NoSuchEntry,
+    ReceiptMismatch,
+    ReceiptOutcome,
+    RefusedReceipt,
+    SettledEntry,
+    VerifiedReceipt,
+)
+from node.services.state import AtRestKey, NodeState
+from node.store import AuditEntryRow, Delivery, InboxItem, OutboxEntry
+from node.wire import exchange_pb2
 from protocol.classification import Band
 from protocol.encoding import sha256_hex
-from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation
+from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite
 from protocol.errors import RemoteProtocolError
 from protocol.item import ReportTemplate
 from protocol.label import Label
@@ -281,15 +292,8 @@ def test_oversized_batch_ends_the_call(fed: LocalFederation, sim: PeerSimulator,
 
 def submit_many(kz: DeskClient, fed: LocalFederation, n: int) -> list[str]:
     """KZ's officer submits ``n`` items for TR in one ``SubmitBatch``; their envelope ids."""
-    requests = []
-    for _ in range(n):
-        lab = make_label(fed.roster, "KZ", band=Band.CONFIDENTIAL, releasable_to=["TR"])
-        requests.append(
-            desk_pb2.SubmitRequest(
-                label_json=lab.model_dump_json(), item_json=report(lab).model_dump_json(), recipients=["TR"]
-            )
-        )
-    results = kz.call("SubmitBatch", desk_pb2.SubmitBatchRequest(items=requests)).results
+    labels = [make_label(fed.roster, "KZ", band=Band.CONFIDENTIAL, releasable_to=["TR"]) for _ in range(n)]
+    results = kz.submit_batch([(lab, report(lab), ["TR"]) for lab in labels])
     ids = [o.envelope_id for r in results for o in r.outcomes if o.allowed]
     assert len(ids) == n
     return ids
@@ -426,23 +430,22 @@ def test_deadline_applies_to_a_batch_written_after_an_idle_moment(
 # --------------------------------------------------------------------------- plain functions
 
 
-def node_state(sim: PeerSimulator, member: str) -> core.NodeState:
+def node_state(sim: PeerSimulator, member: str) -> NodeState:
     """A member's state as ``Node`` builds it from its configuration and key material."""
     m = sim.material(member)
-    return core.NodeState(
+    return NodeState(
         me=member,
         signing_key=m.signing_key,
         hpke_keys=m.hpke_keys,
-        at_rest=core.AtRestKey(m.at_rest_key),
+        at_rest=AtRestKey(m.at_rest_key),
         roster=m.roster,
         agreements=m.agreements,
         window=m.config.window,
-        suite=m.config.suite,
         consent=m.config.consent,
     )
 
 
-def checked(state: core.NodeState, envelope: Envelope, now: datetime) -> tuple[Envelope, IngressResult]:
+def checked(state: NodeState, envelope: Envelope, now: datetime) -> tuple[Envelope, IngressResult]:
     """TR's verification off the database thread, as ``Node.ingest_batch`` does it (TLS peer KZ)."""
     peer = state.roster.member("KZ")
     assert peer is not None
@@ -459,12 +462,12 @@ def checked(state: core.NodeState, envelope: Envelope, now: datetime) -> tuple[E
     )
 
 
-def ingest(factory: sessionmaker[Session], state: core.NodeState, *batches: Sequence[Envelope]) -> list[list[Signed]]:
+def ingest(factory: sessionmaker[Session], state: NodeState, *batches: Sequence[Envelope]) -> list[list[Signed]]:
     """Commit each batch as one job, all in one transaction (one group commit)."""
     now = datetime.now(UTC)
     with factory.begin() as session:
         return [
-            core.commit_ingress_batch(
+            ingress.commit_ingress_batch(
                 session, state, checked=[checked(state, e, now) for e in batch], peer="KZ", now=now
             )
             for batch in batches
@@ -512,7 +515,8 @@ def test_commit_keeps_the_exact_attested_plaintext(session_factory: sessionmaker
     with session_factory() as session:
         for envelope, result in zip(batch, results, strict=True):
             attestation = OriginAttestation.from_bytes(envelope.origin.payload)
-            origin, plaintext, _ = core._held(session, tr_state, attestation.item_id, attestation.item_version)
+            copy = holdings.held(session, tr_state, attestation.item_id, attestation.item_version)
+            origin, plaintext = copy.origin, copy.plaintext
             assert plaintext == result.plaintext
             assert sha256_hex(plaintext) == attestation.plaintext_digest
             assert origin.digest == envelope.origin.digest
@@ -615,16 +619,16 @@ def test_append_many_between_appends_verifies(session_factory: sessionmaker[Sess
 # ----- receipts at the sender
 
 
-def outbox_to_tr(factory: sessionmaker[Session], sim: PeerSimulator, n: int) -> tuple[core.NodeState, list[Envelope]]:
+def outbox_to_tr(factory: sessionmaker[Session], sim: PeerSimulator, n: int) -> tuple[NodeState, list[Envelope]]:
     """KZ stores ``n`` new items for TR as its desk does; returns KZ's state and the envelopes."""
     kz_state = node_state(sim, "KZ")
     now = datetime.now(UTC)
     labels = [sim.label("KZ", releasable_to=("TR",)) for _ in range(n)]
-    prepared = core.prepare_items(
-        kz_state, [core.NewItem(lab, report(lab), ("TR",), kz_state.suite) for lab in labels], now=now
+    prepared = egress.prepare_items(
+        kz_state, [egress.NewItem(lab, report(lab), ("TR",), Suite.X25519_AES256GCM) for lab in labels], now=now
     )
     with factory.begin() as session:
-        results = core.store_items(session, kz_state, prepared=prepared, now=now)
+        results = egress.store_items(session, kz_state, prepared=prepared, now=now)
     envelopes = [envelope_from_bytes(o.envelope) for r in results for o in r.outcomes if o.envelope]
     assert len(envelopes) == n
     return kz_state, envelopes
@@ -650,19 +654,17 @@ def tr_receipts(sim: PeerSimulator, envelopes: Sequence[Envelope], accepted: Seq
 
 
 def settle(
-    factory: sessionmaker[Session], kz_state: core.NodeState, settled: Sequence[tuple[str, Signed, Receipt]]
-) -> list[tuple[str, Signed | None] | RemoteProtocolError | None]:
+    factory: sessionmaker[Session], kz_state: NodeState, settled: Sequence[VerifiedReceipt]
+) -> list[ReceiptOutcome]:
     with factory.begin() as session:
-        return core.record_receipts(session, kz_state, settled=settled, now=datetime.now(UTC))
+        return delivery.record_receipts(session, kz_state, settled=settled, now=datetime.now(UTC))
 
 
-def verified(
-    kz_state: core.NodeState, envelopes: Sequence[Envelope], receipts: Sequence[Signed]
-) -> list[tuple[str, Signed, Receipt]]:
+def verified(kz_state: NodeState, envelopes: Sequence[Envelope], receipts: Sequence[Signed]) -> list[VerifiedReceipt]:
     sent = [(header(e).envelope_id, e.digest) for e in envelopes]
     out = []
-    for result in core.check_receipts(kz_state, recipient="TR", sent=sent, receipts=receipts):
-        assert len(result) == 3, result
+    for result in delivery.check_receipts(kz_state, recipient="TR", sent=sent, receipts=receipts):
+        assert isinstance(result, VerifiedReceipt), result
         out.append(result)
     return out
 
@@ -678,7 +680,10 @@ def test_record_receipts_settles_a_batch(session_factory: sessionmaker[Session],
     kz_state, envelopes = outbox_to_tr(session_factory, sim, 2)
     receipts = tr_receipts(sim, envelopes, [True, False])
     outcome = settle(session_factory, kz_state, verified(kz_state, envelopes, receipts))
-    assert outcome == [("delivered", None), ("refused", None)]
+    assert outcome == [
+        SettledEntry(header(envelopes[0]).envelope_id, OutboxState.DELIVERED),
+        SettledEntry(header(envelopes[1]).envelope_id, OutboxState.REFUSED),
+    ]
     assert [outbox_row(session_factory, e) for e in envelopes] == [("delivered", 1), ("refused", 1)]
     confirmed = entries(session_factory, AuditEvent.DELIVERY_CONFIRMED)
     assert [(e.envelope_id, e.allowed) for e in confirmed] == [
@@ -700,7 +705,7 @@ def test_row_loaded_earlier_in_the_group_stays_readable(
     settled = verified(kz_state, [envelope], tr_receipts(sim, [envelope], [True]))
     with session_factory.begin() as session:  # one group: the listing first, then the receipt
         listed = session.get(OutboxEntry, header(envelope).envelope_id)
-        core.record_receipts(session, kz_state, settled=settled, now=datetime.now(UTC))
+        delivery.record_receipts(session, kz_state, settled=settled, now=datetime.now(UTC))
     assert listed is not None
     assert (listed.state, listed.attempts, listed.reason) == ("delivered", 1, "ALLOWED")
 
@@ -710,16 +715,20 @@ def test_record_receipt_for_unknown_envelope(session_factory: sessionmaker[Sessi
     (unknown,) = to_tr(sim, 1)  # never in KZ's outbox
     receipts = tr_receipts(sim, [unknown, known], [True, True])
     outcome = settle(session_factory, kz_state, verified(kz_state, [unknown, known], receipts))
-    assert outcome == [None, ("delivered", None)]
+    assert outcome == [
+        NoSuchEntry(header(unknown).envelope_id),
+        SettledEntry(header(known).envelope_id, OutboxState.DELIVERED),
+    ]
     assert len(entries(session_factory, AuditEvent.DELIVERY_CONFIRMED)) == 1
 
 
 def test_record_receipt_from_wrong_receiver(session_factory: sessionmaker[Session], sim: PeerSimulator) -> None:
     kz_state, (envelope,) = outbox_to_tr(session_factory, sim, 1)
-    ((envelope_id, signed, parsed),) = verified(kz_state, [envelope], tr_receipts(sim, [envelope], [True]))
-    from_az = parsed.model_copy(update={"receiver": "AZ"})
-    (outcome,) = settle(session_factory, kz_state, [(envelope_id, signed, from_az)])
-    assert isinstance(outcome, RemoteProtocolError)
+    (good,) = verified(kz_state, [envelope], tr_receipts(sim, [envelope], [True]))
+    from_az = good.receipt.model_copy(update={"receiver": "AZ"})
+    (outcome,) = settle(session_factory, kz_state, [VerifiedReceipt(good.envelope_id, good.signed, from_az)])
+    assert isinstance(outcome, ReceiptMismatch)
+    assert isinstance(outcome.error, RemoteProtocolError)
     assert outbox_row(session_factory, envelope) == ("pending", 0)
     assert entries(session_factory, AuditEvent.DELIVERY_CONFIRMED) == []
 
@@ -727,10 +736,11 @@ def test_record_receipt_from_wrong_receiver(session_factory: sessionmaker[Sessio
 def test_record_same_receipt_twice_in_one_call(session_factory: sessionmaker[Session], sim: PeerSimulator) -> None:
     kz_state, (envelope,) = outbox_to_tr(session_factory, sim, 1)
     (settled,) = verified(kz_state, [envelope], tr_receipts(sim, [envelope], [True]))
-    assert settle(session_factory, kz_state, [settled, settled]) == [("delivered", None)] * 2
+    delivered = SettledEntry(header(envelope).envelope_id, OutboxState.DELIVERED)
+    assert settle(session_factory, kz_state, [settled, settled]) == [delivered] * 2
     assert outbox_row(session_factory, envelope) == ("delivered", 1)
     assert len(entries(session_factory, AuditEvent.DELIVERY_CONFIRMED)) == 1
-    assert settle(session_factory, kz_state, [settled]) == [("delivered", None)]  # later: left as it is
+    assert settle(session_factory, kz_state, [settled]) == [delivered]  # later: left as it is
     assert len(entries(session_factory, AuditEvent.DELIVERY_CONFIRMED)) == 1
 
 
@@ -741,6 +751,6 @@ def test_check_receipts_refuses_a_lifted_batch_signature(sim: PeerSimulator) -> 
     lifted = first.model_copy(update={"signatures": second.signatures})
     sent = [(header(e).envelope_id, e.digest) for e in envelopes]
     # The sibling's root is verified (and remembered) first; the lifted proof leads elsewhere.
-    results = core.check_receipts(kz_state, recipient="TR", sent=sent[::-1], receipts=[second, lifted])
-    assert [len(r) for r in results] == [3, 2]
-    assert results[1][0] == sent[0][0]
+    results = delivery.check_receipts(kz_state, recipient="TR", sent=sent[::-1], receipts=[second, lifted])
+    assert [type(r) for r in results] == [VerifiedReceipt, RefusedReceipt]
+    assert results[1].envelope_id == sent[0][0]

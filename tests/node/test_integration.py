@@ -25,9 +25,10 @@ import pytest
 from peer_simulator import Item, PeerSimulator
 from sqlalchemy import make_url
 
-from node.convert import envelope_to_pb
-from node.harness import DeskClient, DeskError, LocalFederation, make_label
-from node.server import UNSAFE_CRASH_ENV
+from node.client import DeskClient, DeskError
+from node.codec import envelope_to_pb
+from node.harness import LocalFederation, make_label
+from node.runtime.commit import UNSAFE_CRASH_ENV
 from protocol.classification import Band
 from protocol.consent import ConsentGrant, ConsentRequest
 from protocol.encoding import sha256_hex

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
 
 from node.harness import LocalFederation, make_label
-from node.storage import Delivery, InboxItem, make_engine, make_sessionmaker
+from node.store import Delivery, InboxItem, make_engine, make_sessionmaker
 from protocol.classification import Band
 from protocol.item import ReportTemplate
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from node.harness import LocalFederation, eventually, make_label
-from node.wire import desk_pb2
-from protocol import Band, Label, ReportTemplate
+from protocol import Band, ReportTemplate
 
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
@@ -25,7 +24,7 @@ def test_correction_supersedes_the_held_version_and_recall_withdraws_it(tmp_path
         kz.wait_settled([o.envelope_id for o in first.outcomes])
 
         corrected = report.model_copy(update={"title": "v2", "body": "corrected account"})
-        second = kz.call("Submit", _submit(label, corrected, first.item_id))
+        second = kz.correct(first.item_id, label, corrected, ["TR"])
         assert second.item_version == 2
         kz.wait_settled([o.envelope_id for o in second.outcomes])
 
@@ -44,12 +43,6 @@ def test_correction_supersedes_the_held_version_and_recall_withdraws_it(tmp_path
         # A recalled item cannot be passed on any more, by anyone.
         onward = tr.reshare(first.item_id, ["KZ"], version=2)
         assert onward.outcomes[0].reason == "RECALLED"
-
-
-def _submit(label: Label, item: ReportTemplate, item_id: str) -> desk_pb2.SubmitRequest:
-    return desk_pb2.SubmitRequest(
-        label_json=label.model_dump_json(), item_json=item.model_dump_json(), recipients=["TR"], item_id=item_id
-    )
 
 
 def test_recall_survives_a_holder_outage_and_a_sender_crash(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Process-level set-up of a running node (``node.server.tune_gc``)."""
+"""Process-level set-up of a running node (``node.runtime.process.tune_gc``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from node.server import GC_THRESHOLDS, tune_gc
+from node.runtime.process import GC_THRESHOLDS, tune_gc
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Schema, migrations and engine settings of node.storage (SQLite and PostgreSQL)."""
+"""Schema, migrations and engine settings of node.store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlalchemy import Engine, bindparam, event, inspect, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from node.storage import (
+from node.store import (
     MIGRATIONS_DIR,
     SQLITE_PAGE_SIZE,
     AuditHead,
@@ -241,7 +241,7 @@ def test_sqlite_datetime_binds_as_sqlites_own_text() -> None:
     from sqlalchemy.dialects import sqlite
     from sqlalchemy.types import DateTime
 
-    from node.storage import UTCDateTime
+    from node.store import UTCDateTime
 
     dialect = sqlite.dialect()
     column_type = UTCDateTime()

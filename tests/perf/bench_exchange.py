@@ -87,7 +87,7 @@ def pct(values: Sequence[float], q: float) -> float:
 
 
 def parse_db_time(text: str) -> float:
-    """SQLite DATETIME text written by node.storage.UTCDateTime (naive UTC) → epoch seconds."""
+    """SQLite DATETIME text written by node.store.UTCDateTime (naive UTC) → epoch seconds."""
     at = datetime.fromisoformat(text)
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
@@ -208,8 +208,8 @@ def run_bare(fed_root: Path, server: EchoServer, size: int, n: int, c: int) -> d
 
 def envelope_wire_size(fed_root: Path, label: Any, item: Any) -> int:
     """Serialized size of a real KZ→TR envelope (what Deliver carries) for this item."""
+    from node.codec import envelope_to_pb
     from node.config import load_material, load_node_config
-    from node.convert import envelope_to_pb
     from protocol.envelope import attest, seal
 
     cfg = load_node_config(fed_root / "nodes" / "KZ" / "node.toml")
@@ -292,7 +292,6 @@ def submit_batch(
 
     Returns envelope id → submit start (epoch).
     """
-    from node.wire import desk_pb2
 
     base = settled.count()
     permits = threading.Semaphore(window)
@@ -313,10 +312,7 @@ def submit_batch(
                 permits.acquire()
             started = time.time()
             try:
-                if batch == 1:
-                    results = [desk.call("Submit", request)]
-                else:
-                    results = desk.call("SubmitBatch", desk_pb2.SubmitBatchRequest(items=[request] * count)).results
+                results = desk.submit_requests([request] * count)
             except BaseException as exc:
                 errors.append(exc)
                 for _ in range(count):
@@ -422,7 +418,7 @@ def verify_after(fed: Any, expected: int) -> list[str]:
     from sqlalchemy.orm import Session
 
     from node import audit
-    from node.storage import AuditEntryRow, InboxItem, OutboxEntry, make_engine
+    from node.store import AuditEntryRow, InboxItem, OutboxEntry, make_engine
 
     lines = []
     problems = []

@@ -4,8 +4,8 @@ Revision ID: 0001
 Revises:
 Create Date: 2026-05-09
 
-Hand-written to match ``node.storage`` exactly (``alembic check`` reports no changes).
-Types are spelled out here rather than imported from ``node.storage`` so this revision
+Hand-written to match ``node.store`` exactly (``alembic check`` reports no changes).
+Types are spelled out here rather than imported from ``node.store`` so this revision
 keeps working after the models move on. ``UTCDateTime`` is ``DateTime(timezone=True)``.
 """
 

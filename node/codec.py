@@ -1,7 +1,9 @@
-"""Translation between wire messages (``node.wire``) and protocol objects.
+"""Translation between wire messages (``node.wire``) and protocol objects, and the stored forms.
 
-Servicers stay thin: they call these and then plain functions in ``node.core``.
-Nothing here re-serialises signed bytes: payloads are carried as they arrived.
+The servicers in ``node.rpc`` call these before they call ``node.services``; the
+services store an outgoing envelope in its wire encoding (``envelope_to_bytes``), so a
+retry sends the stored bytes as they are. Nothing here re-serialises signed bytes:
+payloads are carried as they arrived.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from protocol.errors import MalformedError
 from protocol.statements import Signature, Signed
 
 __all__ = [
+    "MAX_ENVELOPE_BATCH",
     "chain_from_bytes",
     "chain_to_bytes",
     "envelope_from_bytes",
@@ -27,6 +30,9 @@ __all__ = [
 ]
 
 _CHAIN = TypeAdapter(tuple[Signed, ...])
+
+#: The most envelopes one ``EnvelopeBatch`` may carry (SPEC §11.6); larger ones are refused.
+MAX_ENVELOPE_BATCH = 256
 
 
 def signed_to_pb(signed: Signed) -> exchange_pb2.Signed:

@@ -1,0 +1,201 @@
+"""Appending to the audit log: one head read per transaction, hot-path bulk appends (SPEC §11.4)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.orm import Session, SessionTransaction
+
+from node.audit.entries import (
+    AuditEvent,
+    DetailValue,
+    Entry,
+    canonical_json,
+    check_detail,
+    format_time,
+    hash_hex,
+    utc,
+)
+from node.store import AuditEntryRow, AuditHead, HotWrite, driver_time
+from protocol.merkle import leaf_hash
+
+__all__ = ["AuditWriter", "append", "append_many"]
+
+_WRITER_KEY = "intelshare.audit.writer"
+_AUDIT_TABLE: Table = AuditEntryRow.__table__  # type: ignore[assignment]
+_HEAD_TABLE: Table = AuditHead.__table__  # type: ignore[assignment]
+_HEAD_FOR_UPDATE = select(_HEAD_TABLE.c.seq, _HEAD_TABLE.c.entry_hash).where(_HEAD_TABLE.c.id == 1).with_for_update()
+# Built once: SQLAlchemy memoises a statement's cache key, so hot paths do not rebuild it.
+_HEAD_ADVANCE = (
+    _HEAD_TABLE.update().where(_HEAD_TABLE.c.id == 1).values(seq=bindparam("new_seq"), entry_hash=bindparam("new_hash"))
+)
+_AUDIT_INSERT = HotWrite(_AUDIT_TABLE.insert())
+
+
+@dataclass(slots=True)
+class _Head:
+    """The newest entry's number and hash, as this transaction has advanced them."""
+
+    seq: int
+    entry_hash: str
+
+
+class AuditWriter:
+    """Appends entries to a session, reading and locking the head once per transaction.
+
+    The head is cached for the life of the session's current transaction; a new
+    transaction re-reads it. Appended rows are flushed and committed by the caller
+    together with the change they record. Do not roll back a savepoint that contains
+    appends while keeping the outer transaction: the cached head would run ahead.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._txn: SessionTransaction | None = None
+        self._head: _Head | None = None
+
+    def _current_head(self) -> _Head:
+        # Re-read whenever the session is in a different transaction from the cached read.
+        session = self._session
+        txn = session.get_transaction()
+        if txn is None or txn is not self._txn or self._head is None:
+            # Core on the connection (an ORM read of the head cost more than the append).
+            # PostgreSQL: the row lock serialises appenders. SQLite: BEGIN IMMEDIATE
+            # already holds the database write lock and FOR UPDATE is not emitted.
+            row = session.connection().execute(_HEAD_FOR_UPDATE).one_or_none()
+            if row is None:
+                raise RuntimeError("audit_head row missing: run node.store.upgrade()")
+            self._head = _Head(int(row.seq), str(row.entry_hash))
+            self._txn = session.get_transaction()
+        return self._head
+
+    def _advance(self, head: _Head, seq: int, entry_hash: str) -> None:
+        head.seq, head.entry_hash = seq, entry_hash
+        self._session.connection().execute(_HEAD_ADVANCE, {"new_seq": seq, "new_hash": entry_hash})
+
+    def append(
+        self,
+        *,
+        now: datetime,
+        event: AuditEvent | str,
+        actor: str,
+        peer: str | None = None,
+        item_id: str | None = None,
+        item_version: int | None = None,
+        envelope_id: str | None = None,
+        allowed: bool | None = None,
+        reason: str | None = None,
+        rule: str | None = None,
+        detail: Mapping[str, DetailValue] | None = None,
+    ) -> AuditEntryRow:
+        """Add the next entry to the session (no commit) and advance the head."""
+        head = self._current_head()
+        row = AuditEntryRow(
+            seq=head.seq + 1,
+            at=utc(now),
+            event=str(AuditEvent(event)),
+            actor=actor,
+            peer=peer,
+            item_id=item_id,
+            item_version=item_version,
+            envelope_id=envelope_id,
+            allowed=allowed,
+            reason=reason,
+            rule=rule,
+            detail=canonical_json(check_detail(detail)),
+            prev_hash=head.entry_hash,
+        )
+        row.entry_hash = hash_hex(row)
+        self._session.add(row)
+        self._advance(head, row.seq, row.entry_hash)
+        return row
+
+    def append_many(self, *, now: datetime, entries: Sequence[Entry]) -> None:
+        """Append entries with one multi-row INSERT, executed at once (hot paths).
+
+        Same encoding and chain as :meth:`append` (the canonical bytes are computed from
+        the same values); the rows are not ORM objects in the session.
+        """
+        if not entries:
+            return
+        head = self._current_head()
+        connection = self._session.connection()
+        at = driver_time(connection.dialect, utc(now))
+        at_text = format_time(now)
+        seq, prev_hash = head.seq, head.entry_hash
+        rows: list[dict[str, Any]] = []
+        for entry in entries:
+            seq += 1
+            detail = check_detail(entry.detail)
+            values: dict[str, Any] = {
+                "seq": seq,
+                "at": at_text,
+                "event": entry.event.value,
+                "actor": entry.actor,
+                "peer": entry.peer,
+                "item_id": entry.item_id,
+                "item_version": entry.item_version,
+                "envelope_id": entry.envelope_id,
+                "allowed": entry.allowed,
+                "reason": entry.reason,
+                "rule": entry.rule,
+                "detail": detail,
+                "prev_hash": prev_hash,
+            }
+            prev_hash = leaf_hash(canonical_json(values).encode("utf-8")).hex()
+            values["at"], values["detail"], values["entry_hash"] = at, canonical_json(detail), prev_hash
+            rows.append(values)
+        # Straight to the driver on the session's connection: no ORM machinery, no autoflush.
+        _AUDIT_INSERT.execute(connection, rows)
+        self._advance(head, seq, prev_hash)
+
+
+def _writer(session: Session) -> AuditWriter:
+    writer = session.info.get(_WRITER_KEY)
+    if not isinstance(writer, AuditWriter):
+        writer = AuditWriter(session)
+        session.info[_WRITER_KEY] = writer
+    return writer
+
+
+def append(
+    session: Session,
+    *,
+    now: datetime,
+    event: AuditEvent | str,
+    actor: str,
+    peer: str | None = None,
+    item_id: str | None = None,
+    item_version: int | None = None,
+    envelope_id: str | None = None,
+    allowed: bool | None = None,
+    reason: str | None = None,
+    rule: str | None = None,
+    detail: Mapping[str, DetailValue] | None = None,
+) -> AuditEntryRow:
+    """Append one entry to ``session`` without committing (see :class:`AuditWriter`).
+
+    Uses one writer per session, so many appends in one transaction read the head once.
+    """
+    return _writer(session).append(
+        now=now,
+        event=event,
+        actor=actor,
+        peer=peer,
+        item_id=item_id,
+        item_version=item_version,
+        envelope_id=envelope_id,
+        allowed=allowed,
+        reason=reason,
+        rule=rule,
+        detail=detail,
+    )
+
+
+def append_many(session: Session, *, now: datetime, entries: Sequence[Entry]) -> None:
+    """Append many entries to ``session`` at ``now`` without committing (one INSERT)."""
+    _writer(session).append_many(now=now, entries=entries)

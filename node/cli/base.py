@@ -1,0 +1,162 @@
+"""What every ``intelshare`` command shares: the app, options, exit codes and the desk connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from node.client import DeskClient, Submitted
+from node.errors import (
+    FailedPreconditionError,
+    IllegalTransitionError,
+    InvalidRequestError,
+    NodeUnavailableError,
+    NotFoundError,
+    PermissionDeniedError,
+    StoredDataError,
+)
+from protocol.errors import IntelshareError
+
+__all__ = [
+    "DirOpt",
+    "ExitCode",
+    "MemberOpt",
+    "VersionOpt",
+    "app",
+    "audit_app",
+    "config_path",
+    "consent_app",
+    "console",
+    "err",
+    "exit_code_for",
+    "fail",
+    "federation_app",
+    "node_app",
+    "open_desk",
+    "outcomes_table",
+]
+
+app = typer.Typer(
+    help="intelshare: policy-enforcing intelligence sharing between member services.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+federation_app = typer.Typer(help="Create a federation directory.", no_args_is_help=True)
+node_app = typer.Typer(help="Run a member service's node.", no_args_is_help=True)
+consent_app = typer.Typer(help="Third-party consent requests and decisions.", no_args_is_help=True)
+audit_app = typer.Typer(help="Inspect, export and verify a node's audit log.", no_args_is_help=True)
+app.add_typer(federation_app, name="federation")
+app.add_typer(node_app, name="node")
+app.add_typer(consent_app, name="consent")
+app.add_typer(audit_app, name="audit")
+
+console = Console()
+err = Console(stderr=True)
+
+DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="Federation directory.", envvar="INTELSHARE_DIR")]
+MemberOpt = Annotated[
+    str, typer.Option("--member", "-m", help="Member id of the node, e.g. TR.", envvar="INTELSHARE_MEMBER")
+]
+VersionOpt = Annotated[int, typer.Option("--version", help="Item version.")]
+
+
+class ExitCode(IntEnum):
+    """The documented exit codes of ``intelshare`` (README, "Exit codes")."""
+
+    OK = 0
+    #: Anything not listed below: a bad file or configuration, or ``audit verify`` found a problem.
+    FAILED = 1
+    #: The command line itself is wrong (from the option parser).
+    USAGE = 2
+    #: A transfer was refused by policy (``send``, ``reshare``); the table says why.
+    REFUSED = 3
+    #: The node has no such item, request or entry.
+    NOT_FOUND = 4
+    #: The request is invalid (a value out of range, a forbidden ask).
+    INVALID = 5
+    #: The record's state does not allow it (e.g. a request already decided).
+    PRECONDITION = 6
+    #: This node may not do that.
+    PERMISSION = 7
+    #: The node is not running or not reachable.
+    UNAVAILABLE = 8
+    #: Data the node stored no longer verifies or opens.
+    DATA_LOSS = 9
+
+
+_CODES: tuple[tuple[type[Exception], ExitCode], ...] = (
+    (NotFoundError, ExitCode.NOT_FOUND),
+    (InvalidRequestError, ExitCode.INVALID),
+    (FailedPreconditionError, ExitCode.PRECONDITION),
+    (IllegalTransitionError, ExitCode.PRECONDITION),
+    (PermissionDeniedError, ExitCode.PERMISSION),
+    (NodeUnavailableError, ExitCode.UNAVAILABLE),
+    (StoredDataError, ExitCode.DATA_LOSS),
+)
+
+
+def exit_code_for(exc: IntelshareError) -> ExitCode:
+    """The exit code a typed error ends the command with."""
+    return next((code for kind, code in _CODES if isinstance(exc, kind)), ExitCode.FAILED)
+
+
+def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
+    """Print one line to stderr and exit non-zero."""
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def config_path(directory: Path, member: str) -> Path:
+    """``nodes/<MEMBER>/node.toml`` of a federation directory, or fail with one line."""
+    path = directory / "nodes" / member.upper() / "node.toml"
+    if not path.is_file():
+        fail(f"no node {member!r} in {directory} (expected {path})")
+    return path
+
+
+@contextmanager
+def open_desk(directory: Path, member: str) -> Iterator[DeskClient]:
+    """A desk client for a member's running node; the desk's refusals become one line and an exit code."""
+    from node.config import load_node_config
+
+    cfg = load_node_config(config_path(directory, member))
+    if not cfg.desk_socket.exists():
+        fail(
+            f"node {member} is not running (no desk socket at {cfg.desk_socket}); start it with "
+            f"'intelshare node run --dir {directory} --member {member}'",
+            ExitCode.UNAVAILABLE,
+        )
+    client = DeskClient(cfg.desk_socket)
+    try:
+        yield client
+    except NodeUnavailableError as exc:
+        fail(f"node {member} is not reachable: {exc}", ExitCode.UNAVAILABLE)
+    except IntelshareError as exc:
+        fail(str(exc), exit_code_for(exc))
+    finally:
+        client.close()
+
+
+def outcomes_table(response: Submitted, title: str) -> Table:
+    """One row per recipient: the decision, its reason code and rule."""
+    table = Table(title=title)
+    for column in ("recipient", "decision", "reason", "rule", "detail", "envelope"):
+        table.add_column(column)
+    for o in response.outcomes:
+        table.add_row(
+            o.recipient,
+            "[green]allowed[/]" if o.allowed else "[red]refused[/]",
+            o.reason,
+            o.rule,
+            o.detail,
+            o.envelope_id[:12],
+        )
+    return table

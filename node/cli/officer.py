@@ -1,0 +1,213 @@
+"""Officer commands: send, reshare, inbox, show, recall, outbox (through the node's desk)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from node.cli.base import DirOpt, ExitCode, MemberOpt, VersionOpt, app, console, fail, open_desk, outcomes_table
+from node.client import DeskClient, Submitted
+from protocol.classification import parse_band
+from protocol.item import RawData, ReportTemplate
+from protocol.label import Category, InformationCredibility, SourceReliability
+
+__all__ = ["inbox", "outbox", "recall", "reshare", "send", "show"]
+
+
+@app.command()
+def send(
+    directory: DirOpt,
+    member: MemberOpt,
+    to: Annotated[list[str], typer.Option("--to", help="Recipient member id (repeat for several).")],
+    band: Annotated[str, typer.Option(help="UNCLASSIFIED, RESTRICTED, CONFIDENTIAL, SECRET or TOP_SECRET.")],
+    title: Annotated[str, typer.Option(help="Report title.")],
+    summary: Annotated[str, typer.Option(help="Report summary.")] = "",
+    body: Annotated[str, typer.Option(help="Report body.")] = "",
+    assessment: Annotated[str, typer.Option(help="The originator's assessment.")] = "",
+    category: Annotated[Category, typer.Option(help="Category.")] = Category.INTELLIGENCE,
+    topic: Annotated[list[str] | None, typer.Option("--topic", help="Topic (repeat).")] = None,
+    releasable_to: Annotated[list[str] | None, typer.Option(help="Release list; defaults to --to.")] = None,
+    retain_days: Annotated[int, typer.Option(help="Retention in days.")] = 180,
+    reliability: Annotated[SourceReliability, typer.Option(help="Source reliability A–F.")] = SourceReliability.B,
+    credibility: Annotated[InformationCredibility, typer.Option(help="Credibility 1–6.")] = (
+        InformationCredibility.PROBABLY_TRUE
+    ),
+    raw_file: Annotated[Path | None, typer.Option(help="Send this file as raw data instead of a report.")] = None,
+    media_type: Annotated[str, typer.Option(help="Media type of --raw-file.")] = "application/octet-stream",
+    wait: Annotated[bool, typer.Option(help="Wait for the receivers' receipts.")] = True,
+) -> None:
+    """Share a new item with one or more members, each under its own agreement."""
+    from node.harness import LocalFederation, make_label
+
+    try:
+        parsed_band = parse_band(band)
+    except ValueError as exc:
+        fail(str(exc))
+    roster = LocalFederation(directory).roster
+    try:
+        label = make_label(
+            roster,
+            member.upper(),
+            band=parsed_band,
+            category=category,
+            topics=topic or ["terrorism"],
+            releasable_to=releasable_to or to,
+            retain_days=retain_days,
+            grading=(reliability, credibility),
+        )
+        item: ReportTemplate | RawData
+        if raw_file is not None:
+            item = RawData(description=title, media_type=media_type, data=raw_file.read_bytes())
+        else:
+            item = ReportTemplate(
+                title=title,
+                summary=summary or title,
+                body=body or title,
+                assessment=assessment or "not assessed",
+                grading=label.grading,
+            )
+    except (ValueError, OSError) as exc:
+        fail(str(exc))
+    with open_desk(directory, member) as desk:
+        response = desk.submit(label, item, to)
+        console.print(outcomes_table(response, f"item {response.item_id} v{response.item_version}"))
+        if wait:
+            _print_settled(desk, response)
+    if not all(o.allowed for o in response.outcomes):
+        raise typer.Exit(ExitCode.REFUSED)
+
+
+def _print_settled(client: DeskClient, response: Submitted) -> None:
+    settled = client.wait_settled([o.envelope_id for o in response.outcomes if o.allowed])
+    for entry in settled.values():
+        colour = "green" if entry.state == "delivered" else "red"
+        console.print(f"  {entry.recipient}: [{colour}]{entry.state}[/] {entry.reason}")
+
+
+@app.command()
+def reshare(
+    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    directory: DirOpt,
+    member: MemberOpt,
+    to: Annotated[list[str], typer.Option("--to", help="Recipient (repeat).")],
+    version: VersionOpt = 1,
+    wait: Annotated[bool, typer.Option(help="Wait for receipts.")] = True,
+) -> None:
+    """Pass a held item to other members; needs the originator's consent for third parties."""
+    with open_desk(directory, member) as desk:
+        response = desk.reshare(item_id, to, version)
+        console.print(outcomes_table(response, f"re-share of {item_id} v{version}"))
+        if wait:
+            _print_settled(desk, response)
+    if not all(o.allowed for o in response.outcomes):
+        raise typer.Exit(ExitCode.REFUSED)
+
+
+@app.command()
+def inbox(directory: DirOpt, member: MemberOpt, limit: Annotated[int, typer.Option(help="How many.")] = 50) -> None:
+    """List items held by the node, each label in the reader's marking beside the originator's."""
+    with open_desk(directory, member) as desk:
+        entries = desk.inbox(limit)
+    table = Table(title=f"{member.upper()} inbox")
+    for column in (
+        "item",
+        "v",
+        "from",
+        "originator",
+        "band",
+        "originator's marking",
+        "our marking",
+        "topics",
+        "status",
+    ):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(
+            e.item_id[:12],
+            str(e.item_version),
+            e.sender,
+            e.originator,
+            e.band,
+            e.originator_marking,
+            e.reader_marking,
+            ", ".join(e.topics),
+            e.status,
+        )
+    console.print(table)
+
+
+@app.command()
+def show(
+    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    directory: DirOpt,
+    member: MemberOpt,
+    version: VersionOpt = 1,
+) -> None:
+    """Show one item: its label in both markings, its content and its consent chain (audited)."""
+    with open_desk(directory, member) as desk:
+        response = desk.read(_expand(desk, item_id), version)
+    e = response.entry
+    label = json.loads(response.label_json)
+    console.print(f"[bold]{e.item_id}[/] v{e.item_version} from {e.sender}, originator {e.originator}")
+    console.print(
+        f"  classification: [bold]{e.originator_marking}[/] ({e.originator}) = "
+        f"[bold]{e.reader_marking}[/] ({member.upper()}) = {e.band}"
+    )
+    console.print(
+        f"  category {label['category']}; topics {', '.join(label['topics'])}; grading "
+        f"{label['source_reliability']}{label['information_credibility']}; retain until "
+        f"{label['retain_until']}; use: {', '.join(label['use_limitations']) or '-'}"
+    )
+    item = json.loads(response.item_json)
+    for key in ("title", "summary", "body", "assessment", "description", "media_type"):
+        if key in item:
+            console.print(f"  {key}: {item[key]}")
+    for link in response.consent_chain_json:
+        grant = json.loads(link)
+        console.print(
+            f"  consent: {grant['grantor']} lets {grant['holder']} pass it to {grant['grantee']} until "
+            f"{grant['expires_at']} (transferable: {grant['transferable']})"
+        )
+
+
+def _expand(client: DeskClient, prefix: str) -> str:
+    """Accept the 12-character prefix the tables show."""
+    if len(prefix) >= 32:
+        return prefix
+    matches = {e.item_id for e in client.inbox(1000) if e.item_id.startswith(prefix)}
+    return matches.pop() if len(matches) == 1 else prefix
+
+
+@app.command()
+def recall(
+    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    directory: DirOpt,
+    member: MemberOpt,
+    reason: Annotated[str, typer.Option(help="Why.")],
+    version: VersionOpt = 1,
+) -> None:
+    """Recall an item this node originated; the notice reaches every holder, downstream too."""
+    with open_desk(directory, member) as desk:
+        response = desk.recall(item_id, reason, version)
+    console.print(f"recall {response.recall_id} sent to {', '.join(response.notified) or 'nobody'}")
+
+
+@app.command()
+def outbox(
+    directory: DirOpt,
+    member: MemberOpt,
+    state: Annotated[str, typer.Option(help="pending, delivered, refused or failed.")] = "",
+) -> None:
+    """Show the node's outbox."""
+    with open_desk(directory, member) as desk:
+        entries = desk.outbox(state)
+    table = Table(title=f"{member.upper()} outbox")
+    for column in ("envelope", "to", "item", "state", "attempts", "reason", "last error"):
+        table.add_column(column)
+    for e in entries:
+        table.add_row(e.envelope_id[:12], e.recipient, e.item_id[:12], e.state, str(e.attempts), e.reason, e.last_error)
+    console.print(table)

@@ -1,0 +1,37 @@
+"""Outbound mutual-TLS channels to the federation's members, one per member (SPEC §11.2)."""
+
+from __future__ import annotations
+
+import grpc
+
+from node.errors import NotFoundError
+from node.transport import CHANNEL_OPTIONS, channel_credentials
+from protocol.roster import Roster
+
+__all__ = ["Channels"]
+
+
+class Channels:
+    """A cached channel per member, to the endpoint the roster names."""
+
+    def __init__(self, roster: Roster, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None:
+        self._roster = roster
+        self._credentials = channel_credentials(cert_pem, key_pem, ca_pem)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def get(self, member_id: str) -> grpc.aio.Channel:
+        """The channel to ``member_id``; ``NotFoundError`` if the roster has no such member."""
+        channel = self._channels.get(member_id)
+        if channel is None:
+            member = self._roster.member(member_id)
+            if member is None:
+                raise NotFoundError(f"{member_id} is not in the roster")
+            channel = grpc.aio.secure_channel(member.endpoint, self._credentials, options=CHANNEL_OPTIONS)
+            self._channels[member_id] = channel
+        return channel
+
+    async def close(self) -> None:
+        """Close every channel."""
+        for channel in self._channels.values():
+            await channel.close(None)
+        self._channels.clear()

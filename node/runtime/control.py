@@ -1,0 +1,92 @@
+"""The control pump: durable control messages sent until acknowledged (SPEC §11.9)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import grpc
+
+from node.config import DeliverySettings
+from node.lifecycle import ControlRpc
+from node.runtime.backoff import Backoff
+from node.runtime.channels import Channels
+from node.runtime.clock import Clock
+from node.runtime.commit import GroupCommit
+from node.runtime.due import DuePoller
+from node.runtime.tasks import Background
+from node.services import control
+from node.services.control import DueControl
+from node.wire import exchange_pb2, exchange_pb2_grpc
+
+__all__ = ["ControlPump"]
+
+
+class ControlPump:
+    """Sends each due control message by its Exchange call and records the outcome."""
+
+    def __init__(
+        self,
+        commit: GroupCommit,
+        channels: Channels,
+        settings: DeliverySettings,
+        clock: Clock,
+        background: Background,
+    ) -> None:
+        self.commit = commit
+        self.channels = channels
+        self.settings = settings
+        self.backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
+        self.clock = clock
+        self.background = background
+        self.poller: DuePoller[DueControl] = DuePoller(self._due, self._start, limit=settings.batch_max)
+        #: Officers waiting briefly for a particular acknowledgement (``await_ack``).
+        self._ack_waiters: dict[str, asyncio.Future[exchange_pb2.Ack]] = {}
+
+    async def _due(self, exclude: frozenset[str]) -> list[DueControl]:
+        return await self.commit.run(
+            control.due_control, limit=self.settings.batch_max, exclude=exclude, now=self.clock()
+        )
+
+    def _start(self, due: DueControl) -> None:
+        if self.poller.claim(due.message_id):
+            self.background.spawn(self._send(due))
+
+    async def _send(self, due: DueControl) -> None:
+        try:
+            stub = exchange_pb2_grpc.ExchangeStub(self.channels.get(due.recipient))
+            method = {
+                ControlRpc.REQUEST_CONSENT: stub.RequestConsent,
+                ControlRpc.SEND_CONSENT_DECISION: stub.SendConsentDecision,
+                ControlRpc.NOTIFY: stub.Notify,
+            }[due.rpc]
+            ack: exchange_pb2.Ack = await method(
+                exchange_pb2.Signed.FromString(due.wire), timeout=self.settings.deadline_seconds
+            )
+            answer = f"{ack.reason} {ack.detail}".strip()
+            await self.commit.run(control.control_acknowledged, message_id=due.message_id, ack=answer, now=self.clock())
+            waiter = self._ack_waiters.pop(due.message_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(ack)
+        except grpc.aio.AioRpcError as exc:
+            seconds = self.backoff.delay(due.attempts)
+            now = self.clock()
+            await self.commit.run(
+                control.control_failed,
+                message_id=due.message_id,
+                error=str(exc.details()),
+                retry_at=now + timedelta(seconds=seconds),
+                now=now,
+            )
+            self.background.spawn(self.poller.wake_after(seconds))
+        finally:
+            self.poller.release(due.message_id)
+
+    async def await_ack(self, message_id: str, timeout: float) -> exchange_pb2.Ack | None:
+        """Wait briefly for a queued control message's acknowledgement (None if not yet)."""
+        waiter = self._ack_waiters.setdefault(message_id, asyncio.get_running_loop().create_future())
+        self.poller.wake()
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), timeout=timeout)
+        except TimeoutError:
+            return None

@@ -1,0 +1,195 @@
+"""The running node: its state, group commit, servers, delivery and pumps (SPEC §11).
+
+``Node`` wires the pieces together and implements ``node.rpc.port.NodePort`` for the
+servicers: they reach the services only through ``db`` (the group commit) and the few
+methods below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
+
+import grpc
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.codec import envelope_from_pb
+from node.config import NodeConfig, NodeMaterial
+from node.rpc.desk import DeskServicer
+from node.rpc.exchange import ExchangeServicer
+from node.rpc.port import Oversized
+from node.runtime.channels import Channels
+from node.runtime.clock import Clock, utcnow
+from node.runtime.commit import GroupCommit
+from node.runtime.control import ControlPump
+from node.runtime.inbound import receipt_batches
+from node.runtime.outbound import Outbound
+from node.runtime.tasks import Background
+from node.runtime.watcher import watch_agreements
+from node.services.egress import Outcome
+from node.services.federation import record_start
+from node.services.ingress import receive_batch, record_oversized_batch
+from node.services.state import AtRestKey, NodeState, load_runtime_sets
+from node.store import make_engine, make_sessionmaker, upgrade
+from node.transport import SERVER_OPTIONS, PeerIdentity, add_health_and_reflection, bind_secure, server_credentials
+from node.wire import desk_pb2_grpc, exchange_pb2, exchange_pb2_grpc
+from protocol.envelope import Envelope, Suite
+from protocol.errors import MalformedError
+from protocol.roster import Member
+from protocol.statements import Signed
+
+__all__ = ["DESK_SERVICE", "EXCHANGE_SERVICE", "Node"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+EXCHANGE_SERVICE = "intelshare.v1.Exchange"
+DESK_SERVICE = "intelshare.v1.Desk"
+
+
+class Node:
+    """One member service's node."""
+
+    def __init__(self, cfg: NodeConfig, material: NodeMaterial, *, clock: Clock = utcnow) -> None:
+        self.cfg = cfg
+        self.material = material
+        self.clock = clock
+        self._state = NodeState(
+            me=cfg.member_id,
+            signing_key=material.signing_key,
+            hpke_keys=material.hpke_keys,
+            at_rest=AtRestKey(material.at_rest_key),
+            roster=material.roster,
+            agreements=material.agreements,
+            window=cfg.window,
+            consent=cfg.consent,
+        )
+        upgrade(cfg.database_url)
+        self.engine = make_engine(cfg.database_url)
+        self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
+        self.background = Background()
+        channels = Channels(material.roster, material.tls_cert_pem, material.tls_key_pem, material.ca_pem)
+        self.channels = channels
+        self.commit = GroupCommit(
+            self.sessions, self._state, batch_max=cfg.delivery.batch_max, on_control_queued=self._control_queued
+        )
+        self.outbound = Outbound(self.commit, channels, cfg.delivery, clock, self.background)
+        self.control = ControlPump(self.commit, channels, cfg.delivery, clock, self.background)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.exchange_server: grpc.aio.Server | None = None
+        self.desk_server: grpc.aio.Server | None = None
+
+    def _control_queued(self) -> None:
+        self.control.poller.wake()
+
+    # --- NodePort -----------------------------------------------------------------------
+
+    @property
+    def state(self) -> NodeState:
+        """Identity, keys, roster and agreements."""
+        return self._state
+
+    @property
+    def default_suite(self) -> Suite:
+        """The configured suite."""
+        return self.cfg.suite
+
+    def now(self) -> datetime:
+        """The node's clock."""
+        return self.clock()
+
+    async def db(self, fn: Callable[Concatenate[Session, NodeState, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(session, state, *args, **kwargs)`` in the next group commit (``GroupCommit.run``)."""
+        return await self.commit.run(fn, *args, **kwargs)
+
+    def hand_over(self, outcomes: Sequence[Outcome]) -> None:
+        """Give freshly committed envelopes straight to their peers' links."""
+        self.outbound.hand_over(outcomes)
+
+    async def ingest_batch(
+        self, messages: Sequence[exchange_pb2.Envelope], member: Member, identity: PeerIdentity
+    ) -> list[Signed]:
+        """Verify, decide and durably record envelopes in one job (``services.ingress.receive_batch``)."""
+        parsed: list[Envelope | MalformedError] = []
+        for message in messages:
+            try:
+                parsed.append(envelope_from_pb(message))
+            except MalformedError as exc:
+                parsed.append(exc)
+        state, clock = self._state, self.clock
+        return await self.commit.submit(
+            lambda session: receive_batch(
+                session,
+                state,
+                envelopes=parsed,
+                peer=member.member_id,
+                peer_tls_identity=member.tls_identity,
+                peer_fingerprint=identity.fingerprint,
+                now=clock(),
+            ),
+            ingress=len(parsed),
+        )
+
+    def receipt_batches(
+        self, requests: AsyncIterator[exchange_pb2.EnvelopeBatch], member: Member, identity: PeerIdentity
+    ) -> AsyncIterator[exchange_pb2.ReceiptBatch | Oversized]:
+        """Pipelined ingress of one ``DeliverBatches`` call (``node.runtime.inbound``)."""
+
+        async def ingest(messages: Sequence[exchange_pb2.Envelope]) -> list[Signed]:
+            return await self.ingest_batch(messages, member, identity)
+
+        async def refuse_oversized(detail: str) -> None:
+            await self.db(record_oversized_batch, peer=member.member_id, detail=detail, now=self.clock())
+
+        return receipt_batches(requests, ingest=ingest, refuse_oversized=refuse_oversized)
+
+    async def await_ack(self, message_id: str, timeout: float) -> exchange_pb2.Ack | None:
+        """Wait briefly for a queued control message's acknowledgement (None if not yet)."""
+        return await self.control.await_ack(message_id, timeout)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind both servers and start the background loops."""
+        # The commit loop first: every database call below goes through it.
+        self._tasks = [asyncio.create_task(self.commit.loop())]
+        await self.db(load_runtime_sets)
+        await self.db(record_start, now=self.clock())
+        self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
+        exchange_pb2_grpc.add_ExchangeServicer_to_server(ExchangeServicer(self), self.exchange_server)
+        await add_health_and_reflection(self.exchange_server, [EXCHANGE_SERVICE])
+        creds = server_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
+        bind_secure(self.exchange_server, self.cfg.listen, creds)
+        self.desk_server = grpc.aio.server(options=SERVER_OPTIONS)
+        desk_pb2_grpc.add_DeskServicer_to_server(DeskServicer(self), self.desk_server)
+        await add_health_and_reflection(self.desk_server, [DESK_SERVICE])
+        socket_path = Path(self.cfg.desk_socket)
+        socket_path.unlink(missing_ok=True)
+        old_umask = os.umask(0o177)  # the desk socket is for this node's officers only
+        try:
+            self.desk_server.add_insecure_port(f"unix:{socket_path}")
+            await self.exchange_server.start()
+            await self.desk_server.start()
+        finally:
+            os.umask(old_umask)
+        watcher = watch_agreements(self.cfg.federation.agreements, self._state, self.commit, self.clock)
+        self._tasks += [
+            asyncio.create_task(self.outbound.poller.run()),
+            asyncio.create_task(watcher),
+            asyncio.create_task(self.control.poller.run()),
+        ]
+
+    async def stop(self) -> None:
+        """Stop accepting calls, let in-flight ones finish briefly, then close."""
+        for server in (self.exchange_server, self.desk_server):
+            if server is not None:
+                await server.stop(grace=2.0)
+        for task in self._tasks:
+            task.cancel()
+        self.background.cancel_all()
+        await self.channels.close()
+        self.commit.close()
+        self.engine.dispose()

@@ -1,0 +1,314 @@
+"""Third-party consent: requests, the originator's decisions, and receiving them (SPEC §9.4.1).
+
+A holder asks the originator (``ask_consent``); the originator's node records the
+request and decides it by its standing rules or leaves it to an officer
+(``receive_consent_request``, ``decide_consent``); the requester records the signed
+decision (``receive_consent_decision``). Each request's state moves only through
+``node.lifecycle.CONSENT_REQUEST``; every message travels as a durable control message.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from node import audit
+from node.audit import AuditEvent, AuditReason
+from node.config import AutoGrant
+from node.errors import FailedPreconditionError, InvalidRequestError, NotFoundError
+from node.lifecycle import CONSENT_REQUEST, ConsentRequestEvent, ConsentRequestState, ControlRpc, Direction
+from node.services.control import queue_control
+from node.services.holdings import held
+from node.services.notices import refuse_remote
+from node.services.state import NodeState
+from node.store import ConsentGrantRow, ConsentRequestRow, OriginalItem
+from protocol.ack import Ack, AckReason
+from protocol.classification import Band
+from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest
+from protocol.envelope import OriginAttestation
+from protocol.errors import MalformedError, RemoteProtocolError
+from protocol.policy import Reason
+from protocol.statements import PayloadType, Signed, parse_unverified, sign, verify
+
+__all__ = ["ask_consent", "decide_consent", "receive_consent_decision", "receive_consent_request"]
+
+
+def _request_row(request: ConsentRequest, signed: Signed, direction: Direction, now: datetime) -> ConsentRequestRow:
+    return ConsentRequestRow(
+        request_id=request.request_id,
+        direction=direction,
+        item_id=request.item_id,
+        item_version=request.item_version,
+        requester=request.requester,
+        third_party=request.third_party,
+        purpose=request.purpose,
+        statement=signed.model_dump_json().encode(),
+        state=ConsentRequestState.PENDING,
+        decision=None,
+        reason=None,
+        created_at=now,
+        decided_at=None,
+    )
+
+
+def _grant_row(grant: ConsentGrant, signed: Signed) -> ConsentGrantRow:
+    return ConsentGrantRow(
+        grant_id=grant.grant_id,
+        item_id=grant.item_id,
+        item_version=grant.item_version,
+        holder=grant.holder,
+        grantee=grant.grantee,
+        expires_at=grant.expires_at,
+        transferable=grant.transferable,
+        statement=signed.model_dump_json().encode(),
+        revoked_at=None,
+    )
+
+
+def ask_consent(
+    session: Session,
+    state: NodeState,
+    *,
+    item_id: str,
+    item_version: int,
+    third_party: str,
+    purpose: str,
+    now: datetime,
+) -> tuple[Signed, str]:
+    """A holder asks the originator for consent (SPEC §9.4.1); returns (request, originator)."""
+    origin = held(session, state, item_id, item_version).origin
+    attestation = OriginAttestation.from_bytes(origin.payload)
+    if attestation.originator == state.me:
+        raise InvalidRequestError("this node is the originator; it needs no consent")
+    if state.roster.member(third_party) is None:
+        raise InvalidRequestError(f"{third_party} is not in the roster")
+    request = ConsentRequest(
+        request_id=secrets.token_hex(16),
+        item_id=item_id,
+        item_version=item_version,
+        origin_digest=origin.digest,
+        requester=state.me,
+        third_party=third_party,
+        purpose=purpose,
+        requested_at=now,
+    )
+    signed = sign(PayloadType.CONSENT_REQUEST, request, [state.signing_key])
+    session.add(_request_row(request, signed, Direction.OUTGOING, now))
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.CONSENT_REQUEST_SENT,
+        actor=state.me,
+        peer=attestation.originator,
+        item_id=item_id,
+        item_version=item_version,
+        detail={"request_id": request.request_id, "third_party": third_party, "purpose": purpose},
+    )
+    queue_control(session, recipient=attestation.originator, rpc=ControlRpc.REQUEST_CONSENT, statement=signed, now=now)
+    return signed, attestation.originator
+
+
+def receive_consent_request(session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime) -> Ack:
+    """The originator's node records a request and, if configured, decides it at once.
+
+    An automatic decision is queued for the requester in the same transaction.
+    """
+    event = AuditEvent.CONSENT_REQUEST_RECEIVED
+    try:
+        claimed = parse_unverified(signed, PayloadType.CONSENT_REQUEST, ConsentRequest)
+        requester = state.roster.member(claimed.requester)
+        if requester is None or requester.member_id != peer:
+            return refuse_remote(
+                session,
+                state,
+                event,
+                peer,
+                Reason.SENDER_IDENTITY_MISMATCH,
+                f"request claims {claimed.requester} but came from {peer}",
+                now,
+            )
+        verify(signed, PayloadType.CONSENT_REQUEST, [requester.signing_key])
+    except MalformedError as exc:
+        return refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED, str(exc), now)
+    except RemoteProtocolError as exc:
+        return refuse_remote(session, state, event, peer, Reason.SENDER_SIGNATURE_INVALID, str(exc), now)
+    original = session.get(OriginalItem, (claimed.item_id, claimed.item_version))
+    if original is None or original.origin_digest != claimed.origin_digest:
+        detail = f"{state.me} originated no item {claimed.item_id} v{claimed.item_version}"
+        return refuse_remote(session, state, event, peer, AckReason.UNKNOWN_ITEM, detail, now)
+    if session.get(ConsentRequestRow, claimed.request_id) is not None:
+        return Ack.done(AckReason.DUPLICATE, "request already recorded")
+    session.add(_request_row(claimed, signed, Direction.INCOMING, now))
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=claimed.item_id,
+        item_version=claimed.item_version,
+        allowed=True,
+        reason=AckReason.RECORDED.value,
+        detail={"request_id": claimed.request_id, "third_party": claimed.third_party, "purpose": claimed.purpose},
+    )
+    automatic = state.consent.decide(claimed.third_party, Band(original.band))
+    if automatic == "manual":
+        return Ack.done(AckReason.PENDING, "awaiting the originator's officer")
+    granted = isinstance(automatic, AutoGrant)
+    decide_consent(
+        session,
+        state,
+        request_id=claimed.request_id,
+        grant=granted,
+        reason="" if granted else "refused by the originator's standing rules",
+        transferable=automatic.transferable if isinstance(automatic, AutoGrant) else False,
+        valid_for=automatic.validity if isinstance(automatic, AutoGrant) else timedelta(0),
+        conditions=(),
+        now=now,
+        by="rule",
+    )
+    return Ack.done(AckReason.DECIDED, "granted" if granted else "denied")
+
+
+def decide_consent(
+    session: Session,
+    state: NodeState,
+    *,
+    request_id: str,
+    grant: bool,
+    reason: str,
+    transferable: bool,
+    valid_for: timedelta,
+    conditions: Sequence[str],
+    now: datetime,
+    by: str,
+) -> Signed:
+    """The originator grants or denies a pending request (SPEC §9.4.1); the decision is queued for the requester."""
+    row = session.get(ConsentRequestRow, request_id)
+    if row is None or row.direction is not Direction.INCOMING:
+        raise NotFoundError(f"no incoming consent request {request_id}")
+    decided = ConsentRequestEvent.GRANTED if grant else ConsentRequestEvent.DENIED
+    if not CONSENT_REQUEST.allows(row.state, decided):  # before anything is signed
+        raise FailedPreconditionError(f"request {request_id} was already {row.state.value}")
+    original = session.get(OriginalItem, (row.item_id, row.item_version))
+    assert original is not None  # receive_consent_request checked it
+    decision: Signed
+    if grant:
+        if valid_for <= timedelta(0):
+            raise InvalidRequestError("a grant needs a positive validity")
+        statement = ConsentGrant(
+            grant_id=secrets.token_hex(16),
+            request_id=request_id,
+            item_id=row.item_id,
+            item_version=row.item_version,
+            origin_digest=original.origin_digest,
+            grantor=state.me,
+            holder=row.requester,
+            grantee=row.third_party,
+            expires_at=now + valid_for,
+            transferable=transferable,
+            conditions=tuple(conditions),
+            issued_at=now,
+        )
+        decision = sign(PayloadType.CONSENT_GRANT, statement, [state.signing_key])
+        session.add(_grant_row(statement, decision))
+    else:
+        denial = ConsentDenial(
+            request_id=request_id,
+            item_id=row.item_id,
+            item_version=row.item_version,
+            origin_digest=original.origin_digest,
+            denier=state.me,
+            reason=reason or "denied",
+            issued_at=now,
+        )
+        decision = sign(PayloadType.CONSENT_DENIAL, denial, [state.signing_key])
+    row.state = CONSENT_REQUEST.next(row.state, decided)
+    row.decision = decision.model_dump_json().encode()
+    row.reason = reason or None
+    row.decided_at = now
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.CONSENT_DECISION_SENT,
+        actor=state.me,
+        peer=row.requester,
+        item_id=row.item_id,
+        item_version=row.item_version,
+        allowed=grant,
+        reason=(AuditReason.CONSENT_GRANTED if grant else AuditReason.CONSENT_DENIED).value,
+        detail={
+            "request_id": request_id,
+            "grantee": row.third_party,
+            "by": by,
+            "transferable": transferable,
+            "decision_digest": decision.digest,
+        },
+    )
+    queue_control(session, recipient=row.requester, rpc=ControlRpc.SEND_CONSENT_DECISION, statement=decision, now=now)
+    return decision
+
+
+def receive_consent_decision(session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime) -> Ack:
+    """The requester records the originator's signed grant or denial."""
+    event = AuditEvent.CONSENT_DECISION_RECEIVED
+    grant: ConsentGrant | None = None
+    denial: ConsentDenial | None = None
+    try:
+        if signed.payload_type == PayloadType.CONSENT_GRANT.value:
+            grant = parse_unverified(signed, PayloadType.CONSENT_GRANT, ConsentGrant)
+            request_id, signer = grant.request_id, grant.grantor
+        else:
+            denial = parse_unverified(signed, PayloadType.CONSENT_DENIAL, ConsentDenial)
+            request_id, signer = denial.request_id, denial.denier
+        member = state.roster.member(signer)
+        if member is None or signer != peer:
+            return refuse_remote(
+                session,
+                state,
+                event,
+                peer,
+                Reason.SENDER_IDENTITY_MISMATCH,
+                f"decision signed by {signer} came from {peer}",
+                now,
+            )
+        verify(signed, PayloadType(signed.payload_type), [member.signing_key])
+    except (RemoteProtocolError, ValueError) as exc:
+        return refuse_remote(session, state, event, peer, Reason.CONSENT_INVALID, str(exc), now)
+    row = session.get(ConsentRequestRow, request_id) if request_id else None
+    if row is None or row.direction is not Direction.OUTGOING:
+        detail = f"no outgoing request {request_id}"
+        return refuse_remote(session, state, event, peer, Reason.CONSENT_INVALID, detail, now)
+    decided = ConsentRequestEvent.GRANTED if grant is not None else ConsentRequestEvent.DENIED
+    if not CONSENT_REQUEST.allows(row.state, decided):
+        return Ack.done(AckReason.DUPLICATE, f"request already {row.state.value}")
+    if grant is not None:
+        if (grant.holder, grant.grantee, grant.item_id, grant.item_version) != (
+            state.me,
+            row.third_party,
+            row.item_id,
+            row.item_version,
+        ):
+            detail = "grant does not match the request"
+            return refuse_remote(session, state, event, peer, Reason.CONSENT_WRONG_GRANTEE, detail, now)
+        session.add(_grant_row(grant, signed))
+    row.state = CONSENT_REQUEST.next(row.state, decided)
+    row.decision = signed.model_dump_json().encode()
+    row.reason = None if denial is None else denial.reason
+    row.decided_at = now
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=row.item_id,
+        item_version=row.item_version,
+        allowed=grant is not None,
+        reason=(AuditReason.CONSENT_GRANTED if grant is not None else AuditReason.CONSENT_DENIED).value,
+        detail={"request_id": request_id, "grantee": row.third_party, "decision_digest": signed.digest},
+    )
+    return Ack.done(AckReason.RECORDED, row.state.value)

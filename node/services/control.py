@@ -1,0 +1,117 @@
+"""Durable control messages: consent messages and notices, retried until acknowledged (SPEC §11.9).
+
+A control message is committed with the change it announces (``queue_control``); the
+runtime's control pump reads the due ones (``due_control``), sends each by its
+Exchange call and records the outcome (``control_acknowledged``, ``control_failed``).
+Every state change goes through ``node.lifecycle.CONTROL_MESSAGE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from node.codec import signed_to_pb
+from node.lifecycle import CONTROL_MESSAGE, ControlEvent, ControlRpc, ControlState
+from node.services.state import NodeState
+from node.store import ControlMessage
+from protocol.statements import Signed
+
+__all__ = [
+    "CONTROL_QUEUED",
+    "DueControl",
+    "control_acknowledged",
+    "control_failed",
+    "due_control",
+    "queue_control",
+]
+
+#: Set in ``session.info`` when a job queued a control message: the pump is woken on commit.
+CONTROL_QUEUED = "intelshare.control_queued"
+
+
+def queue_control(session: Session, *, recipient: str, rpc: ControlRpc, statement: Signed, now: datetime) -> str:
+    """Commit a control message with the change it announces; the pump delivers it (SPEC §11.9)."""
+    message_id = f"{statement.digest}:{recipient}"
+    existing = session.get(ControlMessage, message_id)
+    if existing is not None:
+        # Asked to send it again (e.g. a recall must follow an envelope that landed after
+        # the first one): re-arm it. Receivers treat a repeat as a duplicate.
+        existing.state = CONTROL_MESSAGE.next(existing.state, ControlEvent.REARMED)
+        existing.next_attempt_at, existing.updated_at = now, now
+    else:
+        session.add(
+            ControlMessage(
+                message_id=message_id,
+                recipient=recipient,
+                rpc=rpc,
+                statement=statement.model_dump_json().encode(),
+                state=ControlState.PENDING,
+                attempts=0,
+                next_attempt_at=now,
+                last_error=None,
+                ack=None,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    session.info[CONTROL_QUEUED] = True
+    return message_id
+
+
+@dataclass(frozen=True)
+class DueControl:
+    """A pending control message whose next attempt is due, in its wire form."""
+
+    message_id: str
+    recipient: str
+    rpc: ControlRpc
+    #: The ``exchange_pb2.Signed`` encoding, rebuilt once from the stored statement.
+    wire: bytes
+    attempts: int
+
+
+def due_control(
+    session: Session, state: NodeState, *, limit: int, exclude: frozenset[str], now: datetime
+) -> list[DueControl]:
+    """Up to ``limit`` pending messages due by ``now``, oldest first, not in ``exclude``."""
+    rows = session.execute(
+        select(
+            ControlMessage.message_id,
+            ControlMessage.recipient,
+            ControlMessage.rpc,
+            ControlMessage.statement,
+            ControlMessage.attempts,
+        )
+        .where(ControlMessage.state == ControlState.PENDING, ControlMessage.next_attempt_at <= now)
+        .order_by(ControlMessage.next_attempt_at)
+        .limit(limit + len(exclude))
+    ).all()
+    out = []
+    for message_id, recipient, rpc, statement, attempts in rows:
+        if message_id not in exclude:
+            wire = signed_to_pb(Signed.model_validate_json(statement)).SerializeToString()
+            out.append(DueControl(message_id, recipient, rpc, wire, attempts))
+    return out[:limit]
+
+
+def control_acknowledged(session: Session, state: NodeState, *, message_id: str, ack: str, now: datetime) -> None:
+    """The peer acknowledged the message; a stale answer (already acknowledged) changes nothing."""
+    row = session.get(ControlMessage, message_id)
+    if row is not None and CONTROL_MESSAGE.allows(row.state, ControlEvent.ACKNOWLEDGED):
+        row.state = CONTROL_MESSAGE.next(row.state, ControlEvent.ACKNOWLEDGED)
+        row.ack, row.attempts, row.updated_at = ack[:500], row.attempts + 1, now
+
+
+def control_failed(
+    session: Session, state: NodeState, *, message_id: str, error: str, retry_at: datetime, now: datetime
+) -> None:
+    """An attempt failed in transport: try again at ``retry_at``."""
+    row = session.get(ControlMessage, message_id)
+    if row is not None and CONTROL_MESSAGE.allows(row.state, ControlEvent.ATTEMPT_FAILED):
+        row.state = CONTROL_MESSAGE.next(row.state, ControlEvent.ATTEMPT_FAILED)
+        row.attempts += 1
+        row.last_error, row.next_attempt_at, row.updated_at = error[:500], retry_at, now

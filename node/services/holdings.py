@@ -1,0 +1,150 @@
+"""What a node holds, and the desk's reads of it (SPEC §11.8).
+
+``held`` opens a held item (an original or a received copy) for the services that pass
+it on or ask consent for it. ``read_item`` is an officer's read, audited. The listings
+answer the desk's queries; they return rows with every attribute loaded, which the
+caller reads after the session has closed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from node import audit
+from node.audit import AuditEvent
+from node.codec import chain_from_bytes
+from node.errors import FailedPreconditionError, NotFoundError
+from node.lifecycle import ConsentRequestState, InboxStatus, OutboxState
+from node.services.state import NodeState, at_rest_binding
+from node.store import AuditEntryRow, AuditHead, ConsentRequestRow, InboxItem, OriginalItem, OutboxEntry
+from protocol.envelope import OriginAttestation
+from protocol.item import RawData, ReportTemplate, item_from_bytes
+from protocol.label import Label
+from protocol.statements import Signed
+
+__all__ = [
+    "Held",
+    "ItemRead",
+    "NodeStatus",
+    "audit_page",
+    "consent_requests",
+    "held",
+    "inbox",
+    "node_status",
+    "outbox",
+    "read_item",
+]
+
+
+@dataclass(frozen=True)
+class Held:
+    """A held item version: its origin attestation, exact plaintext and consent chain."""
+
+    origin: Signed
+    plaintext: bytes
+    chain: tuple[Signed, ...]
+
+
+def held(session: Session, state: NodeState, item_id: str, version: int) -> Held:
+    """An item this node originated or received, opened from its sealed copy."""
+    original = session.get(OriginalItem, (item_id, version))
+    if original is not None:
+        origin = Signed.model_validate_json(original.origin_statement)
+        plaintext = state.at_rest.open(original.sealed_content, at_rest_binding(item_id, version, "original"))
+        return Held(origin, plaintext, ())
+    row = session.scalars(
+        select(InboxItem)
+        .where(InboxItem.item_id == item_id, InboxItem.item_version == version)
+        .order_by(InboxItem.received_at)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"this node holds no item {item_id} v{version}")
+    plaintext = state.at_rest.open(row.sealed_content, at_rest_binding(item_id, version, row.envelope_id))
+    return Held(Signed.model_validate_json(row.origin_statement), plaintext, chain_from_bytes(row.consent_chain))
+
+
+@dataclass(frozen=True)
+class ItemRead:
+    """What an officer's read returns: the row, the signed label, the content, the chain."""
+
+    row: InboxItem | OriginalItem
+    label: Label
+    item: ReportTemplate | RawData
+    chain: tuple[Signed, ...]
+
+
+def read_item(
+    session: Session, state: NodeState, *, item_id: str, item_version: int, officer: str, now: datetime
+) -> ItemRead:
+    """An officer reads a held item; the read itself is audited (SPEC §11.4)."""
+    copy = held(session, state, item_id, item_version)
+    attestation = OriginAttestation.from_bytes(copy.origin.payload)
+    row: InboxItem | OriginalItem | None = session.get(OriginalItem, (item_id, item_version))
+    if row is None:
+        row = session.scalars(
+            select(InboxItem).where(InboxItem.item_id == item_id, InboxItem.item_version == item_version)
+        ).first()
+    assert row is not None  # held() found it
+    if isinstance(row, InboxItem) and row.status is InboxStatus.RECALLED:
+        raise FailedPreconditionError(f"item {item_id} v{item_version} was recalled by {attestation.originator}")
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.OFFICER_READ,
+        actor=officer,
+        item_id=item_id,
+        item_version=item_version,
+        detail={"origin_digest": copy.origin.digest},
+    )
+    return ItemRead(row, attestation.label, item_from_bytes(copy.plaintext), copy.chain)
+
+
+def inbox(session: Session, state: NodeState, *, limit: int) -> list[InboxItem]:
+    """Received copies, newest first."""
+    return list(session.scalars(select(InboxItem).order_by(InboxItem.received_at.desc()).limit(limit)))
+
+
+def consent_requests(
+    session: Session, state: NodeState, *, state_filter: ConsentRequestState | None
+) -> list[ConsentRequestRow]:
+    """Consent requests, incoming and outgoing, oldest first."""
+    query = select(ConsentRequestRow).order_by(ConsentRequestRow.created_at)
+    if state_filter is not None:
+        query = query.where(ConsentRequestRow.state == state_filter)
+    return list(session.scalars(query))
+
+
+def outbox(session: Session, state: NodeState, *, state_filter: OutboxState | None) -> list[OutboxEntry]:
+    """Outbox entries, oldest first."""
+    query = select(OutboxEntry).order_by(OutboxEntry.created_at)
+    if state_filter is not None:
+        query = query.where(OutboxEntry.state == state_filter)
+    return list(session.scalars(query))
+
+
+def audit_page(
+    session: Session, state: NodeState, *, after_seq: int, limit: int, event: AuditEvent | None
+) -> list[AuditEntryRow]:
+    """A keyset page of the audit log (``node.audit.list_entries``)."""
+    return audit.list_entries(session, after_seq=after_seq, limit=limit, event=event)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """The desk's status line."""
+
+    audit_head: int
+    outbox_pending: int
+
+
+def node_status(session: Session, state: NodeState) -> NodeStatus:
+    """The newest audit entry and how many envelopes wait for a receipt."""
+    pending = session.scalar(
+        select(func.count()).select_from(OutboxEntry).where(OutboxEntry.state == OutboxState.PENDING)
+    )
+    head = session.scalar(select(func.coalesce(AuditHead.seq, 0)).where(AuditHead.id == 1))
+    return NodeStatus(int(head or 0), int(pending or 0))

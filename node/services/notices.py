@@ -1,0 +1,334 @@
+"""Recall and correction notices, and consent revocations, at the originator and at holders (SPEC §10, §9.4.3).
+
+The originator signs a notice and queues it for every member it passed the item to;
+a holder verifies it against the held copy, applies it (``node.lifecycle.INBOX_ITEM``),
+and forwards the same signed bytes to every member it passed the item on to. A recall
+also withdraws envelopes of the item not yet delivered, and follows an envelope that
+was already on the wire when it was made (``follow_late_delivery``).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from node import audit
+from node.audit import AuditEvent
+from node.errors import NotFoundError
+from node.lifecycle import (
+    INBOX_ITEM,
+    ORIGINAL_ITEM,
+    OUTBOX_ENTRY,
+    ControlRpc,
+    InboxEvent,
+    NoticeKind,
+    OriginalEvent,
+    OutboxEvent,
+    OutboxState,
+)
+from node.services.control import queue_control
+from node.services.state import NodeState
+from node.store import ConsentGrantRow, InboxItem, NoticeRow, OriginalItem, OutboxEntry
+from protocol.ack import Ack, AckReason
+from protocol.consent import ConsentGrant, ConsentRevocation
+from protocol.envelope import OriginAttestation
+from protocol.errors import RemoteProtocolError
+from protocol.notices import Correction, Recall, verify_correction, verify_recall
+from protocol.policy import Reason
+from protocol.statements import PayloadType, Signed, parse_unverified, sign, verify
+
+__all__ = [
+    "delivered_to",
+    "follow_late_delivery",
+    "queue_correction",
+    "recall",
+    "receive_notice",
+    "refuse_remote",
+]
+
+
+def refuse_remote(
+    session: Session,
+    state: NodeState,
+    event: AuditEvent,
+    peer: str,
+    reason: Reason | AckReason,
+    detail: str,
+    now: datetime,
+) -> Ack:
+    """Audit a refused control message from ``peer`` and answer it."""
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        allowed=False,
+        reason=reason.value,
+        detail={"detail": detail},
+    )
+    return Ack.refused(reason, detail)
+
+
+def delivered_to(session: Session, item_id: str, item_version: int) -> list[str]:
+    """Every member this node sent the item version to, or is still sending it to."""
+    return sorted(
+        set(
+            session.scalars(
+                select(OutboxEntry.recipient).where(
+                    OutboxEntry.item_id == item_id,
+                    OutboxEntry.item_version == item_version,
+                    OutboxEntry.state.in_((OutboxState.DELIVERED, OutboxState.PENDING)),
+                )
+            )
+        )
+    )
+
+
+def _withdraw_pending(session: Session, item_id: str, item_version: int, now: datetime) -> None:
+    """Envelopes of a recalled item not yet delivered are not sent (SPEC §10.1)."""
+    for entry in session.scalars(
+        select(OutboxEntry).where(
+            OutboxEntry.item_id == item_id,
+            OutboxEntry.item_version == item_version,
+            OutboxEntry.state == OutboxState.PENDING,
+        )
+    ):
+        entry.state = OUTBOX_ENTRY.next(entry.state, OutboxEvent.RECALLED)
+        entry.reason, entry.updated_at = Reason.RECALLED.value, now
+
+
+def _recall_notice(session: Session, item_id: str, item_version: int) -> Signed | None:
+    """The originator's signed recall of an item version, as issued or received here."""
+    row = session.scalars(
+        select(NoticeRow).where(
+            NoticeRow.kind == NoticeKind.RECALL, NoticeRow.item_id == item_id, NoticeRow.item_version == item_version
+        )
+    ).first()
+    return None if row is None else Signed.model_validate_json(row.statement)
+
+
+def follow_late_delivery(
+    session: Session, *, recipient: str, item_id: str, item_version: int, now: datetime
+) -> Signed | None:
+    """An envelope withdrawn by a recall arrived anyway: send the recipient the recall too (SPEC §10.1)."""
+    notice = _recall_notice(session, item_id, item_version)
+    if notice is not None:
+        queue_control(session, recipient=recipient, rpc=ControlRpc.NOTIFY, statement=notice, now=now)
+    return notice
+
+
+# --- at the originator ------------------------------------------------------------------
+
+
+def recall(
+    session: Session, state: NodeState, *, item_id: str, item_version: int, reason: str, now: datetime
+) -> tuple[Signed, list[str]]:
+    """The originator recalls an item version (SPEC §10.1); returns the notice and who to tell."""
+    original = session.get(OriginalItem, (item_id, item_version))
+    if original is None:
+        raise NotFoundError(f"{state.me} originated no item {item_id} v{item_version}")
+    notice = sign(
+        PayloadType.RECALL,
+        Recall(
+            recall_id=secrets.token_hex(16),
+            item_id=item_id,
+            item_version=item_version,
+            origin_digest=original.origin_digest,
+            originator=state.me,
+            reason=reason,
+            issued_at=now,
+        ),
+        [state.signing_key],
+    )
+    if ORIGINAL_ITEM.next(original.state, OriginalEvent.RECALLED) is not original.state:
+        original.recalled_at = now  # recalled now; recalling again keeps the first time
+    state.recalled.add((item_id, item_version))
+    recall_id = json.loads(notice.payload)["recall_id"]
+    # Kept, so an envelope that lands after the recall can be followed by it.
+    session.add(
+        NoticeRow(
+            notice_id=recall_id,
+            kind=NoticeKind.RECALL,
+            item_id=item_id,
+            item_version=item_version,
+            issuer=state.me,
+            statement=notice.model_dump_json().encode(),
+            received_at=now,
+        )
+    )
+    _withdraw_pending(session, item_id, item_version, now)
+    recipients = delivered_to(session, item_id, item_version)
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.RECALL_SENT,
+        actor=state.me,
+        item_id=item_id,
+        item_version=item_version,
+        detail={"reason": reason, "notified": recipients, "notice_digest": notice.digest},
+    )
+    for recipient in recipients:
+        queue_control(session, recipient=recipient, rpc=ControlRpc.NOTIFY, statement=notice, now=now)
+    return notice, recipients
+
+
+def queue_correction(
+    session: Session, state: NodeState, *, previous: OriginalItem, origin: Signed, now: datetime
+) -> None:
+    """Queue a signed correction for every holder of the previous version (SPEC §10.2)."""
+    new = OriginAttestation.from_bytes(origin.payload)
+    notice = sign(
+        PayloadType.CORRECTION,
+        Correction(
+            correction_id=secrets.token_hex(16),
+            item_id=previous.item_id,
+            corrected_version=previous.item_version,
+            corrected_digest=previous.origin_digest,
+            new_version=new.item_version,
+            new_origin_digest=origin.digest,
+            originator=state.me,
+            reason="corrected by the originator",
+            issued_at=now,
+        ),
+        [state.signing_key],
+    )
+    holders = delivered_to(session, previous.item_id, previous.item_version)
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.CORRECTION_SENT,
+        actor=state.me,
+        item_id=previous.item_id,
+        item_version=previous.item_version,
+        detail={"new_version": new.item_version, "notified": holders, "notice_digest": notice.digest},
+    )
+    for holder in holders:
+        queue_control(session, recipient=holder, rpc=ControlRpc.NOTIFY, statement=notice, now=now)
+
+
+# --- at a holder --------------------------------------------------------------------------
+
+
+def receive_notice(session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime) -> Ack:
+    """A holder applies a recall, correction or consent revocation; returns the ack."""
+    if signed.payload_type == PayloadType.CONSENT_REVOCATION.value:
+        return _receive_revocation(session, state, signed=signed, peer=peer, now=now)
+    return _apply_notice(session, state, signed=signed, peer=peer, now=now)
+
+
+def _apply_notice(session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime) -> Ack:
+    """Apply a recall (SPEC §10.1) or correction (SPEC §10.2) to the held copies.
+
+    The notice must be signed by the held item's originator and bound to its id,
+    version and origin digest. The same signed bytes are queued for every member this
+    node passed the item to.
+    """
+    is_correction = signed.payload_type == PayloadType.CORRECTION.value
+    event = AuditEvent.CORRECTION_RECEIVED if is_correction else AuditEvent.RECALL_RECEIVED
+    claimed: Recall | Correction
+    try:
+        if is_correction:
+            claimed = parse_unverified(signed, PayloadType.CORRECTION, Correction)
+            notice_id, version = claimed.correction_id, claimed.corrected_version
+        else:
+            claimed = parse_unverified(signed, PayloadType.RECALL, Recall)
+            notice_id, version = claimed.recall_id, claimed.item_version
+    except RemoteProtocolError as exc:
+        return refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED, str(exc), now)
+    held = session.scalars(
+        select(InboxItem).where(InboxItem.item_id == claimed.item_id, InboxItem.item_version == version)
+    ).all()
+    if not held:
+        return refuse_remote(session, state, event, peer, AckReason.UNKNOWN_ITEM, "no such item held", now)
+    verify_notice = verify_correction if is_correction else verify_recall
+    try:
+        verify_notice(
+            signed,
+            roster=state.roster,
+            item_id=claimed.item_id,
+            item_version=version,
+            origin_digest=held[0].origin_digest,
+            originator=held[0].originator,
+        )
+    except RemoteProtocolError as exc:
+        return refuse_remote(session, state, event, peer, Reason.ORIGIN_SIGNATURE_INVALID, str(exc), now)
+    if session.get(NoticeRow, notice_id) is not None:
+        return Ack.done(AckReason.DUPLICATE, "notice already applied")
+    applied = InboxEvent.CORRECTED if is_correction else InboxEvent.RECALLED
+    for row in held:
+        row.status = INBOX_ITEM.next(row.status, applied)  # a recall is final (the table says so)
+    session.add(
+        NoticeRow(
+            notice_id=notice_id,
+            kind=NoticeKind.CORRECTION if is_correction else NoticeKind.RECALL,
+            item_id=claimed.item_id,
+            item_version=version,
+            issuer=claimed.originator,
+            statement=signed.model_dump_json().encode(),
+            received_at=now,
+        )
+    )
+    if not is_correction:
+        state.recalled.add((claimed.item_id, version))
+        _withdraw_pending(session, claimed.item_id, version, now)
+    forward = [r for r in delivered_to(session, claimed.item_id, version) if r != peer]
+    for downstream in forward:  # the same signed bytes travel on unchanged (SPEC §10.1)
+        queue_control(session, recipient=downstream, rpc=ControlRpc.NOTIFY, statement=signed, now=now)
+    detail: dict[str, audit.DetailValue] = {
+        "originator": claimed.originator,
+        "forwarded_to": forward,
+        "notice_digest": signed.digest,
+    }
+    if isinstance(claimed, Correction):
+        detail |= {"new_version": claimed.new_version, "new_origin_digest": claimed.new_origin_digest}
+    reason = AckReason.SUPERSEDED if is_correction else AckReason.RECALLED
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=claimed.item_id,
+        item_version=version,
+        allowed=True,
+        reason=reason.value,
+        detail=detail,
+    )
+    status = "superseded" if is_correction else "recalled"
+    return Ack.done(reason, f"{len(held)} copies of v{version} {status}")
+
+
+def _receive_revocation(session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime) -> Ack:
+    """A grant's grantor revokes it (SPEC §9.4.3): the grant stops carrying consent here."""
+    event = AuditEvent.CONSENT_REVOKED
+    try:
+        claimed = parse_unverified(signed, PayloadType.CONSENT_REVOCATION, ConsentRevocation)
+        grant_row = session.get(ConsentGrantRow, claimed.grant_id)
+        grant = None if grant_row is None else Signed.model_validate_json(grant_row.statement)
+        grantor = None if grant is None else parse_unverified(grant, PayloadType.CONSENT_GRANT, ConsentGrant).grantor
+        member = state.roster.member(claimed.revoker)
+        if member is None or grantor != claimed.revoker or state.roster.is_revoked(member.signing_key.keyid):
+            raise RemoteProtocolError("revocation is not by the grant's grantor")
+        verify(signed, PayloadType.CONSENT_REVOCATION, [member.signing_key])
+    except RemoteProtocolError as exc:
+        return refuse_remote(session, state, event, peer, Reason.CONSENT_INVALID, str(exc), now)
+    assert grant_row is not None
+    grant_row.revoked_at = grant_row.revoked_at or now
+    state.revoked_grants.add(claimed.grant_id)
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=claimed.item_id,
+        allowed=True,
+        reason=Reason.CONSENT_REVOKED.value,
+        detail={"grant_id": claimed.grant_id},
+    )
+    return Ack.done(AckReason.REVOKED, claimed.grant_id)

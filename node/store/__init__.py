@@ -1,0 +1,59 @@
+"""Node persistence: typed ORM models, engines and sessions, schema upgrade, hot-path writes.
+
+Only the schema and the plumbing to reach it: what the node does with the rows lives in
+``node.services``, the audit log's encoding and chain in ``node.audit``. The schema is
+created and changed only by the Alembic migrations in ``node/migrations``; call
+``upgrade`` rather than ``Base.metadata.create_all``.
+"""
+
+from node.store.engine import (
+    MIGRATIONS_DIR,
+    SQLITE_BUSY_TIMEOUT_MS,
+    SQLITE_PAGE_SIZE,
+    make_engine,
+    make_sessionmaker,
+    normalise_url,
+    upgrade,
+)
+from node.store.hotwrite import HotWrite
+from node.store.models import (
+    AuditEntryRow,
+    AuditHead,
+    Base,
+    ConsentGrantRow,
+    ConsentRequestRow,
+    ControlMessage,
+    Delivery,
+    InboxItem,
+    NoticeRow,
+    OriginalItem,
+    OutboxEntry,
+    OutboxEnvelope,
+)
+from node.store.types import EnumText, UTCDateTime, driver_time
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "SQLITE_PAGE_SIZE",
+    "AuditEntryRow",
+    "AuditHead",
+    "Base",
+    "ConsentGrantRow",
+    "ConsentRequestRow",
+    "ControlMessage",
+    "Delivery",
+    "EnumText",
+    "HotWrite",
+    "InboxItem",
+    "NoticeRow",
+    "OriginalItem",
+    "OutboxEntry",
+    "OutboxEnvelope",
+    "UTCDateTime",
+    "driver_time",
+    "make_engine",
+    "make_sessionmaker",
+    "normalise_url",
+    "upgrade",
+]

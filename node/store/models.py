@@ -1,0 +1,302 @@
+"""The node's tables: SQLAlchemy 2.0 typed ORM models.
+
+The schema is created and changed only by the Alembic migrations in ``node/migrations``
+(``node.store.upgrade``). State columns are typed with the lifecycle enums of
+``node.lifecycle``; their stored values are the strings the migrations constrain.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from node.lifecycle import (
+    ConsentRequestState,
+    ControlRpc,
+    ControlState,
+    Direction,
+    InboxStatus,
+    NoticeKind,
+    OriginalState,
+    OutboxKind,
+    OutboxState,
+)
+from node.store.types import EnumText, UTCDateTime
+
+__all__ = [
+    "AuditEntryRow",
+    "AuditHead",
+    "Base",
+    "ConsentGrantRow",
+    "ConsentRequestRow",
+    "ControlMessage",
+    "Delivery",
+    "InboxItem",
+    "NoticeRow",
+    "OriginalItem",
+    "OutboxEntry",
+    "OutboxEnvelope",
+]
+
+# Deterministic constraint names: SQLite ALTERs go through Alembic batch mode, which needs
+# named constraints, and both dialects then carry identical names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """The single declarative base for every node table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _one_of(column: str, values: type[StrEnum]) -> CheckConstraint:
+    """The CHECK constraint the migrations put on an enum-typed column."""
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=column)
+
+
+class OriginalItem(Base):
+    """An item this node originated (one row per version)."""
+
+    __tablename__ = "original_items"
+
+    item_id: Mapped[str] = mapped_column(String, primary_key=True)
+    item_version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin_statement: Mapped[bytes] = mapped_column(LargeBinary)
+    origin_digest: Mapped[str] = mapped_column(String(64))
+    # Plaintext sealed with the node-local key by the caller; never stored in the clear.
+    sealed_content: Mapped[bytes] = mapped_column(LargeBinary)
+    band: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def state(self) -> OriginalState:
+        """Its lifecycle state (``node.lifecycle.ORIGINAL_ITEM``), kept as ``recalled_at``."""
+        return OriginalState.ACTIVE if self.recalled_at is None else OriginalState.RECALLED
+
+
+class InboxItem(Base):
+    """An item received from a peer, held under the label it arrived with."""
+
+    __tablename__ = "inbox_items"
+    __table_args__ = (
+        _one_of("status", InboxStatus),
+        Index("ix_inbox_items_item", "item_id", "item_version"),
+    )
+
+    envelope_id: Mapped[str] = mapped_column(String, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String)
+    item_version: Mapped[int] = mapped_column(Integer)
+    originator: Mapped[str] = mapped_column(String)
+    sender: Mapped[str] = mapped_column(String)
+    origin_digest: Mapped[str] = mapped_column(String(64))
+    band: Mapped[int] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String)
+    topics: Mapped[str] = mapped_column(Text)  # JSON list of topic strings
+    label_json: Mapped[str] = mapped_column(Text)  # label metadata only, never content
+    origin_statement: Mapped[bytes] = mapped_column(LargeBinary)
+    consent_chain: Mapped[bytes] = mapped_column(LargeBinary)  # serialised grants; may be empty
+    sealed_content: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[InboxStatus] = mapped_column(EnumText(InboxStatus))
+
+
+class Delivery(Base):
+    """Outcome of every ingress attempt: makes re-delivery idempotent and replay visible."""
+
+    __tablename__ = "deliveries"
+    # A sender's nonce may be used once; a replayed envelope hits this constraint.
+    __table_args__ = (UniqueConstraint("sender", "nonce"),)
+
+    envelope_id: Mapped[str] = mapped_column(String, primary_key=True)
+    envelope_digest: Mapped[str] = mapped_column(String(64))
+    sender: Mapped[str] = mapped_column(String)
+    nonce: Mapped[str] = mapped_column(String)
+    accepted: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String)
+    receipt: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxEntry(Base):
+    """An envelope (already sealed to its recipient) waiting to be delivered or settled."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        _one_of("kind", OutboxKind),
+        _one_of("state", OutboxState),
+        # The delivery loop scans "pending and due" in next_attempt_at order.
+        Index("ix_outbox_state_due", "state", "next_attempt_at"),
+    )
+
+    envelope_id: Mapped[str] = mapped_column(String, primary_key=True)
+    recipient: Mapped[str] = mapped_column(String)
+    item_id: Mapped[str] = mapped_column(String)
+    item_version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[OutboxKind] = mapped_column(EnumText(OutboxKind))
+    state: Mapped[OutboxState] = mapped_column(EnumText(OutboxState))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(String)
+    receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxEnvelope(Base):
+    """The sealed bytes of an outbox entry, written once and sent as they are on every retry.
+
+    Kept apart from ``OutboxEntry`` so that settling an entry (a small UPDATE) does not
+    rewrite the envelope: SQLite rewrites a whole row, overflow pages included.
+    """
+
+    __tablename__ = "outbox_envelopes"
+
+    envelope_id: Mapped[str] = mapped_column(String, primary_key=True)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ControlMessage(Base):
+    """A signed control message (consent request or decision, notice) waiting for its ack.
+
+    Committed with the change it announces; re-sent until the peer acknowledges it.
+    Receivers treat a repeat as a duplicate, so a re-send is harmless.
+    """
+
+    __tablename__ = "control_outbox"
+    __table_args__ = (
+        _one_of("rpc", ControlRpc),
+        _one_of("state", ControlState),
+        Index("ix_control_outbox_state_due", "state", "next_attempt_at"),
+    )
+
+    #: The statement digest and the recipient: one message per statement per peer.
+    message_id: Mapped[str] = mapped_column(String, primary_key=True)
+    recipient: Mapped[str] = mapped_column(String)
+    rpc: Mapped[ControlRpc] = mapped_column(EnumText(ControlRpc, 32))
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[ControlState] = mapped_column(EnumText(ControlState))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    ack: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConsentRequestRow(Base):
+    """A third-party consent request, sent (outgoing) or received (incoming)."""
+
+    __tablename__ = "consent_requests"
+    __table_args__ = (
+        _one_of("direction", Direction),
+        _one_of("state", ConsentRequestState),
+    )
+
+    request_id: Mapped[str] = mapped_column(String, primary_key=True)
+    direction: Mapped[Direction] = mapped_column(EnumText(Direction))
+    item_id: Mapped[str] = mapped_column(String)
+    item_version: Mapped[int] = mapped_column(Integer)
+    requester: Mapped[str] = mapped_column(String)
+    third_party: Mapped[str] = mapped_column(String)
+    purpose: Mapped[str] = mapped_column(Text)
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[ConsentRequestState] = mapped_column(EnumText(ConsentRequestState))
+    decision: Mapped[bytes | None] = mapped_column(LargeBinary)
+    reason: Mapped[str | None] = mapped_column(String)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ConsentGrantRow(Base):
+    """A signed consent grant held by this node (issued by it or to it)."""
+
+    __tablename__ = "consent_grants"
+
+    grant_id: Mapped[str] = mapped_column(String, primary_key=True)
+    item_id: Mapped[str] = mapped_column(String)
+    item_version: Mapped[int] = mapped_column(Integer)
+    holder: Mapped[str] = mapped_column(String)
+    grantee: Mapped[str] = mapped_column(String)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    transferable: Mapped[bool] = mapped_column(Boolean)
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class NoticeRow(Base):
+    """A signed recall, correction or revocation notice received."""
+
+    __tablename__ = "notices"
+    __table_args__ = (_one_of("kind", NoticeKind),)
+
+    notice_id: Mapped[str] = mapped_column(String, primary_key=True)
+    kind: Mapped[NoticeKind] = mapped_column(EnumText(NoticeKind))
+    item_id: Mapped[str] = mapped_column(String)
+    item_version: Mapped[int] = mapped_column(Integer)
+    issuer: Mapped[str] = mapped_column(String)
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuditEntryRow(Base):
+    """One hash-linked audit entry: metadata and digests only, never content.
+
+    See ``node.audit`` for the entry encoding and hash chain.
+    """
+
+    __tablename__ = "audit_log"
+    # No index on entry_hash: a random key dirties an index page per append (migration 0004).
+    __table_args__ = (Index("ix_audit_log_event_seq", "event", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String)
+    peer: Mapped[str | None] = mapped_column(String)
+    item_id: Mapped[str | None] = mapped_column(String)
+    item_version: Mapped[int | None] = mapped_column(Integer)
+    envelope_id: Mapped[str | None] = mapped_column(String)
+    allowed: Mapped[bool | None] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String)
+    rule: Mapped[str | None] = mapped_column(String)
+    detail: Mapped[str] = mapped_column(Text)  # canonical JSON object text
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """Single row (id=1) naming the last audit entry; seeded by the initial migration.
+
+    Appenders lock this row, so concurrent writers cannot fork the chain, and verify()
+    uses it to detect truncation.
+    """
+
+    __tablename__ = "audit_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    entry_hash: Mapped[str] = mapped_column(String(64))

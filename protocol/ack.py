@@ -1,0 +1,56 @@
+"""Acknowledgements of control messages (SPEC §11.9).
+
+A node answers ``RequestConsent``, ``SendConsentDecision`` and ``Notify`` with an
+unsigned, advisory ``Ack``: accepted or not, a stable reason code and a line of detail.
+A refusal carries the policy ``Reason`` that explains it; an accepted message carries an
+``AckReason`` saying what the receiver did with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from protocol.policy import Reason
+
+__all__ = ["Ack", "AckReason"]
+
+
+class AckReason(StrEnum):
+    """What a receiver did with a control message it accepted; stable strings (SPEC §11.9)."""
+
+    #: A consent request, or the originator's decision, was stored.
+    RECORDED = "RECORDED"
+    #: A consent request waits for the originator's officer.
+    PENDING = "PENDING"
+    #: A consent request was decided at once by the originator's standing rules.
+    DECIDED = "DECIDED"
+    #: The same statement was already applied; nothing changed.
+    DUPLICATE = "DUPLICATE"
+    #: A recall was applied to the held copies.
+    RECALLED = "RECALLED"
+    #: A correction was applied: the held copies are superseded.
+    SUPERSEDED = "SUPERSEDED"
+    #: A consent revocation was applied.
+    REVOKED = "REVOKED"
+    #: The message names an item version the receiver does not hold (refused).
+    UNKNOWN_ITEM = "UNKNOWN_ITEM"
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The receiver's answer to one control message."""
+
+    accepted: bool
+    reason: AckReason | Reason
+    detail: str
+
+    @classmethod
+    def done(cls, reason: AckReason, detail: str) -> Ack:
+        """The message was accepted; ``reason`` says what was done."""
+        return cls(True, reason, detail)
+
+    @classmethod
+    def refused(cls, reason: Reason | AckReason, detail: str) -> Ack:
+        """The message was refused (and the refusal audited)."""
+        return cls(False, reason, detail)
