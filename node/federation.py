@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import secrets
 import shutil
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 
@@ -25,26 +24,12 @@ from cryptography import x509
 from pydantic import ValidationError
 
 from node import pki
-from node.config import (
-    AT_REST_KEY_LEN,
-    ConsentMode,
-    ConsentPolicy,
-    DeliverySettings,
-    TomlTable,
-    parse_consent,
-    parse_delivery,
-    parse_window,
-    write_node_config,
-    write_private_file,
-)
-from protocol.agreement import Agreement, AgreementBook, ReshareRule, TrustModel, check_markings, pair_key
-from protocol.classification import Band, NationalMarkings, parse_band
-from protocol.envelope import Suite
+from node.config import AT_REST_KEY_LEN, write_node_config, write_private_file
+from node.config.federation_file import AgreementSpec, FederationSpec, MemberSpec, NodeDefaults, load_federation_spec
+from protocol.agreement import AgreementBook, check_markings
 from protocol.errors import ConfigurationError, IntelshareError
 from protocol.keys import HpkeKeyPair, SigningKey
-from protocol.label import DEFAULT_TOPICS, Category
-from protocol.policy import TimeWindow
-from protocol.roster import Member, MemberStatus, Roster
+from protocol.roster import Member, Roster
 from protocol.statements import PayloadType, Signed, sign
 
 __all__ = [
@@ -59,12 +44,6 @@ __all__ = [
     "open_layout",
 ]
 
-# The protocol's patterns (protocol._model.MemberId, protocol.label.Topic), checked
-# here so the error names the file and field instead of surfacing from pydantic.
-_MEMBER_ID = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,16})?$")
-_TOPIC = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
-#: A label carries the originator's marking in at most this many characters (protocol.label).
-_MAX_MARKING_LEN = 64
 _CA_CN_MAX = 64
 _NODE_FILES = {
     "signing": "signing.key",
@@ -77,276 +56,6 @@ _NODE_FILES = {
 
 class OutputExistsError(ConfigurationError):
     """The output directory is not empty; init never overwrites a federation."""
-
-
-# --------------------------------------------------------------------------- the spec
-
-
-@dataclass(frozen=True)
-class MemberSpec:
-    """One member as the federation file describes it (no keys yet)."""
-
-    member_id: str
-    state: str
-    service: str
-    status: MemberStatus
-    markings: Mapping[Band, str]
-    consent: ConsentPolicy
-
-
-@dataclass(frozen=True)
-class AgreementSpec:
-    """An agreement from the file, already validated by the protocol's model."""
-
-    agreement: Agreement
-
-    @property
-    def agreement_id(self) -> str:
-        """The agreement's id (its table name in the file)."""
-        return self.agreement.agreement_id
-
-
-@dataclass(frozen=True)
-class NodeDefaults:
-    """Settings written into every node's ``node.toml``."""
-
-    suite: Suite
-    database_url: str
-    window: TimeWindow
-    delivery: DeliverySettings
-
-
-@dataclass(frozen=True)
-class FederationSpec:
-    """A validated federation file."""
-
-    path: Path
-    name: str
-    roster_version: int
-    topics: tuple[str, ...]
-    hybrid_signatures: bool
-    ca_valid_days: int
-    cert_valid_days: int
-    nodes: NodeDefaults
-    members: tuple[MemberSpec, ...]
-    agreements: tuple[AgreementSpec, ...]
-    #: Scenario roles (e.g. ``originator``) to member ids, for demos.
-    demo: Mapping[str, str]
-
-    def member_ids(self) -> tuple[str, ...]:
-        """Member ids in file order."""
-        return tuple(m.member_id for m in self.members)
-
-
-def _timestamp(table: TomlTable, key: str) -> datetime:
-    value = table.raw(key)
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            table.fail(key, "needs a UTC offset (e.g. 2022-08-05T00:00:00Z)")
-        return value
-    if not isinstance(value, date):
-        table.fail(key, f"expected a TOML date or offset date-time, got {type(value).__name__} {value!r}")
-    # A bare date means the start of that day, UTC.
-    return datetime.combine(value, time(0, 0), tzinfo=UTC)
-
-
-def _markings(table: TomlTable, member_id: str) -> dict[Band, str]:
-    out: dict[Band, str] = {}
-    for key in table.names():
-        try:
-            band = parse_band(key)
-        except ValueError:
-            table.fail(key, f"unknown band (expected one of {', '.join(Band.__members__)})")
-        text = table.string(key)
-        if len(text.strip()) > _MAX_MARKING_LEN:
-            table.fail(key, f"{member_id}'s marking is longer than {_MAX_MARKING_LEN} characters")
-        if band in out:
-            table.fail(key, f"{member_id} has two markings for {band.title}")
-        out[band] = text.strip()
-    if not out:
-        table.fail(None, f"{member_id} has no national markings")
-    try:
-        NationalMarkings(member_id, out)
-    except ConfigurationError as exc:
-        table.fail(None, str(exc))
-    return out
-
-
-def _member(members: TomlTable, member_id: str) -> MemberSpec:
-    if not _MEMBER_ID.fullmatch(member_id):
-        members.fail(member_id, "not a member id (ISO 3166 alpha-2, optionally -SUFFIX, e.g. 'TR' or 'TR-MIT')")
-    t = members.table(member_id)
-    status_text = t.string("status")
-    try:
-        status = MemberStatus(status_text)
-    except ValueError:
-        t.fail("status", f"expected one of {', '.join(s.value for s in MemberStatus)}, got {status_text!r}")
-    spec = MemberSpec(
-        member_id=member_id,
-        state=t.string("state"),
-        service=t.string("service"),
-        status=status,
-        markings=MappingProxyType(_markings(t.table("markings"), member_id)),
-        consent=parse_consent(t.table("consent", optional=True), member_id),
-    )
-    t.done()
-    return spec
-
-
-def _agreement(
-    agreements: TomlTable, agreement_id: str, members: Mapping[str, MemberSpec], topics: tuple[str, ...]
-) -> AgreementSpec:
-    t = agreements.table(agreement_id)
-    parties = t.strings("parties")
-    if len(parties) != 2 or parties[0] == parties[1]:
-        t.fail("parties", f"{agreement_id} needs exactly two different parties, got {parties}")
-    for party in parties:
-        if party not in members:
-            t.fail("parties", f"{agreement_id}: party {party} is not in [members]")
-    ceilings_table = t.table("ceilings")
-    ceilings: dict[str, Band] = {}
-    for party in ceilings_table.names():
-        if party not in parties:
-            ceilings_table.fail(party, f"{agreement_id}: {party} is not a party to this agreement")
-        text = ceilings_table.string(party)
-        try:
-            ceilings[party] = parse_band(text)
-        except ValueError:
-            ceilings_table.fail(party, f"{agreement_id}: unknown band {text!r}")
-    for party in parties:
-        if party not in ceilings:
-            ceilings_table.fail(party, f"{agreement_id}: no ceiling for items sent by {party}")
-    categories = t.strings("categories")
-    for category in categories:
-        if category not in Category.__members__.values():
-            t.fail("categories", f"{agreement_id}: unknown category {category!r} ({', '.join(Category)})")
-    agreement_topics = t.strings("topics")
-    for topic in agreement_topics:
-        if topic not in topics:
-            t.fail("topics", f"{agreement_id}: topic {topic!r} is not in the federation's vocabulary")
-    trust_text = t.string("trust_model")
-    try:
-        trust = TrustModel(trust_text)
-    except ValueError:
-        t.fail("trust_model", f"{agreement_id}: expected one of {', '.join(TrustModel)}, got {trust_text!r}")
-    reshare_text = t.string("reshare_rule", ReshareRule.ORIGINATOR_CONSENT.value)
-    try:
-        reshare = ReshareRule(reshare_text)
-    except ValueError:
-        t.fail("reshare_rule", f"{agreement_id}: expected one of {', '.join(ReshareRule)}, got {reshare_text!r}")
-    senior = t.string("senior_party", "") or None
-    fields: dict[str, object] = {
-        "agreement_id": agreement_id,
-        "version": t.integer("version", 1, minimum=1),
-        "parties": tuple(parties),
-        "title": t.string("title", "", nonempty=False),
-        "valid_from": _timestamp(t, "valid_from"),
-        "valid_until": _timestamp(t, "valid_until"),
-        "ceilings": ceilings,
-        "categories": tuple(categories),
-        "topics": tuple(agreement_topics),
-        "max_retention_days": t.integer("max_retention_days", minimum=1, maximum=36500),
-        "raw_data_allowed": t.boolean("raw_data_allowed"),
-        "trust_model": trust,
-        "senior_party": senior,
-        "reshare_rule": reshare,
-    }
-    t.done()
-    try:
-        agreement = Agreement.model_validate(fields)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or None
-        t.fail(where, f"{agreement_id}: {str(first.get('msg', exc)).removeprefix('Value error, ')}")
-    return AgreementSpec(agreement)
-
-
-def _suite(table: TomlTable) -> Suite:
-    text = table.string("suite", Suite.X25519_AES256GCM.value)
-    try:
-        return Suite(text)
-    except ValueError:
-        table.fail("suite", f"unknown suite {text!r}; expected one of: {'; '.join(s.value for s in Suite)}")
-
-
-def load_federation_spec(path: Path) -> FederationSpec:
-    """Parse and validate a federation file. Unknown keys are refused.
-
-    Marking coverage of each agreement is checked by ``init_federation`` with the
-    protocol's ``check_markings`` once the roster exists.
-    """
-    path = path.resolve()
-    doc = TomlTable.load(path)
-
-    fed = doc.table("federation")
-    name = fed.string("name")
-    if len(name) > 128:
-        fed.fail("name", "longer than 128 characters")
-    roster_version = fed.integer("roster_version", 1, minimum=1)
-    extra = fed.strings("topics", [])
-    topics = tuple(dict.fromkeys([*DEFAULT_TOPICS, *extra]))
-    for topic in extra:
-        if not _TOPIC.fullmatch(topic):
-            fed.fail("topics", f"topic {topic!r} is not a lower-case slug (e.g. 'border-clashes')")
-    hybrid = fed.boolean("hybrid_signatures", False)
-    ca_days = fed.integer("ca_valid_days", 3650, minimum=1, maximum=36500)
-    cert_days = fed.integer("cert_valid_days", 825, minimum=1, maximum=36500)
-    fed.done()
-
-    n = doc.table("nodes", optional=True)
-    db_url = n.string("database_url", "sqlite:///node.db")
-    nodes = NodeDefaults(
-        suite=_suite(n),
-        database_url=db_url,
-        window=parse_window(n.table("ingress")),
-        delivery=parse_delivery(n.table("delivery", optional=True)),
-    )
-    n.done()
-
-    members_table = doc.table("members")
-    members = {mid: _member(members_table, mid) for mid in members_table.names()}
-    if not members:
-        members_table.fail(None, "no members")
-    for spec in members.values():
-        for rule in spec.consent.auto_grant:
-            if rule.grantee not in members:
-                members_table.fail(
-                    f"{spec.member_id}.consent.auto_grant", f"grantee {rule.grantee} is not in [members]"
-                )
-
-    agreements_table = doc.table("agreements", optional=True)
-    agreements = [_agreement(agreements_table, aid, members, topics) for aid in agreements_table.names()]
-    seen: dict[tuple[str, str], str] = {}
-    for spec_ in agreements:
-        pair = pair_key(*spec_.agreement.parties)
-        if pair in seen:
-            agreements_table.fail(
-                spec_.agreement_id, f"{pair[0]}–{pair[1]} already has agreement {seen[pair]} (one per pair)"
-            )
-        seen[pair] = spec_.agreement_id
-
-    demo_table = doc.table("demo", optional=True)
-    demo: dict[str, str] = {}
-    for role in demo_table.names():
-        member_id = demo_table.string(role)
-        if member_id not in members:
-            demo_table.fail(role, f"{member_id} is not in [members]")
-        demo[role] = member_id
-    doc.done()
-
-    return FederationSpec(
-        path=path,
-        name=name,
-        roster_version=roster_version,
-        topics=topics,
-        hybrid_signatures=hybrid,
-        ca_valid_days=ca_days,
-        cert_valid_days=cert_days,
-        nodes=nodes,
-        members=tuple(members.values()),
-        agreements=tuple(agreements),
-        demo=MappingProxyType(demo),
-    )
 
 
 # --------------------------------------------------------------------------- the layout
@@ -434,22 +143,6 @@ class _MemberKeys:
     at_rest: bytes
 
 
-def _consent_doc(policy: ConsentPolicy) -> dict[str, object]:
-    doc: dict[str, object] = {"mode": policy.mode.value}
-    if policy.mode is ConsentMode.RULES:
-        doc["otherwise"] = policy.otherwise
-        doc["auto_grant"] = [
-            {
-                "grantee": rule.grantee,
-                "max_band": rule.max_band.name,
-                "valid_days": rule.valid_days,
-                "transferable": rule.transferable,
-            }
-            for rule in policy.auto_grant
-        ]
-    return doc
-
-
 def _node_doc(spec: FederationSpec, member: MemberSpec, port: int) -> dict[str, object]:
     defaults = spec.nodes
     return {
@@ -478,7 +171,7 @@ def _node_doc(spec: FederationSpec, member: MemberSpec, port: int) -> dict[str, 
             "retry_max_seconds": defaults.delivery.retry_max_seconds,
             "deadline_seconds": defaults.delivery.deadline_seconds,
         },
-        "consent": _consent_doc(member.consent),
+        "consent": member.consent.to_toml(),
     }
 
 

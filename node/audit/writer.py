@@ -77,36 +77,22 @@ class AuditWriter:
         head.seq, head.entry_hash = seq, entry_hash
         self._session.connection().execute(_HEAD_ADVANCE, {"new_seq": seq, "new_hash": entry_hash})
 
-    def append(
-        self,
-        *,
-        now: datetime,
-        event: AuditEvent | str,
-        actor: str,
-        peer: str | None = None,
-        item_id: str | None = None,
-        item_version: int | None = None,
-        envelope_id: str | None = None,
-        allowed: bool | None = None,
-        reason: str | None = None,
-        rule: str | None = None,
-        detail: Mapping[str, DetailValue] | None = None,
-    ) -> AuditEntryRow:
+    def append(self, *, now: datetime, entry: Entry) -> AuditEntryRow:
         """Add the next entry to the session (no commit) and advance the head."""
         head = self._current_head()
         row = AuditEntryRow(
             seq=head.seq + 1,
             at=utc(now),
-            event=str(AuditEvent(event)),
-            actor=actor,
-            peer=peer,
-            item_id=item_id,
-            item_version=item_version,
-            envelope_id=envelope_id,
-            allowed=allowed,
-            reason=reason,
-            rule=rule,
-            detail=canonical_json(check_detail(detail)),
+            event=entry.event.value,
+            actor=entry.actor,
+            peer=entry.peer,
+            item_id=entry.item_id,
+            item_version=entry.item_version,
+            envelope_id=entry.envelope_id,
+            allowed=entry.allowed,
+            reason=entry.reason,
+            rule=entry.rule,
+            detail=canonical_json(check_detail(entry.detail)),
             prev_hash=head.entry_hash,
         )
         row.entry_hash = hash_hex(row)
@@ -181,19 +167,8 @@ def append(
 
     Uses one writer per session, so many appends in one transaction read the head once.
     """
-    return _writer(session).append(
-        now=now,
-        event=event,
-        actor=actor,
-        peer=peer,
-        item_id=item_id,
-        item_version=item_version,
-        envelope_id=envelope_id,
-        allowed=allowed,
-        reason=reason,
-        rule=rule,
-        detail=detail,
-    )
+    entry = Entry(AuditEvent(event), actor, peer, item_id, item_version, envelope_id, allowed, reason, rule, detail)
+    return _writer(session).append(now=now, entry=entry)
 
 
 def append_many(session: Session, *, now: datetime, entries: Sequence[Entry]) -> None:

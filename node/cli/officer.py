@@ -74,18 +74,19 @@ def send(
         fail(str(exc))
     with open_desk(directory, member) as desk:
         response = desk.submit(label, item, to)
-        console.print(outcomes_table(response, f"item {response.item_id} v{response.item_version}"))
-        if wait:
-            _print_settled(desk, response)
+        _report(desk, response, f"item {response.item_id} v{response.item_version}", wait=wait)
+
+
+def _report(client: DeskClient, response: Submitted, title: str, *, wait: bool) -> None:
+    """The decisions, then (if asked) each delivery's outcome; exit 3 if any recipient was refused."""
+    console.print(outcomes_table(response, title))
+    if wait:
+        settled = client.wait_settled([o.envelope_id for o in response.outcomes if o.allowed])
+        for entry in settled.values():
+            colour = "green" if entry.state == "delivered" else "red"
+            console.print(f"  {entry.recipient}: [{colour}]{entry.state}[/] {entry.reason}")
     if not all(o.allowed for o in response.outcomes):
         raise typer.Exit(ExitCode.REFUSED)
-
-
-def _print_settled(client: DeskClient, response: Submitted) -> None:
-    settled = client.wait_settled([o.envelope_id for o in response.outcomes if o.allowed])
-    for entry in settled.values():
-        colour = "green" if entry.state == "delivered" else "red"
-        console.print(f"  {entry.recipient}: [{colour}]{entry.state}[/] {entry.reason}")
 
 
 @app.command()
@@ -99,12 +100,7 @@ def reshare(
 ) -> None:
     """Pass a held item to other members; needs the originator's consent for third parties."""
     with open_desk(directory, member) as desk:
-        response = desk.reshare(item_id, to, version)
-        console.print(outcomes_table(response, f"re-share of {item_id} v{version}"))
-        if wait:
-            _print_settled(desk, response)
-    if not all(o.allowed for o in response.outcomes):
-        raise typer.Exit(ExitCode.REFUSED)
+        _report(desk, desk.reshare(item_id, to, version), f"re-share of {item_id} v{version}", wait=wait)
 
 
 @app.command()

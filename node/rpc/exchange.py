@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 import grpc
+from sqlalchemy.orm import Session
 
 from node.codec import signed_from_pb, signed_to_pb
 from node.rpc.port import NodePort, Oversized
 from node.services.consent import receive_consent_decision, receive_consent_request
 from node.services.ingress import record_refused_connection
 from node.services.notices import receive_notice
+from node.services.state import NodeState
 from node.transport import PeerIdentity, peer_identity
 from node.wire import exchange_pb2, exchange_pb2_grpc
 from protocol.ack import Ack
@@ -23,6 +26,12 @@ from protocol.statements import Signed
 __all__ = ["ExchangeServicer", "identify"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class ReceiveControl(Protocol):
+    """A service function that applies one control message from a peer and answers it."""
+
+    def __call__(self, session: Session, state: NodeState, /, *, signed: Signed, peer: str, now: datetime) -> Ack: ...
 
 
 def _member_for(port: NodePort, identity: PeerIdentity | None) -> Member | None:
@@ -81,29 +90,23 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
             else:
                 yield reply
 
-    async def RequestConsent(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
+    async def _control(
+        self, receive: ReceiveControl, request: exchange_pb2.Signed, context: Context
+    ) -> exchange_pb2.Ack:
+        """One control message (SPEC §11.9): identify, convert, apply in one committed job, answer."""
         member, _ = await identify(self.port, context)
         signed = _statement(request)
         if isinstance(signed, Ack):
             return _ack_pb(signed)
+        return _ack_pb(await self.port.db(receive, signed=signed, peer=member.member_id, now=self.port.now()))
+
+    async def RequestConsent(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
         # A decision by standing rules is queued for the requester in the same commit.
-        return _ack_pb(
-            await self.port.db(receive_consent_request, signed=signed, peer=member.member_id, now=self.port.now())
-        )
+        return await self._control(receive_consent_request, request, context)
 
     async def SendConsentDecision(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
-        member, _ = await identify(self.port, context)
-        signed = _statement(request)
-        if isinstance(signed, Ack):
-            return _ack_pb(signed)
-        return _ack_pb(
-            await self.port.db(receive_consent_decision, signed=signed, peer=member.member_id, now=self.port.now())
-        )
+        return await self._control(receive_consent_decision, request, context)
 
     async def Notify(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
-        member, _ = await identify(self.port, context)
-        signed = _statement(request)
-        if isinstance(signed, Ack):
-            return _ack_pb(signed)
         # Forwarding downstream (SPEC §10.1) is queued in the same commit.
-        return _ack_pb(await self.port.db(receive_notice, signed=signed, peer=member.member_id, now=self.port.now()))
+        return await self._control(receive_notice, request, context)

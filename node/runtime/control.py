@@ -7,14 +7,8 @@ from datetime import timedelta
 
 import grpc
 
-from node.config import DeliverySettings
 from node.lifecycle import ControlRpc
-from node.runtime.backoff import Backoff
-from node.runtime.channels import Channels
-from node.runtime.clock import Clock
-from node.runtime.commit import GroupCommit
-from node.runtime.due import DuePoller
-from node.runtime.tasks import Background
+from node.runtime.due import DuePoller, PumpContext
 from node.services import control
 from node.services.control import DueControl
 from node.wire import exchange_pb2, exchange_pb2_grpc
@@ -25,60 +19,52 @@ __all__ = ["ControlPump"]
 class ControlPump:
     """Sends each due control message by its Exchange call and records the outcome."""
 
-    def __init__(
-        self,
-        commit: GroupCommit,
-        channels: Channels,
-        settings: DeliverySettings,
-        clock: Clock,
-        background: Background,
-    ) -> None:
-        self.commit = commit
-        self.channels = channels
-        self.settings = settings
-        self.backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
-        self.clock = clock
-        self.background = background
-        self.poller: DuePoller[DueControl] = DuePoller(self._due, self._start, limit=settings.batch_max)
+    def __init__(self, context: PumpContext) -> None:
+        self.context = context
+        self.poller: DuePoller[DueControl] = DuePoller(self._due, self._start, limit=context.settings.batch_max)
         #: Officers waiting briefly for a particular acknowledgement (``await_ack``).
         self._ack_waiters: dict[str, asyncio.Future[exchange_pb2.Ack]] = {}
 
     async def _due(self, exclude: frozenset[str]) -> list[DueControl]:
-        return await self.commit.run(
-            control.due_control, limit=self.settings.batch_max, exclude=exclude, now=self.clock()
+        context = self.context
+        return await context.commit.run(
+            control.due_control, limit=context.settings.batch_max, exclude=exclude, now=context.clock()
         )
 
     def _start(self, due: DueControl) -> None:
         if self.poller.claim(due.message_id):
-            self.background.spawn(self._send(due))
+            self.context.background.spawn(self._send(due))
 
     async def _send(self, due: DueControl) -> None:
+        context = self.context
         try:
-            stub = exchange_pb2_grpc.ExchangeStub(self.channels.get(due.recipient))
+            stub = exchange_pb2_grpc.ExchangeStub(context.channels.get(due.recipient))
             method = {
                 ControlRpc.REQUEST_CONSENT: stub.RequestConsent,
                 ControlRpc.SEND_CONSENT_DECISION: stub.SendConsentDecision,
                 ControlRpc.NOTIFY: stub.Notify,
             }[due.rpc]
             ack: exchange_pb2.Ack = await method(
-                exchange_pb2.Signed.FromString(due.wire), timeout=self.settings.deadline_seconds
+                exchange_pb2.Signed.FromString(due.wire), timeout=context.settings.deadline_seconds
             )
             answer = f"{ack.reason} {ack.detail}".strip()
-            await self.commit.run(control.control_acknowledged, message_id=due.message_id, ack=answer, now=self.clock())
+            await context.commit.run(
+                control.control_acknowledged, message_id=due.message_id, ack=answer, now=context.clock()
+            )
             waiter = self._ack_waiters.pop(due.message_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(ack)
         except grpc.aio.AioRpcError as exc:
-            seconds = self.backoff.delay(due.attempts)
-            now = self.clock()
-            await self.commit.run(
+            seconds = context.backoff.delay(due.attempts)
+            now = context.clock()
+            await context.commit.run(
                 control.control_failed,
                 message_id=due.message_id,
                 error=str(exc.details()),
                 retry_at=now + timedelta(seconds=seconds),
                 now=now,
             )
-            self.background.spawn(self.poller.wake_after(seconds))
+            context.background.spawn(self.poller.wake_after(seconds))
         finally:
             self.poller.release(due.message_id)
 

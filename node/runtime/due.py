@@ -10,9 +10,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["DuePoller"]
+from node.config import DeliverySettings
+from node.runtime.backoff import Backoff
+from node.runtime.channels import Channels
+from node.runtime.clock import Clock
+from node.runtime.commit import GroupCommit
+from node.runtime.tasks import Background
+
+__all__ = ["DuePoller", "PumpContext"]
 
 D = TypeVar("D")
 
@@ -71,3 +79,19 @@ class DuePoller(Generic[D]):
             if len(due) < self._limit:  # a full page: there may be more, look again at once
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), timeout=_IDLE_SECONDS)
+
+
+@dataclass(frozen=True)
+class PumpContext:
+    """What a pump of a durable queue works with: the group commit, channels, settings, clock."""
+
+    commit: GroupCommit
+    channels: Channels
+    settings: DeliverySettings
+    clock: Clock
+    background: Background
+
+    @property
+    def backoff(self) -> Backoff:
+        """The retry policy both queues share."""
+        return Backoff(self.settings.retry_base_seconds, self.settings.retry_max_seconds)

@@ -26,6 +26,7 @@ from node.runtime.channels import Channels
 from node.runtime.clock import Clock, utcnow
 from node.runtime.commit import GroupCommit
 from node.runtime.control import ControlPump
+from node.runtime.due import PumpContext
 from node.runtime.inbound import receipt_batches
 from node.runtime.outbound import Outbound
 from node.runtime.tasks import Background
@@ -76,8 +77,9 @@ class Node:
         self.commit = GroupCommit(
             self.sessions, self._state, batch_max=cfg.delivery.batch_max, on_control_queued=self._control_queued
         )
-        self.outbound = Outbound(self.commit, channels, cfg.delivery, clock, self.background)
-        self.control = ControlPump(self.commit, channels, cfg.delivery, clock, self.background)
+        pumps = PumpContext(self.commit, channels, cfg.delivery, clock, self.background)
+        self.outbound = Outbound(pumps)
+        self.control = ControlPump(pumps)
         self._tasks: list[asyncio.Task[None]] = []
         self.exchange_server: grpc.aio.Server | None = None
         self.desk_server: grpc.aio.Server | None = None

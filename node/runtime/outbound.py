@@ -18,13 +18,7 @@ from datetime import timedelta
 import grpc
 
 from node.codec import MAX_ENVELOPE_BATCH, signed_from_pb
-from node.config import DeliverySettings
-from node.runtime.backoff import Backoff
-from node.runtime.channels import Channels
-from node.runtime.clock import Clock
-from node.runtime.commit import GroupCommit
-from node.runtime.due import DuePoller
-from node.runtime.tasks import Background
+from node.runtime.due import DuePoller, PumpContext
 from node.services import delivery
 from node.services.delivery import DueEnvelope
 from node.services.egress import Outcome
@@ -44,26 +38,16 @@ _IDLE_SECONDS = 5.0
 class Outbound:
     """Every envelope this node sends, from the outbox to a settled receipt."""
 
-    def __init__(
-        self,
-        commit: GroupCommit,
-        channels: Channels,
-        settings: DeliverySettings,
-        clock: Clock,
-        background: Background,
-    ) -> None:
-        self.commit = commit
-        self.channels = channels
-        self.settings = settings
-        self.backoff = Backoff(settings.retry_base_seconds, settings.retry_max_seconds)
-        self.clock = clock
-        self.background = background
-        self.poller: DuePoller[DueEnvelope] = DuePoller(self._due, self._start, limit=settings.batch_max)
+    def __init__(self, context: PumpContext) -> None:
+        self.context = context
+        self.settings = context.settings
+        self.poller: DuePoller[DueEnvelope] = DuePoller(self._due, self._start, limit=context.settings.batch_max)
         self._links: dict[str, PeerLink] = {}
 
     async def _due(self, exclude: frozenset[str]) -> list[DueEnvelope]:
-        return await self.commit.run(
-            delivery.due_outbox, limit=self.settings.batch_max, exclude=exclude, now=self.clock()
+        context = self.context
+        return await context.commit.run(
+            delivery.due_outbox, limit=context.settings.batch_max, exclude=exclude, now=context.clock()
         )
 
     def _start(self, due: DueEnvelope) -> None:
@@ -98,8 +82,8 @@ class Outbound:
                     good.append((envelope_id, digest))
                 except MalformedError as exc:
                     refused.append((envelope_id, f"bad receipt: {exc}"))
-            settled = await self.commit.run(
-                delivery.settle_receipts, recipient=recipient, sent=good, receipts=receipts, now=self.clock()
+            settled = await self.context.commit.run(
+                delivery.settle_receipts, recipient=recipient, sent=good, receipts=receipts, now=self.context.clock()
             )
             for envelope_id in settled.unmatched:
                 log.warning("receipt for %s matches no outbox entry", envelope_id)
@@ -111,9 +95,9 @@ class Outbound:
 
     async def failed(self, envelope_ids: Sequence[str], attempts: int, error: str) -> None:
         """Schedule retries with backoff; the poller re-sends them when due."""
-        seconds = self.backoff.delay(attempts)
-        now = self.clock()
-        await self.commit.run(
+        seconds = self.context.backoff.delay(attempts)
+        now = self.context.clock()
+        await self.context.commit.run(
             delivery.record_delivery_errors,
             envelope_ids=list(envelope_ids),
             error=error,
@@ -122,7 +106,7 @@ class Outbound:
         )
         for envelope_id in envelope_ids:
             self.poller.release(envelope_id)
-        self.background.spawn(self.poller.wake_after(seconds))
+        self.context.background.spawn(self.poller.wake_after(seconds))
 
 
 class PeerLink:
@@ -158,7 +142,7 @@ class PeerLink:
         loop = asyncio.get_running_loop()
         #: One entry per batch written and not yet answered: when, and (envelope id, digest) each.
         sent: collections.deque[tuple[float, list[tuple[str, str]]]] = collections.deque()
-        stub = exchange_pb2_grpc.ExchangeStub(self.outbound.channels.get(self.recipient))
+        stub = exchange_pb2_grpc.ExchangeStub(self.outbound.context.channels.get(self.recipient))
         call = stub.DeliverBatches()
 
         async def write() -> None:
@@ -214,7 +198,8 @@ class PeerLink:
                     in_flight -= len(ids)
                     room.set()
                     statements = [receipt.statement for receipt in reply.receipts]
-                    self.outbound.background.spawn(self.outbound.settle_batch(self.recipient, ids, statements))
+                    settle = self.outbound.settle_batch(self.recipient, ids, statements)
+                    self.outbound.context.background.spawn(settle)
                     reading = asyncio.ensure_future(call.read())
             finally:
                 reading.cancel()

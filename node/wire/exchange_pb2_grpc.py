@@ -40,11 +40,6 @@ class ExchangeStub:
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.Envelope.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Receipt.FromString,
                 _registered_method=True)
-        self.DeliverStream = channel.stream_stream(
-                '/intelshare.v1.Exchange/DeliverStream',
-                request_serializer=intelshare_dot_v1_dot_exchange__pb2.Envelope.SerializeToString,
-                response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Receipt.FromString,
-                _registered_method=True)
         self.DeliverBatches = channel.stream_stream(
                 '/intelshare.v1.Exchange/DeliverBatches',
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.EnvelopeBatch.SerializeToString,
@@ -73,13 +68,6 @@ class ExchangeServicer:
 
     def Deliver(self, request, context):
         """Deliver one envelope; the receipt is returned only after durable storage.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def DeliverStream(self, request_iterator, context):
-        """Deliver many envelopes; exactly one receipt per envelope, in the same order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,11 +106,6 @@ def add_ExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Deliver': grpc.unary_unary_rpc_method_handler(
                     servicer.Deliver,
-                    request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Envelope.FromString,
-                    response_serializer=intelshare_dot_v1_dot_exchange__pb2.Receipt.SerializeToString,
-            ),
-            'DeliverStream': grpc.stream_stream_rpc_method_handler(
-                    servicer.DeliverStream,
                     request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Envelope.FromString,
                     response_serializer=intelshare_dot_v1_dot_exchange__pb2.Receipt.SerializeToString,
             ),
@@ -173,33 +156,6 @@ class Exchange:
             request,
             target,
             '/intelshare.v1.Exchange/Deliver',
-            intelshare_dot_v1_dot_exchange__pb2.Envelope.SerializeToString,
-            intelshare_dot_v1_dot_exchange__pb2.Receipt.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def DeliverStream(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/intelshare.v1.Exchange/DeliverStream',
             intelshare_dot_v1_dot_exchange__pb2.Envelope.SerializeToString,
             intelshare_dot_v1_dot_exchange__pb2.Receipt.FromString,
             options,

@@ -23,6 +23,7 @@ from node.audit import (
     AuditEvent,
     AuditReport,
     AuditWriter,
+    Entry,
     append,
     entry_bytes,
     export_csv,
@@ -149,7 +150,7 @@ def test_head_read_once_per_transaction(engine: Engine, session_factory: session
     with session_factory.begin() as session:
         writer = AuditWriter(session)
         for i in range(100):
-            writer.append(now=T0 + timedelta(seconds=i), event="EGRESS", actor="a")
+            writer.append(now=T0 + timedelta(seconds=i), entry=Entry(AuditEvent.EGRESS, "a"))
     assert len(head_reads) == 1
     with session_factory.begin() as session:
         _append_n(session, 50)

@@ -1,0 +1,279 @@
+"""A node's configuration, ``node.toml``: parsed strictly, every path resolved (SPEC §11).
+
+``load_node_config`` reads ``node.toml`` only (no other file) and validates it with
+the pydantic models below (``extra="forbid"``, ``strict=True``): an unknown key, a
+wrong type or a value out of range is a ``ConfigurationError`` naming the file, the
+table and the field. Relative paths resolve against ``node.toml``'s directory.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
+
+from node.config.consent import ConsentPolicy, ConsentTable
+from node.config.toml import config_error, dump_toml, read_toml
+from protocol._model import MemberId
+from protocol.envelope import Suite
+from protocol.errors import ConfigurationError
+from protocol.policy import TimeWindow
+
+__all__ = [
+    "DeliverySettings",
+    "DeliveryTable",
+    "FederationPaths",
+    "IngressTable",
+    "KeyPaths",
+    "NodeConfig",
+    "load_node_config",
+    "write_node_config",
+]
+
+_HOST_PORT = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?P<port>[0-9]{1,5})$")
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+@dataclass(frozen=True)
+class KeyPaths:
+    """Absolute paths of the node's private keys and certificate."""
+
+    signing: Path
+    hpke: Path
+    tls_cert: Path
+    tls_key: Path
+    at_rest: Path
+
+
+@dataclass(frozen=True)
+class FederationPaths:
+    """Absolute paths of the federation documents the node trusts."""
+
+    ca: Path
+    secretariat: Path
+    roster: Path
+    agreements: Path
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """Outbound delivery tuning."""
+
+    max_in_flight: int = 64
+    batch_max: int = 256
+    retry_base_seconds: float = 0.2
+    retry_max_seconds: float = 10.0
+    deadline_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """A validated ``node.toml``; every path is absolute."""
+
+    path: Path
+    member_id: str
+    listen: str
+    desk_socket: Path
+    database_url: str
+    suite: Suite
+    keys: KeyPaths
+    federation: FederationPaths
+    window: TimeWindow
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    consent: ConsentPolicy = field(default_factory=ConsentPolicy)
+
+    @property
+    def node_dir(self) -> Path:
+        """The directory relative paths were resolved against."""
+        return self.path.parent
+
+    @property
+    def listen_host(self) -> str:
+        """Host part of ``listen`` (IPv6 without brackets)."""
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        """Port part of ``listen``."""
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+def _no_nul(path: str) -> str:
+    if "\x00" in path:
+        raise ValueError("path contains a NUL byte")
+    if not path.strip():
+        raise ValueError("must not be empty")
+    return path
+
+
+class _NodeTable(BaseModel):
+    model_config = _STRICT
+
+    member_id: MemberId
+    listen: str
+    desk_socket: str = "desk.sock"
+    database_url: str = Field(min_length=1)
+    suite: Suite
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, text: str) -> str:
+        match = _HOST_PORT.fullmatch(text)
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ValueError(f"expected host:port with a port in 1..65535, got {text!r}")
+        return text
+
+    @field_validator("desk_socket")
+    @classmethod
+    def _path(cls, text: str) -> str:
+        return _no_nul(text)
+
+    @field_validator("database_url")
+    @classmethod
+    def _url(cls, text: str) -> str:
+        try:
+            make_url(text)
+        except ArgumentError as exc:
+            raise ValueError(f"not a database URL: {exc}") from exc
+        return text
+
+    @field_validator("suite", mode="before")
+    @classmethod
+    def _suite(cls, text: object) -> object:
+        if isinstance(text, str) and text not in Suite._value2member_map_:
+            raise ValueError(f"unknown suite {text!r}; expected one of: {'; '.join(s.value for s in Suite)}")
+        return Suite(text) if isinstance(text, str) else text
+
+
+class _PathsTable(BaseModel):
+    model_config = _STRICT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _paths(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for value in data.values():
+                if isinstance(value, str):
+                    _no_nul(value)
+        return data
+
+
+class _KeysTable(_PathsTable):
+    signing: str
+    hpke: str
+    tls_cert: str
+    tls_key: str
+    at_rest: str
+
+
+class _FederationTable(_PathsTable):
+    ca: str
+    secretariat: str
+    roster: str
+    agreements: str
+
+
+class IngressTable(BaseModel):
+    """``[ingress]``. No defaults: the replay window is a security choice (SPEC §9.2.7)."""
+
+    model_config = _STRICT
+
+    max_age_seconds: int = Field(ge=1)
+    max_future_skew_seconds: int = Field(ge=0)
+
+    def window(self) -> TimeWindow:
+        """The time window envelopes must fall in."""
+        return TimeWindow(timedelta(seconds=self.max_age_seconds), timedelta(seconds=self.max_future_skew_seconds))
+
+
+_DEFAULT_DELIVERY = DeliverySettings()
+
+
+class DeliveryTable(BaseModel):
+    """``[delivery]``; absent keys take ``DeliverySettings``' defaults."""
+
+    model_config = _STRICT
+
+    max_in_flight: int = Field(default=_DEFAULT_DELIVERY.max_in_flight, ge=1)
+    batch_max: int = Field(default=_DEFAULT_DELIVERY.batch_max, ge=1)
+    retry_base_seconds: float = Field(default=_DEFAULT_DELIVERY.retry_base_seconds, gt=0, allow_inf_nan=False)
+    retry_max_seconds: float = Field(default=_DEFAULT_DELIVERY.retry_max_seconds, gt=0, allow_inf_nan=False)
+    deadline_seconds: float = Field(default=_DEFAULT_DELIVERY.deadline_seconds, gt=0, allow_inf_nan=False)
+
+    @field_validator("retry_max_seconds")
+    @classmethod
+    def _not_below_base(cls, value: float, info: Any) -> float:
+        if value < info.data.get("retry_base_seconds", 0):
+            raise ValueError("must not be below retry_base_seconds")
+        return value
+
+    def settings(self) -> DeliverySettings:
+        """As the runtime takes them."""
+        return DeliverySettings(**self.model_dump())
+
+
+class _NodeFile(BaseModel):
+    model_config = _STRICT
+
+    node: _NodeTable
+    keys: _KeysTable
+    federation: _FederationTable
+    ingress: IngressTable
+    delivery: DeliveryTable = DeliveryTable()
+    consent: ConsentTable = ConsentTable()
+
+
+def _database_url(base: Path, text: str) -> str:
+    url = make_url(text)
+    database = url.database
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:" and not database.startswith("file:"):
+        path = Path(database).expanduser()
+        if not path.is_absolute():
+            url = url.set(database=str((base / path).resolve()))
+    return url.render_as_string(hide_password=False)
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    """Parse and validate ``node.toml``. Unknown keys are refused; reads no other file."""
+    path = path.resolve()
+    base = path.parent
+    try:
+        doc = _NodeFile.model_validate(read_toml(path))
+    except ValidationError as exc:
+        raise config_error(path, exc) from exc
+    try:
+        consent = doc.consent.policy(doc.node.member_id)
+    except (ValueError, ConfigurationError) as exc:
+        raise ConfigurationError(f"{path}: consent: {exc}") from exc
+
+    def resolve(text: str) -> Path:
+        # Relative paths resolve against node.toml's directory, not the process's cwd.
+        return (base / Path(text).expanduser()).resolve()
+
+    keys, fed = doc.keys, doc.federation
+    return NodeConfig(
+        path=path,
+        member_id=doc.node.member_id,
+        listen=doc.node.listen,
+        desk_socket=resolve(doc.node.desk_socket),
+        database_url=_database_url(base, doc.node.database_url),
+        suite=doc.node.suite,
+        keys=KeyPaths(*(resolve(p) for p in (keys.signing, keys.hpke, keys.tls_cert, keys.tls_key, keys.at_rest))),
+        federation=FederationPaths(*(resolve(p) for p in (fed.ca, fed.secretariat, fed.roster, fed.agreements))),
+        window=doc.ingress.window(),
+        delivery=doc.delivery.settings(),
+        consent=consent,
+    )
+
+
+def write_node_config(path: Path, doc: Mapping[str, object]) -> NodeConfig:
+    """Write ``doc`` as ``node.toml`` and load it back, so a written config always validates."""
+    path.write_text(dump_toml(doc), encoding="utf-8")
+    return load_node_config(path)
