@@ -1,10 +1,11 @@
 """The public, typed client of a node's ``Desk`` service (SPEC §11.8).
 
-Used by the CLI, the demo, the harness and users' own programs. Every call returns a
-frozen value (field names as in ``proto/intelshare/v1/desk.proto``) or raises a typed
-error: the desk's refusals come back as the ``node.errors.DeskError`` subclass the node
-raised (``NotFoundError``, ``InvalidRequestError``, ``FailedPreconditionError``,
-``PermissionDeniedError``); a node that does not answer is ``NodeUnavailableError``.
+Used by the CLI, the demo, the harness and users' own programs. Every call returns the
+``Desk`` service's own typed messages (``node.wire.desk_pb2``, described once, in
+``proto/intelshare/v1/desk.proto``) or raises a typed error: the desk's refusals come
+back as the ``node.errors.DeskError`` subclass the node raised (``NotFoundError``,
+``InvalidRequestError``, ``FailedPreconditionError``, ``PermissionDeniedError``); a
+node that does not answer is ``NodeUnavailableError``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -34,22 +34,7 @@ from protocol.errors import IntelshareError
 from protocol.item import RawData, ReportTemplate
 from protocol.label import Label
 
-__all__ = [
-    "ConsentAsked",
-    "ConsentDecided",
-    "ConsentRequest",
-    "DeskClient",
-    "DeskError",
-    "InboxEntry",
-    "ItemRead",
-    "NodeStatus",
-    "OutboxEntry",
-    "Outcome",
-    "Recalled",
-    "Submitted",
-]
-
-T = TypeVar("T")
+__all__ = ["DeskClient", "DeskError"]
 
 #: The desk's statuses and the errors they stand for (``node.rpc.desk.status_for``).
 _ERRORS: dict[grpc.StatusCode, type[IntelshareError]] = {
@@ -61,136 +46,6 @@ _ERRORS: dict[grpc.StatusCode, type[IntelshareError]] = {
     grpc.StatusCode.UNAVAILABLE: NodeUnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: NodeUnavailableError,
 }
-
-
-def _flat(cls: type[T], message: Message) -> T:
-    """A frozen value from a message whose fields are scalars or repeated scalars."""
-    values: dict[str, Any] = {}
-    for field in fields(cls):  # type: ignore[arg-type]
-        value = getattr(message, field.name)
-        values[field.name] = value if isinstance(value, str | bytes | int | float | bool) else tuple(value)
-    return cls(**values)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """The egress decision for one recipient."""
-
-    recipient: str
-    allowed: bool
-    reason: str
-    rule: str
-    detail: str
-    envelope_id: str
-    delivery_state: str
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """A submission, correction or re-share: the item version and one outcome per recipient."""
-
-    item_id: str
-    item_version: int
-    outcomes: tuple[Outcome, ...]
-
-    @classmethod
-    def from_pb(cls, message: desk_pb2.SubmitResponse) -> Submitted:
-        """From the wire message."""
-        return cls(message.item_id, message.item_version, tuple(_flat(Outcome, o) for o in message.outcomes))
-
-
-@dataclass(frozen=True)
-class InboxEntry:
-    """A held item as the desk lists it (the label in both markings)."""
-
-    item_id: str
-    item_version: int
-    originator: str
-    sender: str
-    band: str
-    originator_marking: str
-    reader_marking: str
-    category: str
-    topics: tuple[str, ...]
-    received_at: str
-    status: str
-    envelope_id: str
-
-
-@dataclass(frozen=True)
-class ItemRead:
-    """An officer's read of a held item (audited at the node)."""
-
-    entry: InboxEntry
-    label_json: str
-    item_json: str
-    consent_chain_json: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ConsentAsked:
-    """A consent request sent, and the originator's first answer if it came quickly."""
-
-    request_id: str
-    state: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ConsentRequest:
-    """A consent request, incoming or outgoing."""
-
-    request_id: str
-    direction: str
-    item_id: str
-    item_version: int
-    requester: str
-    third_party: str
-    purpose: str
-    state: str
-    created_at: str
-    decided_at: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class ConsentDecided:
-    """The originator's decision on a request; ``grant_id`` when granted."""
-
-    request_id: str
-    state: str
-    grant_id: str
-
-
-@dataclass(frozen=True)
-class Recalled:
-    """A recall made, and who was notified."""
-
-    recall_id: str
-    notified: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class OutboxEntry:
-    """An envelope in the node's outbox."""
-
-    envelope_id: str
-    recipient: str
-    item_id: str
-    state: str
-    attempts: int
-    reason: str
-    last_error: str
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """The node's status line."""
-
-    member_id: str
-    roster_version: int
-    audit_head: int
-    outbox_pending: int
 
 
 def _submit_request(
@@ -236,82 +91,96 @@ class DeskClient:
 
     def submit(
         self, label: Label, item: ReportTemplate | RawData, recipients: Sequence[str], suite: str = ""
-    ) -> Submitted:
+    ) -> desk_pb2.SubmitResponse:
         """Share a new item, each recipient under its own agreement."""
-        return Submitted.from_pb(self._call("Submit", _submit_request(label, item, recipients, suite)))
+        reply: desk_pb2.SubmitResponse = self._call("Submit", _submit_request(label, item, recipients, suite))
+        return reply
 
-    def submit_batch(self, items: Sequence[tuple[Label, ReportTemplate | RawData, Sequence[str]]]) -> list[Submitted]:
+    def submit_batch(
+        self, items: Sequence[tuple[Label, ReportTemplate | RawData, Sequence[str]]]
+    ) -> list[desk_pb2.SubmitResponse]:
         """Share several new items in one step (one batch signature over them, SPEC §4.6)."""
-        request = desk_pb2.SubmitBatchRequest(items=[_submit_request(*item) for item in items])
-        return [Submitted.from_pb(r) for r in self._call("SubmitBatch", request).results]
+        return self.submit_requests([_submit_request(*item) for item in items])
 
-    def submit_requests(self, requests: Sequence[desk_pb2.SubmitRequest]) -> list[Submitted]:
+    def submit_requests(self, requests: Sequence[desk_pb2.SubmitRequest]) -> list[desk_pb2.SubmitResponse]:
         """Submit wire requests built once, in one ``SubmitBatch`` (a program that sends one item many times)."""
-        reply = self._call("SubmitBatch", desk_pb2.SubmitBatchRequest(items=list(requests)))
-        return [Submitted.from_pb(r) for r in reply.results]
+        reply: desk_pb2.SubmitBatchResponse = self._call("SubmitBatch", desk_pb2.SubmitBatchRequest(items=requests))
+        return list(reply.results)
 
     def correct(
         self, item_id: str, label: Label, item: ReportTemplate | RawData, recipients: Sequence[str]
-    ) -> Submitted:
+    ) -> desk_pb2.SubmitResponse:
         """Issue the next version of an item this node originated (SPEC §10.2)."""
-        return Submitted.from_pb(self._call("Submit", _submit_request(label, item, recipients, item_id=item_id)))
+        request = _submit_request(label, item, recipients, item_id=item_id)
+        reply: desk_pb2.SubmitResponse = self._call("Submit", request)
+        return reply
 
-    def reshare(self, item_id: str, recipients: Sequence[str], version: int = 1) -> Submitted:
+    def reshare(self, item_id: str, recipients: Sequence[str], version: int = 1) -> desk_pb2.SubmitResponse:
         """Pass a held item on."""
         request = desk_pb2.ReshareRequest(item_id=item_id, item_version=version, recipients=list(recipients))
-        return Submitted.from_pb(self._call("Reshare", request))
+        reply: desk_pb2.SubmitResponse = self._call("Reshare", request)
+        return reply
 
-    def inbox(self, limit: int = 100) -> list[InboxEntry]:
+    def inbox(self, limit: int = 100) -> list[desk_pb2.InboxEntry]:
         """Held items, newest first."""
-        return [_flat(InboxEntry, e) for e in self._call("ListInbox", desk_pb2.ListInboxRequest(limit=limit)).entries]
+        reply: desk_pb2.ListInboxResponse = self._call("ListInbox", desk_pb2.ListInboxRequest(limit=limit))
+        return list(reply.entries)
 
-    def read(self, item_id: str, version: int = 1) -> ItemRead:
+    def read(self, item_id: str, version: int = 1) -> desk_pb2.ReadItemResponse:
         """Read a held item (audited as an officer read)."""
-        reply = self._call("ReadItem", desk_pb2.ReadItemRequest(item_id=item_id, item_version=version))
-        return ItemRead(
-            _flat(InboxEntry, reply.entry), reply.label_json, reply.item_json, tuple(reply.consent_chain_json)
-        )
+        request = desk_pb2.ReadItemRequest(item_id=item_id, item_version=version)
+        reply: desk_pb2.ReadItemResponse = self._call("ReadItem", request)
+        return reply
 
-    def ask_consent(self, item_id: str, third_party: str, purpose: str, version: int = 1) -> ConsentAsked:
+    def ask_consent(
+        self, item_id: str, third_party: str, purpose: str, version: int = 1
+    ) -> desk_pb2.AskConsentResponse:
         """Ask the originator for consent to pass an item to ``third_party``."""
         request = desk_pb2.AskConsentRequest(
             item_id=item_id, item_version=version, third_party=third_party, purpose=purpose
         )
-        return _flat(ConsentAsked, self._call("AskConsent", request))
+        reply: desk_pb2.AskConsentResponse = self._call("AskConsent", request)
+        return reply
 
-    def consent_requests(self, state: str = "") -> list[ConsentRequest]:
+    def consent_requests(self, state: str = "") -> list[desk_pb2.ConsentRequestEntry]:
         """Consent requests, incoming and outgoing."""
-        reply = self._call("ListConsentRequests", desk_pb2.ListConsentRequestsRequest(state=state))
-        return [_flat(ConsentRequest, r) for r in reply.requests]
+        request = desk_pb2.ListConsentRequestsRequest(state=state)
+        reply: desk_pb2.ListConsentRequestsResponse = self._call("ListConsentRequests", request)
+        return list(reply.requests)
 
     def decide(
         self, request_id: str, *, grant: bool, reason: str = "", transferable: bool = False, valid_days: int = 30
-    ) -> ConsentDecided:
+    ) -> desk_pb2.DecideConsentResponse:
         """Grant or deny an incoming consent request."""
         request = desk_pb2.DecideConsentRequest(
             request_id=request_id, grant=grant, reason=reason, transferable=transferable, valid_days=valid_days
         )
-        return _flat(ConsentDecided, self._call("DecideConsent", request))
+        reply: desk_pb2.DecideConsentResponse = self._call("DecideConsent", request)
+        return reply
 
-    def recall(self, item_id: str, reason: str, version: int = 1) -> Recalled:
+    def recall(self, item_id: str, reason: str, version: int = 1) -> desk_pb2.RecallResponse:
         """Recall an item this node originated."""
         request = desk_pb2.RecallRequest(item_id=item_id, item_version=version, reason=reason)
-        return _flat(Recalled, self._call("Recall", request))
+        reply: desk_pb2.RecallResponse = self._call("Recall", request)
+        return reply
 
     def audit(self, after_seq: int = 0, limit: int = 1000, event: str = "") -> list[dict[str, Any]]:
         """Audit entries as JSON objects (fields as in SPEC §11.4, ``at`` as RFC 3339 UTC)."""
         request = desk_pb2.QueryAuditRequest(after_seq=after_seq, limit=limit, event=event)
-        return [json.loads(row.json) | {"at": row.at} for row in self._call("QueryAudit", request).rows]
+        reply: desk_pb2.QueryAuditResponse = self._call("QueryAudit", request)
+        return [json.loads(row.json) | {"at": row.at} for row in reply.rows]
 
-    def outbox(self, state: str = "") -> list[OutboxEntry]:
+    def outbox(self, state: str = "") -> list[desk_pb2.OutboxEntry]:
         """Outbox entries, oldest first."""
-        return [_flat(OutboxEntry, e) for e in self._call("Outbox", desk_pb2.OutboxRequest(state=state)).entries]
+        reply: desk_pb2.OutboxResponse = self._call("Outbox", desk_pb2.OutboxRequest(state=state))
+        return list(reply.entries)
 
-    def status(self) -> NodeStatus:
+    def status(self) -> desk_pb2.StatusResponse:
         """The node's status line."""
-        return _flat(NodeStatus, self._call("Status", desk_pb2.StatusRequest()))
+        reply: desk_pb2.StatusResponse = self._call("Status", desk_pb2.StatusRequest())
+        return reply
 
-    def wait_settled(self, envelope_ids: Sequence[str], timeout: float = 20.0) -> dict[str, OutboxEntry]:
+    def wait_settled(self, envelope_ids: Sequence[str], timeout: float = 20.0) -> dict[str, desk_pb2.OutboxEntry]:
         """Wait until each envelope left ``pending``; its outbox entry by id."""
         wanted = {e for e in envelope_ids if e}
         deadline = time.monotonic() + timeout

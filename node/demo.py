@@ -32,6 +32,7 @@ from protocol.agreement import Agreement
 from protocol.classification import Band
 from protocol.envelope import Suite, attest, seal
 from protocol.item import ReportTemplate
+from protocol.label import Label
 from protocol.receipt import Receipt
 from protocol.statements import Signed
 
@@ -173,6 +174,11 @@ def _audit_has(desk: DeskClient, event: str, reason: str, peer: str) -> bool:
     return any(r["reason"] == reason and r["peer"] == peer for r in desk.audit(event=event))
 
 
+def _report(label: Label, title: str, summary: str, body: str, assessment: str) -> ReportTemplate:
+    """A report in the federation's template, graded as its label says."""
+    return ReportTemplate(title=title, summary=summary, body=body, assessment=assessment, grading=label.grading)
+
+
 def play(fed: LocalFederation, t: Transcript) -> None:
     """The trainers' scenario (examples/TRAINERS.md explains each step)."""
     roster = fed.roster
@@ -185,12 +191,12 @@ def play(fed: LocalFederation, t: Transcript) -> None:
             "origin attestation, seals the item to TR with HPKE, and TR re-checks everything on arrival.",
         )
         label = make_label(roster, "KZ", band=Band.SECRET, topics=["terrorism"], releasable_to=["TR"], retain_days=90)
-        item = ReportTemplate(
-            title="Cell movement on the Caspian coast",
-            summary="Three members of a known cell crossed at Aktau.",
-            body="Observed crossing on the ferry line; documents in false names.",
-            assessment="Likely preparing logistics for an attack abroad.",
-            grading=label.grading,
+        item = _report(
+            label,
+            "Cell movement on the Caspian coast",
+            "Three members of a known cell crossed at Aktau.",
+            "Observed crossing on the ferry line; documents in false names.",
+            "Likely preparing logistics for an attack abroad.",
         )
         sent = kz.submit(label, item, ["TR"])
         t.decisions(sent)
@@ -253,12 +259,12 @@ def play(fed: LocalFederation, t: Transcript) -> None:
             "CONFIDENTIAL. A SECRET item is refused at egress, before anything is sealed.",
         )
         high = make_label(roster, "TR", band=Band.SECRET, topics=["terrorism"], releasable_to=["UZ"], retain_days=90)
-        report = ReportTemplate(
-            title="Network financing routes",
-            summary="Hawala routes used by a network.",
-            body="Routes and brokers.",
-            assessment="Moderate confidence.",
-            grading=high.grading,
+        report = _report(
+            high,
+            "Network financing routes",
+            "Hawala routes used by a network.",
+            "Routes and brokers.",
+            "Moderate confidence.",
         )
         too_high = tr.submit(high, report, ["UZ"])
         t.refused(too_high, "BAND_ABOVE_CEILING")

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from sqlalchemy.orm import Session
 
-from node.cli.base import DirOpt, MemberOpt, audit_app, config_path, console, err, fail
+from node.cli.base import DirOpt, MemberOpt, audit_app, config_path, console, err, fail, print_table
 
 __all__ = ["audit_export", "audit_list", "audit_verify"]
 
@@ -43,22 +42,21 @@ def audit_list(
 
     with _audit_session(directory, member) as session:
         rows = audit.list_entries(session, after_seq=after, limit=limit, event=event)
-        table = Table(title=f"{member.upper()} audit log")
-        for column in ("seq", "at", "event", "peer", "item", "allowed", "reason", "rule"):
-            table.add_column(column)
-        for r in rows:
-            allowed = "" if r.allowed is None else ("[green]yes[/]" if r.allowed else "[red]no[/]")
-            table.add_row(
+        lines = [
+            (
                 str(r.seq),
                 audit.format_time(r.at)[:19],
                 r.event,
                 r.peer or "",
                 (r.item_id or "")[:12],
-                allowed,
+                "" if r.allowed is None else ("[green]yes[/]" if r.allowed else "[red]no[/]"),
                 r.reason or "",
                 r.rule or "",
             )
-    console.print(table)
+            for r in rows
+        ]
+    columns = ("seq", "at", "event", "peer", "item", "allowed", "reason", "rule")
+    print_table(f"{member.upper()} audit log", columns, lines)
 
 
 @audit_app.command("export")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from node.client import DeskClient, Submitted
+from node.client import DeskClient
 from node.errors import (
     FailedPreconditionError,
     IllegalTransitionError,
@@ -22,6 +22,7 @@ from node.errors import (
     PermissionDeniedError,
     StoredDataError,
 )
+from node.wire import desk_pb2
 from protocol.errors import IntelshareError
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "node_app",
     "open_desk",
     "outcomes_table",
+    "print_table",
 ]
 
 app = typer.Typer(
@@ -59,7 +61,7 @@ app.add_typer(consent_app, name="consent")
 app.add_typer(audit_app, name="audit")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one line per error, however narrow the terminal
 
 DirOpt = Annotated[Path, typer.Option("--dir", "-d", help="Federation directory.", envvar="INTELSHARE_DIR")]
 MemberOpt = Annotated[
@@ -145,7 +147,17 @@ def open_desk(directory: Path, member: str) -> Iterator[DeskClient]:
         client.close()
 
 
-def outcomes_table(response: Submitted, title: str) -> Table:
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A titled table on standard output."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+def outcomes_table(response: desk_pb2.SubmitResponse, title: str) -> Table:
     """One row per recipient: the decision, its reason code and rule."""
     table = Table(title=title)
     for column in ("recipient", "decision", "reason", "rule", "detail", "envelope"):

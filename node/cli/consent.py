@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from node.cli.base import DirOpt, MemberOpt, VersionOpt, consent_app, console, open_desk
+from node.cli.base import DirOpt, MemberOpt, VersionOpt, consent_app, console, open_desk, print_table
 
 __all__ = ["consent_ask", "consent_deny", "consent_grant", "consent_list"]
 
@@ -19,12 +18,9 @@ def consent_list(
     """List consent requests (incoming: to decide; outgoing: asked by this node)."""
     with open_desk(directory, member) as desk:
         rows = desk.consent_requests(state)
-    table = Table(title=f"{member.upper()} consent requests")
-    for column in ("request", "direction", "item", "requester", "third party", "purpose", "state"):
-        table.add_column(column)
-    for r in rows:
-        table.add_row(r.request_id, r.direction, r.item_id[:12], r.requester, r.third_party, r.purpose, r.state)
-    console.print(table)
+    columns = ("request", "direction", "item", "requester", "third party", "purpose", "state")
+    lines = [(r.request_id, r.direction, r.item_id[:12], r.requester, r.third_party, r.purpose, r.state) for r in rows]
+    print_table(f"{member.upper()} consent requests", columns, lines)
 
 
 @consent_app.command("ask")

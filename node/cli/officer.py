@@ -7,10 +7,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from node.cli.base import DirOpt, ExitCode, MemberOpt, VersionOpt, app, console, fail, open_desk, outcomes_table
-from node.client import DeskClient, Submitted
+from node.cli.base import (
+    DirOpt,
+    ExitCode,
+    MemberOpt,
+    VersionOpt,
+    app,
+    console,
+    fail,
+    open_desk,
+    outcomes_table,
+    print_table,
+)
+from node.client import DeskClient
+from node.wire import desk_pb2
 from protocol.classification import parse_band
 from protocol.item import RawData, ReportTemplate
 from protocol.label import Category, InformationCredibility, SourceReliability
@@ -77,7 +88,7 @@ def send(
         _report(desk, response, f"item {response.item_id} v{response.item_version}", wait=wait)
 
 
-def _report(client: DeskClient, response: Submitted, title: str, *, wait: bool) -> None:
+def _report(client: DeskClient, response: desk_pb2.SubmitResponse, title: str, *, wait: bool) -> None:
     """The decisions, then (if asked) each delivery's outcome; exit 3 if any recipient was refused."""
     console.print(outcomes_table(response, title))
     if wait:
@@ -108,21 +119,9 @@ def inbox(directory: DirOpt, member: MemberOpt, limit: Annotated[int, typer.Opti
     """List items held by the node, each label in the reader's marking beside the originator's."""
     with open_desk(directory, member) as desk:
         entries = desk.inbox(limit)
-    table = Table(title=f"{member.upper()} inbox")
-    for column in (
-        "item",
-        "v",
-        "from",
-        "originator",
-        "band",
-        "originator's marking",
-        "our marking",
-        "topics",
-        "status",
-    ):
-        table.add_column(column)
-    for e in entries:
-        table.add_row(
+    columns = ("item", "v", "from", "originator", "band", "originator's marking", "our marking", "topics", "status")
+    rows = [
+        (
             e.item_id[:12],
             str(e.item_version),
             e.sender,
@@ -133,7 +132,9 @@ def inbox(directory: DirOpt, member: MemberOpt, limit: Annotated[int, typer.Opti
             ", ".join(e.topics),
             e.status,
         )
-    console.print(table)
+        for e in entries
+    ]
+    print_table(f"{member.upper()} inbox", columns, rows)
 
 
 @app.command()
@@ -201,9 +202,9 @@ def outbox(
     """Show the node's outbox."""
     with open_desk(directory, member) as desk:
         entries = desk.outbox(state)
-    table = Table(title=f"{member.upper()} outbox")
-    for column in ("envelope", "to", "item", "state", "attempts", "reason", "last error"):
-        table.add_column(column)
-    for e in entries:
-        table.add_row(e.envelope_id[:12], e.recipient, e.item_id[:12], e.state, str(e.attempts), e.reason, e.last_error)
-    console.print(table)
+    columns = ("envelope", "to", "item", "state", "attempts", "reason", "last error")
+    rows = [
+        (e.envelope_id[:12], e.recipient, e.item_id[:12], e.state, str(e.attempts), e.reason, e.last_error)
+        for e in entries
+    ]
+    print_table(f"{member.upper()} outbox", columns, rows)

@@ -23,7 +23,7 @@ from node.lifecycle import CONSENT_REQUEST, ConsentRequestEvent, ConsentRequestS
 from node.services.control import queue_control
 from node.services.holdings import held
 from node.services.notices import refuse_remote
-from node.services.state import NodeState
+from node.services.state import NodeState, record_with_peer
 from node.store import ConsentGrantRow, ConsentRequestRow, OriginalItem
 from protocol.ack import Ack, AckReason
 from protocol.classification import Band
@@ -65,6 +65,37 @@ def _grant_row(grant: ConsentGrant, signed: Signed) -> ConsentGrantRow:
         transferable=grant.transferable,
         statement=signed.model_dump_json().encode(),
         revoked_at=None,
+    )
+
+
+def _record_decision(
+    session: Session,
+    state: NodeState,
+    row: ConsentRequestRow,
+    decided: ConsentRequestEvent,
+    decision: Signed,
+    reason: str | None,
+    event: AuditEvent,
+    peer: str,
+    detail: dict[str, audit.DetailValue],
+    now: datetime,
+) -> None:
+    """A request takes the originator's signed decision, on either side, and the audit says so."""
+    row.state = CONSENT_REQUEST.next(row.state, decided)
+    row.decision = decision.model_dump_json().encode()
+    row.reason = reason
+    row.decided_at = now
+    granted = decided is ConsentRequestEvent.GRANTED
+    record_with_peer(
+        session,
+        state,
+        event=event,
+        peer=peer,
+        allowed=granted,
+        reason=(AuditReason.CONSENT_GRANTED if granted else AuditReason.CONSENT_DENIED).value,
+        detail=detail | {"request_id": row.request_id, "grantee": row.third_party, "decision_digest": decision.digest},
+        now=now,
+        item=(row.item_id, row.item_version),
     )
 
 
@@ -142,17 +173,16 @@ def receive_consent_request(session: Session, state: NodeState, *, signed: Signe
     if session.get(ConsentRequestRow, claimed.request_id) is not None:
         return Ack.done(AckReason.DUPLICATE, "request already recorded")
     session.add(_request_row(claimed, signed, Direction.INCOMING, now))
-    audit.append(
+    record_with_peer(
         session,
-        now=now,
+        state,
         event=event,
-        actor=state.me,
         peer=peer,
-        item_id=claimed.item_id,
-        item_version=claimed.item_version,
         allowed=True,
         reason=AckReason.RECORDED.value,
         detail={"request_id": claimed.request_id, "third_party": claimed.third_party, "purpose": claimed.purpose},
+        now=now,
+        item=(claimed.item_id, claimed.item_version),
     )
     automatic = state.consent.decide(claimed.third_party, Band(original.band))
     if automatic == "manual":
@@ -226,28 +256,9 @@ def decide_consent(
             issued_at=now,
         )
         decision = sign(PayloadType.CONSENT_DENIAL, denial, [state.signing_key])
-    row.state = CONSENT_REQUEST.next(row.state, decided)
-    row.decision = decision.model_dump_json().encode()
-    row.reason = reason or None
-    row.decided_at = now
-    audit.append(
-        session,
-        now=now,
-        event=AuditEvent.CONSENT_DECISION_SENT,
-        actor=state.me,
-        peer=row.requester,
-        item_id=row.item_id,
-        item_version=row.item_version,
-        allowed=grant,
-        reason=(AuditReason.CONSENT_GRANTED if grant else AuditReason.CONSENT_DENIED).value,
-        detail={
-            "request_id": request_id,
-            "grantee": row.third_party,
-            "by": by,
-            "transferable": transferable,
-            "decision_digest": decision.digest,
-        },
-    )
+    detail: dict[str, audit.DetailValue] = {"by": by, "transferable": transferable}
+    event = AuditEvent.CONSENT_DECISION_SENT
+    _record_decision(session, state, row, decided, decision, reason or None, event, row.requester, detail, now)
     queue_control(session, recipient=row.requester, rpc=ControlRpc.SEND_CONSENT_DECISION, statement=decision, now=now)
     return decision
 
@@ -295,20 +306,6 @@ def receive_consent_decision(session: Session, state: NodeState, *, signed: Sign
             detail = "grant does not match the request"
             return refuse_remote(session, state, event, peer, Reason.CONSENT_WRONG_GRANTEE, detail, now)
         session.add(_grant_row(grant, signed))
-    row.state = CONSENT_REQUEST.next(row.state, decided)
-    row.decision = signed.model_dump_json().encode()
-    row.reason = None if denial is None else denial.reason
-    row.decided_at = now
-    audit.append(
-        session,
-        now=now,
-        event=event,
-        actor=state.me,
-        peer=peer,
-        item_id=row.item_id,
-        item_version=row.item_version,
-        allowed=grant is not None,
-        reason=(AuditReason.CONSENT_GRANTED if grant is not None else AuditReason.CONSENT_DENIED).value,
-        detail={"request_id": request_id, "grantee": row.third_party, "decision_digest": signed.digest},
-    )
+    reason = None if denial is None else denial.reason
+    _record_decision(session, state, row, decided, signed, reason, event, peer, {}, now)
     return Ack.done(AckReason.RECORDED, row.state.value)

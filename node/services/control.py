@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVarTuple
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.orm import Session
 
 from node.codec import signed_to_pb
@@ -26,8 +27,11 @@ __all__ = [
     "control_acknowledged",
     "control_failed",
     "due_control",
+    "due_rows",
     "queue_control",
 ]
+
+Columns = TypeVarTuple("Columns")
 
 #: Set in ``session.info`` when a job queued a control message: the pump is woken on commit.
 CONTROL_QUEUED = "intelshare.control_queued"
@@ -74,11 +78,19 @@ class DueControl:
     attempts: int
 
 
+def due_rows(
+    session: Session, query: Select[str, *Columns], *, exclude: frozenset[str], limit: int
+) -> list[Row[str, *Columns]]:
+    """Up to ``limit`` rows of a due-work query whose first column is not in ``exclude`` (being worked on)."""
+    rows = session.execute(query.limit(limit + len(exclude))).all()
+    return [row for row in rows if row[0] not in exclude][:limit]
+
+
 def due_control(
     session: Session, state: NodeState, *, limit: int, exclude: frozenset[str], now: datetime
 ) -> list[DueControl]:
     """Up to ``limit`` pending messages due by ``now``, oldest first, not in ``exclude``."""
-    rows = session.execute(
+    query = (
         select(
             ControlMessage.message_id,
             ControlMessage.recipient,
@@ -88,14 +100,14 @@ def due_control(
         )
         .where(ControlMessage.state == ControlState.PENDING, ControlMessage.next_attempt_at <= now)
         .order_by(ControlMessage.next_attempt_at)
-        .limit(limit + len(exclude))
-    ).all()
-    out = []
-    for message_id, recipient, rpc, statement, attempts in rows:
-        if message_id not in exclude:
-            wire = signed_to_pb(Signed.model_validate_json(statement)).SerializeToString()
-            out.append(DueControl(message_id, recipient, rpc, wire, attempts))
-    return out[:limit]
+    )
+    # Stored as the JSON of the signed statement; the wire form is rebuilt from it once here.
+    return [
+        DueControl(
+            message_id, recipient, rpc, signed_to_pb(Signed.model_validate_json(statement)).SerializeToString(), n
+        )
+        for message_id, recipient, rpc, statement, n in due_rows(session, query, exclude=exclude, limit=limit)
+    ]
 
 
 def control_acknowledged(session: Session, state: NodeState, *, message_id: str, ack: str, now: datetime) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from node import audit
 from node.audit import AuditEvent
 from node.lifecycle import OUTBOX_ENTRY, OutboxEvent, OutboxState
+from node.services.control import due_rows
 from node.services.notices import follow_late_delivery
 from node.services.state import NodeState, core_table
 from node.store import HotWrite, OutboxEntry, OutboxEnvelope, driver_time
@@ -83,14 +84,13 @@ def due_outbox(
     session: Session, state: NodeState, *, limit: int, exclude: frozenset[str], now: datetime
 ) -> list[DueEnvelope]:
     """Up to ``limit`` pending envelopes due by ``now``, oldest first, not in ``exclude``."""
-    rows = session.execute(
+    query = (
         select(OutboxEntry.envelope_id, OutboxEntry.recipient, OutboxEnvelope.envelope, OutboxEntry.attempts)
         .join(OutboxEnvelope, OutboxEnvelope.envelope_id == OutboxEntry.envelope_id)
         .where(OutboxEntry.state == OutboxState.PENDING, OutboxEntry.next_attempt_at <= now)
         .order_by(OutboxEntry.next_attempt_at)
-        .limit(limit + len(exclude))
-    ).all()
-    return [DueEnvelope(*row) for row in rows if row[0] not in exclude][:limit]
+    )
+    return [DueEnvelope(*row.tuple()) for row in due_rows(session, query, exclude=exclude, limit=limit)]
 
 
 def record_delivery_errors(

@@ -35,7 +35,7 @@ from node import audit
 from node.audit import AuditEvent, AuditReason
 from node.codec import chain_to_bytes
 from node.lifecycle import InboxStatus
-from node.services.state import NodeState, at_rest_binding, core_table
+from node.services.state import NodeState, at_rest_binding, core_table, record_with_peer
 from node.store import Delivery, HotWrite, InboxItem, driver_time
 from protocol.envelope import Envelope, EnvelopeHeader
 from protocol.errors import MalformedError
@@ -347,27 +347,13 @@ def _record(session: Session, state: NodeState, decided: Sequence[_Decided], pee
 
 def record_oversized_batch(session: Session, state: NodeState, *, peer: str, detail: str, now: datetime) -> None:
     """A peer sent a batch over the limit (SPEC §11.6): audited once, then the call is ended."""
-    audit.append(
-        session,
-        now=now,
-        event=AuditEvent.INGRESS,
-        actor=state.me,
-        peer=peer,
-        allowed=False,
-        reason=Reason.ENVELOPE_MALFORMED.value,
-        detail={"detail": detail},
-    )
+    reason = Reason.ENVELOPE_MALFORMED.value
+    event, refused = AuditEvent.INGRESS, {"detail": detail}
+    record_with_peer(session, state, event=event, peer=peer, allowed=False, reason=reason, detail=refused, now=now)
 
 
 def record_refused_connection(session: Session, state: NodeState, *, who: str, peer_addr: str, now: datetime) -> None:
     """An Exchange call from a TLS peer that is no roster member (SPEC §11.2)."""
-    audit.append(
-        session,
-        now=now,
-        event=AuditEvent.CONNECTION_REFUSED,
-        actor=state.me,
-        peer=who,
-        allowed=False,
-        reason=AuditReason.UNKNOWN_PEER.value,
-        detail={"address": peer_addr},
-    )
+    reason, detail = AuditReason.UNKNOWN_PEER.value, {"address": peer_addr}
+    event = AuditEvent.CONNECTION_REFUSED
+    record_with_peer(session, state, event=event, peer=who, allowed=False, reason=reason, detail=detail, now=now)

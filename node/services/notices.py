@@ -31,7 +31,7 @@ from node.lifecycle import (
     OutboxState,
 )
 from node.services.control import queue_control
-from node.services.state import NodeState
+from node.services.state import NodeState, record_with_peer
 from node.store import ConsentGrantRow, InboxItem, NoticeRow, OriginalItem, OutboxEntry
 from protocol.ack import Ack, AckReason
 from protocol.consent import ConsentGrant, ConsentRevocation
@@ -61,16 +61,8 @@ def refuse_remote(
     now: datetime,
 ) -> Ack:
     """Audit a refused control message from ``peer`` and answer it."""
-    audit.append(
-        session,
-        now=now,
-        event=event,
-        actor=state.me,
-        peer=peer,
-        allowed=False,
-        reason=reason.value,
-        detail={"detail": detail},
-    )
+    refused, code = {"detail": detail}, reason.value
+    record_with_peer(session, state, event=event, peer=peer, allowed=False, reason=code, detail=refused, now=now)
     return Ack.refused(reason, detail)
 
 
@@ -122,6 +114,31 @@ def follow_late_delivery(
     return notice
 
 
+def _keep(
+    session: Session,
+    notice_id: str,
+    kind: NoticeKind,
+    item_id: str,
+    version: int,
+    issuer: str,
+    notice: Signed,
+    now: datetime,
+) -> None:
+    """Keep a notice issued or applied here: it marks the notice applied, and a recall follows late envelopes."""
+    statement = notice.model_dump_json().encode()
+    session.add(
+        NoticeRow(
+            notice_id=notice_id,
+            kind=kind,
+            item_id=item_id,
+            item_version=version,
+            issuer=issuer,
+            statement=statement,
+            received_at=now,
+        )
+    )
+
+
 # --- at the originator ------------------------------------------------------------------
 
 
@@ -150,30 +167,11 @@ def recall(
     state.recalled.add((item_id, item_version))
     recall_id = json.loads(notice.payload)["recall_id"]
     # Kept, so an envelope that lands after the recall can be followed by it.
-    session.add(
-        NoticeRow(
-            notice_id=recall_id,
-            kind=NoticeKind.RECALL,
-            item_id=item_id,
-            item_version=item_version,
-            issuer=state.me,
-            statement=notice.model_dump_json().encode(),
-            received_at=now,
-        )
-    )
+    _keep(session, recall_id, NoticeKind.RECALL, item_id, item_version, state.me, notice, now)
     _withdraw_pending(session, item_id, item_version, now)
-    recipients = delivered_to(session, item_id, item_version)
-    audit.append(
-        session,
-        now=now,
-        event=AuditEvent.RECALL_SENT,
-        actor=state.me,
-        item_id=item_id,
-        item_version=item_version,
-        detail={"reason": reason, "notified": recipients, "notice_digest": notice.digest},
+    recipients = _notify_holders(
+        session, state, AuditEvent.RECALL_SENT, item_id, item_version, notice, {"reason": reason}, now
     )
-    for recipient in recipients:
-        queue_control(session, recipient=recipient, rpc=ControlRpc.NOTIFY, statement=notice, now=now)
     return notice, recipients
 
 
@@ -197,18 +195,31 @@ def queue_correction(
         ),
         [state.signing_key],
     )
-    holders = delivered_to(session, previous.item_id, previous.item_version)
+    detail: dict[str, audit.DetailValue] = {"new_version": new.item_version}
+    _notify_holders(
+        session, state, AuditEvent.CORRECTION_SENT, previous.item_id, previous.item_version, notice, detail, now
+    )
+
+
+def _notify_holders(
+    session: Session,
+    state: NodeState,
+    event: AuditEvent,
+    item_id: str,
+    item_version: int,
+    notice: Signed,
+    detail: dict[str, audit.DetailValue],
+    now: datetime,
+) -> list[str]:
+    """Audit a notice this node issued and queue it for every member it sent the item version to."""
+    holders = delivered_to(session, item_id, item_version)
+    detail |= {"notified": holders, "notice_digest": notice.digest}
     audit.append(
-        session,
-        now=now,
-        event=AuditEvent.CORRECTION_SENT,
-        actor=state.me,
-        item_id=previous.item_id,
-        item_version=previous.item_version,
-        detail={"new_version": new.item_version, "notified": holders, "notice_digest": notice.digest},
+        session, now=now, event=event, actor=state.me, item_id=item_id, item_version=item_version, detail=detail
     )
     for holder in holders:
         queue_control(session, recipient=holder, rpc=ControlRpc.NOTIFY, statement=notice, now=now)
+    return holders
 
 
 # --- at a holder --------------------------------------------------------------------------
@@ -262,17 +273,8 @@ def _apply_notice(session: Session, state: NodeState, *, signed: Signed, peer: s
     applied = InboxEvent.CORRECTED if is_correction else InboxEvent.RECALLED
     for row in held:
         row.status = INBOX_ITEM.next(row.status, applied)  # a recall is final (the table says so)
-    session.add(
-        NoticeRow(
-            notice_id=notice_id,
-            kind=NoticeKind.CORRECTION if is_correction else NoticeKind.RECALL,
-            item_id=claimed.item_id,
-            item_version=version,
-            issuer=claimed.originator,
-            statement=signed.model_dump_json().encode(),
-            received_at=now,
-        )
-    )
+    kind = NoticeKind.CORRECTION if is_correction else NoticeKind.RECALL
+    _keep(session, notice_id, kind, claimed.item_id, version, claimed.originator, signed, now)
     if not is_correction:
         state.recalled.add((claimed.item_id, version))
         _withdraw_pending(session, claimed.item_id, version, now)
@@ -287,17 +289,9 @@ def _apply_notice(session: Session, state: NodeState, *, signed: Signed, peer: s
     if isinstance(claimed, Correction):
         detail |= {"new_version": claimed.new_version, "new_origin_digest": claimed.new_origin_digest}
     reason = AckReason.SUPERSEDED if is_correction else AckReason.RECALLED
-    audit.append(
-        session,
-        now=now,
-        event=event,
-        actor=state.me,
-        peer=peer,
-        item_id=claimed.item_id,
-        item_version=version,
-        allowed=True,
-        reason=reason.value,
-        detail=detail,
+    item = (claimed.item_id, version)
+    record_with_peer(
+        session, state, event=event, peer=peer, allowed=True, reason=reason.value, detail=detail, now=now, item=item
     )
     status = "superseded" if is_correction else "recalled"
     return Ack.done(reason, f"{len(held)} copies of v{version} {status}")
@@ -320,15 +314,8 @@ def _receive_revocation(session: Session, state: NodeState, *, signed: Signed, p
     assert grant_row is not None
     grant_row.revoked_at = grant_row.revoked_at or now
     state.revoked_grants.add(claimed.grant_id)
-    audit.append(
-        session,
-        now=now,
-        event=event,
-        actor=state.me,
-        peer=peer,
-        item_id=claimed.item_id,
-        allowed=True,
-        reason=Reason.CONSENT_REVOKED.value,
-        detail={"grant_id": claimed.grant_id},
+    applied, revoked, item = {"grant_id": claimed.grant_id}, Reason.CONSENT_REVOKED.value, (claimed.item_id, None)
+    record_with_peer(
+        session, state, event=event, peer=peer, allowed=True, reason=revoked, detail=applied, now=now, item=item
     )
     return Ack.done(AckReason.REVOKED, claimed.grant_id)

@@ -7,6 +7,7 @@ no connection and reads no clock: ``now`` is passed to each function.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -14,6 +15,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from node import audit
+from node.audit import AuditEvent
 from node.config import ConsentPolicy
 from node.lifecycle import NoticeKind
 from node.store import ConsentGrantRow, NoticeRow, OriginalItem
@@ -23,7 +26,7 @@ from protocol.keys import HpkeKeyPair, SigningKey, VerifiedRoots
 from protocol.policy import PolicyContext, TimeWindow
 from protocol.roster import Roster
 
-__all__ = ["AtRestKey", "NodeState", "at_rest_binding", "core_table", "load_runtime_sets"]
+__all__ = ["AtRestKey", "NodeState", "at_rest_binding", "core_table", "load_runtime_sets", "record_with_peer"]
 
 
 class AtRestKey:
@@ -105,4 +108,35 @@ def load_runtime_sets(session: Session, state: NodeState) -> None:
     }
     state.revoked_grants = set(
         session.scalars(select(ConsentGrantRow.grant_id).where(ConsentGrantRow.revoked_at.is_not(None)))
+    )
+
+
+def record_with_peer(
+    session: Session,
+    state: NodeState,
+    *,
+    event: AuditEvent,
+    peer: str,
+    allowed: bool,
+    reason: str,
+    detail: Mapping[str, audit.DetailValue],
+    now: datetime,
+    item: tuple[str, int | None] | None = None,
+) -> None:
+    """Audit what this node did with a peer: accepted or refused what it sent, or answered it.
+
+    ``item`` is the item id and version the message concerned, when it names one.
+    """
+    item_id, item_version = item or (None, None)
+    audit.append(
+        session,
+        now=now,
+        event=event,
+        actor=state.me,
+        peer=peer,
+        item_id=item_id,
+        item_version=item_version,
+        allowed=allowed,
+        reason=reason,
+        detail=detail,
     )

@@ -37,20 +37,7 @@ from node.lifecycle import (
 )
 from node.store.types import EnumText, UTCDateTime
 
-__all__ = [
-    "AuditEntryRow",
-    "AuditHead",
-    "Base",
-    "ConsentGrantRow",
-    "ConsentRequestRow",
-    "ControlMessage",
-    "Delivery",
-    "InboxItem",
-    "NoticeRow",
-    "OriginalItem",
-    "OutboxEntry",
-    "OutboxEnvelope",
-]
+# The package's face (node.store) lists what is public.
 
 # Deterministic constraint names: SQLite ALTERs go through Alembic batch mode, which needs
 # named constraints, and both dialects then carry identical names.
@@ -139,7 +126,17 @@ class Delivery(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class OutboxEntry(Base):
+class _Retried:
+    """Columns of a durable queue's row (the outbox, the control outbox): tried until answered."""
+
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OutboxEntry(_Retried, Base):
     """An envelope (already sealed to its recipient) waiting to be delivered or settled."""
 
     __tablename__ = "outbox"
@@ -156,13 +153,8 @@ class OutboxEntry(Base):
     item_version: Mapped[int] = mapped_column(Integer)
     kind: Mapped[OutboxKind] = mapped_column(EnumText(OutboxKind))
     state: Mapped[OutboxState] = mapped_column(EnumText(OutboxState))
-    attempts: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str | None] = mapped_column(String)
     receipt: Mapped[bytes | None] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class OutboxEnvelope(Base):
@@ -178,7 +170,7 @@ class OutboxEnvelope(Base):
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class ControlMessage(Base):
+class ControlMessage(_Retried, Base):
     """A signed control message (consent request or decision, notice) waiting for its ack.
 
     Committed with the change it announces; re-sent until the peer acknowledges it.
@@ -198,12 +190,7 @@ class ControlMessage(Base):
     rpc: Mapped[ControlRpc] = mapped_column(EnumText(ControlRpc, 32))
     statement: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[ControlState] = mapped_column(EnumText(ControlState))
-    attempts: Mapped[int] = mapped_column(Integer)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    last_error: Mapped[str | None] = mapped_column(Text)
     ack: Mapped[str | None] = mapped_column(String)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ConsentRequestRow(Base):
