@@ -14,6 +14,11 @@ roster key has.
 The witness rule (``witness``) is a pure function returning a ``WitnessDecision`` with a
 stable reason code; the caller looks up and stores the witnessed state in one
 transaction, passes the clock in and sends the answer. Nothing here does I/O.
+
+Why not a library: the C2SP note formats have maintained implementations in Go
+(golang.org/x/mod/sumdb/note, transparency-dev/formats), none in Python that covers
+cosignatures; the text format is small, and every signature goes through
+``protocol.keys`` (``cryptography``), so no primitive is handled here.
 """
 
 from __future__ import annotations

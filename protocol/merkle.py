@@ -31,6 +31,11 @@ A :class:`Frontier` (the compact range of RFC 9162 logs: the roots of the perfec
 subtrees of ``[0, n)``, at most 64 hashes) gives the root of a growing tree without any
 stored nodes: a verifier streams the leaves through it once, and a node can keep the
 frontier of its last checkpoint to extend it from there.
+
+Why not a library: the maintained Python Merkle libraries (pymerkle) hash and store the
+leaves themselves and carry proofs in their own format, while the leaves here are hashes
+the audit log already holds and the proofs are RFC 9162's plain hash lists; the code
+below is the RFC's algorithms, checked against its published vectors (SPEC §13).
 """
 
 from __future__ import annotations
