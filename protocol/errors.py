@@ -14,6 +14,7 @@ __all__ = [
     "LocalProtocolError",
     "MalformedError",
     "OpenError",
+    "ProofError",
     "RemoteProtocolError",
     "RollbackError",
     "SignatureError",
@@ -53,3 +54,7 @@ class OpenError(RemoteProtocolError):
 
     def __init__(self) -> None:
         super().__init__("envelope could not be opened")
+
+
+class ProofError(RemoteProtocolError):
+    """A Merkle inclusion or consistency proof does not verify; says which and why (SPEC §11.10.1)."""
