@@ -42,6 +42,21 @@ MEMBER_SAN_PREFIX = "urn:intelshare:member:"
 CLOCK_SKEW = timedelta(minutes=5)
 
 
+def _key_usage(*, sign_certificates: bool) -> x509.KeyUsage:
+    """A CA signs certificates and CRLs only; a member certificate signs TLS handshakes only."""
+    return x509.KeyUsage(
+        digital_signature=not sign_certificates,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=sign_certificates,
+        crl_sign=sign_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def member_san_uri(member_id: str) -> str:
     """The SAN URI that names a federation member in its TLS certificate."""
     if not member_id or any(c.isspace() for c in member_id):
@@ -81,17 +96,7 @@ def make_ca(name: str, now: datetime, valid_days: int) -> tuple[PrivateKey, x509
         .not_valid_after(now + timedelta(days=valid_days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(sign_certificates=True),
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
@@ -135,17 +140,7 @@ def issue_member_cert(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(sign_certificates=False),
             critical=True,
         )
         .add_extension(
