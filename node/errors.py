@@ -19,6 +19,7 @@ __all__ = [
     "FailedPreconditionError",
     "IllegalTransitionError",
     "InvalidRequestError",
+    "LogTamperedError",
     "NodeFailureError",
     "NodeUnavailableError",
     "NotFoundError",
@@ -77,6 +78,10 @@ class IllegalTransitionError(LocalProtocolError):
 
 class StoredDataError(RemoteProtocolError):
     """Bytes this node stored earlier no longer verify or open (damage or tampering at rest)."""
+
+
+class LogTamperedError(StoredDataError):
+    """The audit log is not the one this node wrote: it appends nothing more to it (SPEC §11.10.6)."""
 
 
 class NodeUnavailableError(IntelshareError):

@@ -19,7 +19,7 @@ from node.audit.entries import (
 )
 from node.audit.export import export_csv, export_jsonl, list_entries
 from node.audit.verify import AuditProblem, AuditReport, ProblemKind, verify
-from node.audit.writer import AuditWriter, append, append_many
+from node.audit.writer import AuditWriter, append, append_many, seal
 from protocol.merkle import leaf_hash, node_hash
 
 __all__ = [
@@ -43,5 +43,6 @@ __all__ = [
     "list_entries",
     "merkle_root",
     "node_hash",
+    "seal",
     "verify",
 ]

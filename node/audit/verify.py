@@ -1,21 +1,48 @@
-"""Verifying the audit log's hash chain and head (SPEC §11.4)."""
+"""Verifying the audit log: its hash chain, its Merkle tree, its checkpoints and what others hold (SPEC §11.4, §11.10).
+
+One streamed pass (``node.audit.scan``) checks every entry against its hash and its
+link to the one before, and grows the log's Merkle tree from the stored leaf hashes. At
+each size where something outside the log's rows commits to it, the pass compares:
+
+- the node's own signed checkpoints (one per commit that appended, SPEC §11.10.2): every
+  entry after the last one was written by something other than the node;
+- ``Pin``s: checkpoints of this log that peers witnessed, and receipts in which this
+  node's signed word names the leaf hash of its INGRESS entry (SPEC §11.3).
+
+A rewrite that re-chains the entries after it passes the chain check but not these: the
+first altered entry lies after the last size that still agrees and at or before the
+first that does not, and is named when those are neighbours.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from node.audit.entries import GENESIS_HASH, STREAM_BATCH, hash_hex, hash_matches, stream_rows
+from node.audit.entries import GENESIS_HASH, STREAM_BATCH, hash_hex, hash_matches
+from node.audit.evidence import OWN, Comparisons, Outcome, own_checkpoints, signature_checker
+from node.audit.scan import scan
 from node.store import AuditEntryRow, AuditHead
+from protocol.merkle import Frontier
+from protocol.roster import Roster
 
-__all__ = ["AuditProblem", "AuditReport", "ProblemKind", "verify"]
+__all__ = ["AuditProblem", "AuditReport", "Pin", "ProblemKind", "verify"]
 
 _MOVE_SEARCH_DEPTH = 4
-ProblemKind: TypeAlias = Literal["edited", "removed", "reordered", "truncated", "head_mismatch"]
+ProblemKind: TypeAlias = Literal[
+    "edited",
+    "removed",
+    "reordered",
+    "truncated",
+    "head_mismatch",
+    "not_checkpointed",
+    "checkpoint_mismatch",
+    "witness_mismatch",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +55,21 @@ class AuditProblem:
 
 
 @dataclass(frozen=True, slots=True)
+class Pin:
+    """Something outside the log's rows that commits to its first ``size`` entries.
+
+    Either the Merkle ``root`` of those entries (a checkpoint a peer witnessed) or the
+    ``leaf`` hash of entry ``size`` (a receipt naming its INGRESS entry), which through
+    the hash chain commits to every entry before it too. ``source`` says who holds it.
+    """
+
+    size: int
+    source: str
+    root: bytes | None = None
+    leaf: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AuditReport:
     """Outcome of :func:`verify`; ``ok`` only when there are no problems."""
 
@@ -35,6 +77,14 @@ class AuditReport:
     entries: int
     head_seq: int | None
     problems: tuple[AuditProblem, ...]
+    #: The latest checkpoint the node signed whose signature verified (None: none, or not checked).
+    checkpoint: int | None = None
+    #: How many of the node's own checkpoints and outside pins the log was compared with.
+    compared: int = 0
+    #: The first entry that is not as the node wrote it, as far as the evidence says.
+    first_altered: int | None = None
+    #: The roots of the log's Merkle tree at its size (hex), as recomputed.
+    root: str = field(default="")
 
 
 class _EntriesByHash:
@@ -80,6 +130,20 @@ class _EntriesByHash:
         row = self._session.get(AuditEntryRow, seq, populate_existing=True)
         assert row is not None  # just read by the scan, in the same transaction
         return row
+
+
+def _row(session: Session, seq: int) -> AuditEntryRow:
+    row = session.get(AuditEntryRow, seq, populate_existing=True)
+    assert row is not None  # just read by the scan, in the same transaction
+    return row
+
+
+def _leaf(entry_hash: str) -> bytes:
+    try:
+        leaf = bytes.fromhex(entry_hash)
+    except ValueError:
+        leaf = b""
+    return leaf if len(leaf) == 32 else bytes(32)  # a mangled hash still takes its place in the tree
 
 
 def _original_seq(by_hash: _EntriesByHash, row: AuditEntryRow, depth: int = 0) -> int | None:
@@ -151,49 +215,135 @@ def _check_head(
     return None
 
 
-def verify(session: Session) -> AuditReport:
-    """Check the whole chain and the head; stream entries in seq order.
+def verify(
+    session: Session, *, roster: Roster | None = None, member: str | None = None, pins: Sequence[Pin] = ()
+) -> AuditReport:
+    """Check the whole log in one streamed pass; see the module doc.
 
     Reports each edited entry (hash mismatch), removed entries (gap in seq), reordered
     entries (an entry holding another position's contents), truncation (head ahead of
-    the last entry) and a head that disagrees with the last entry. A broken link whose
+    the last entry), a head that disagrees with the last entry, and, given the roster
+    and the node's member id, entries no signed checkpoint of the node covers and sizes
+    at which the log no longer agrees with a checkpoint or a pin. A broken link whose
     cause was already reported (gap, edited or moved predecessor) is not reported twice.
     """
     head = session.get(AuditHead, 1, populate_existing=True)
     head_seq = None if head is None else head.seq
     head_hash = None if head is None else head.entry_hash
+    signed = signature_checker(session, roster, member) if roster is not None and member is not None else None
+    own = own_checkpoints(session) if signed is not None else []
+    comparisons = Comparisons(own, [(p.size, p.root, p.leaf, p.source) for p in pins])
     # An entry that does not match its hash is classified (moved or edited) after the
     # pass, when every such entry is known and their predecessors are found together.
-    problems: list[AuditProblem | AuditEntryRow] = []
-    mismatched: list[AuditEntryRow] = []
+    problems: list[AuditProblem | int] = []
+    mismatched: list[int] = []
     expected, prev_hash, prev_flagged, count = 1, GENESIS_HASH, False, 0
-    for row in stream_rows(session):
+    frontier = Frontier()
+    comparisons.at(frontier, None)
+    for entry in scan(session):
         count += 1
-        gap = row.seq > expected
+        gap = entry.seq > expected
         if gap:
-            span = _span(expected, row.seq - 1)
+            span = _span(expected, entry.seq - 1)
             problems.append(AuditProblem(expected, "removed", f"{span} removed"))
-        flagged = not hash_matches(row)
+        flagged = not entry.intact
         if flagged:
-            unreadable = _unreadable(row)
-            problems.append(unreadable or row)
-            if unreadable is None:
-                mismatched.append(row)
-        elif row.prev_hash != prev_hash and not gap and not prev_flagged:
+            problems.append(entry.seq)
+            mismatched.append(entry.seq)
+        elif entry.prev_hash != prev_hash and not gap and not prev_flagged:
             # Both rows hash correctly but do not link: the predecessor was replaced and
             # re-hashed.
             problems.append(
                 AuditProblem(
-                    row.seq - 1,
+                    entry.seq - 1,
                     "edited",
-                    f"entry {row.seq - 1} was rewritten: entry {row.seq} does not link to it",
+                    f"entry {entry.seq - 1} was rewritten: entry {entry.seq} does not link to it",
                 )
             )
-        expected, prev_hash, prev_flagged = row.seq + 1, row.entry_hash, flagged
+        expected, prev_hash, prev_flagged = entry.seq + 1, entry.entry_hash, flagged
+        frontier.append(_leaf(entry.entry_hash))
+        comparisons.at(frontier, entry.entry_hash)
     by_hash = _EntriesByHash(session)
-    by_hash.prefetch(mismatched)
-    found = [p if isinstance(p, AuditProblem) else _classify(by_hash, p) for p in problems]
+    by_hash.prefetch([_row(session, seq) for seq in mismatched])
+    found = [p if isinstance(p, AuditProblem) else _classify(by_hash, _row(session, p)) for p in problems]
     head_problem = _check_head(head_seq, head_hash, expected - 1, prev_hash, prev_flagged)
     if head_problem is not None:
         found.append(head_problem)
-    return AuditReport(ok=not found, entries=count, head_seq=head_seq, problems=tuple(found))
+    latest = _latest_signed([size for size, _ in own], signed)
+    found += _judge(comparisons.outcomes + comparisons.beyond(count), count, latest, signed)
+    first = min((p.seq for p in found), default=None)
+    return AuditReport(
+        ok=not found,
+        entries=count,
+        head_seq=head_seq,
+        problems=tuple(found),
+        checkpoint=latest,
+        compared=len(comparisons.outcomes),
+        first_altered=first,
+        root=frontier.root().hex(),
+    )
+
+
+#: How many checkpoint signatures one question may try before giving up (rows an insider added).
+_SIGNATURE_TRIES = 16
+
+
+def _latest_signed(sizes: Sequence[int], signed: Callable[[int], bool] | None) -> int | None:
+    """The largest size whose checkpoint row carries the node's valid signature."""
+    if signed is None:
+        return None
+    return next((size for size in reversed(sizes[-_SIGNATURE_TRIES:]) if signed(size)), None)
+
+
+def _judge(
+    outcomes: Sequence[Outcome], count: int, latest: int | None, signed: Callable[[int], bool] | None
+) -> list[AuditProblem]:
+    """Problems from the comparisons: the first disagreement, bounded by the last agreement before it."""
+    problems: list[AuditProblem] = []
+    if latest is not None and count > latest:
+        problems.append(
+            AuditProblem(
+                latest + 1,
+                "not_checkpointed",
+                f"{_span(latest + 1, count)} covered by no checkpoint the node signed (written by something else)",
+            )
+        )
+
+    def counts(outcome: Outcome) -> bool:  # a checkpoint row is evidence only with the node's signature
+        return not outcome.own or (signed is not None and signed(outcome.size))
+
+    failures = sorted((o for o in outcomes if not o.agrees), key=lambda o: o.size)
+    forged = [o for o in failures if o.own and not counts(o)][:_SIGNATURE_TRIES]
+    for outcome in forged:
+        problems.append(
+            AuditProblem(
+                outcome.size,
+                "checkpoint_mismatch",
+                f"the checkpoint row at size {outcome.size} is not signed by the node (written by something else)",
+            )
+        )
+    failure = next((o for o in failures if o not in forged and (not o.own or counts(o))), None)
+    if failure is None:
+        return problems
+    agreeing = sorted((o.size for o in outcomes if o.agrees and o.size < failure.size and not o.own), reverse=True)
+    own_agreeing = [o.size for o in outcomes if o.agrees and o.size < failure.size and o.own]
+    trusted_own = next(
+        (size for size in sorted(own_agreeing, reverse=True)[:_SIGNATURE_TRIES] if signed and signed(size)), 0
+    )
+    after = max([trusted_own, *agreeing[:1]])
+    if failure.size > count:
+        first, what = count + 1, f"{_span(count + 1, failure.size)} removed: {failure.source} covers {failure.size}"
+        problems.append(AuditProblem(first, "truncated", what))
+        return problems
+    first = after + 1
+    where = f"entry {first}" if first == failure.size else f"one of entries {first}..{failure.size}"
+    kind: ProblemKind = "checkpoint_mismatch" if failure.source == OWN else "witness_mismatch"
+    problems.append(
+        AuditProblem(
+            first,
+            kind,
+            f"the log no longer agrees with {failure.source} at size {failure.size}: "
+            f"the first altered entry is {where}",
+        )
+    )
+    return problems

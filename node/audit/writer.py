@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session, SessionTransaction
@@ -20,10 +20,12 @@ from node.audit.entries import (
     hash_hex,
     utc,
 )
-from node.store import AuditEntryRow, AuditHead, HotWrite, driver_time
-from protocol.merkle import leaf_hash
+from node.audit.tree import LogTree, completed_rows, node_hashes, record_checkpoint
+from node.errors import LogTamperedError
+from node.store import AuditEntryRow, AuditHead, AuditSubtree, HotWrite, driver_time
+from protocol.merkle import Frontier, leaf_hash
 
-__all__ = ["AuditWriter", "append", "append_many"]
+__all__ = ["TREE_KEY", "AuditWriter", "append", "append_many", "seal"]
 
 _WRITER_KEY = "intelshare.audit.writer"
 _AUDIT_TABLE: Table = AuditEntryRow.__table__  # type: ignore[assignment]
@@ -36,12 +38,19 @@ _HEAD_ADVANCE = (
 _AUDIT_INSERT = HotWrite(_AUDIT_TABLE.insert())
 
 
+_SUBTREE_INSERT = HotWrite(cast(Table, AuditSubtree.__table__).insert())
+#: ``session.info`` key of the node's ``LogTree`` (set by the runtime for its sessions).
+TREE_KEY = "intelshare.audit.tree"
+
+
 @dataclass(slots=True)
 class _Head:
-    """The newest entry's number and hash, as this transaction has advanced them."""
+    """The newest entry's number and hash, and the log's frontier, as this transaction has advanced them."""
 
     seq: int
     entry_hash: str
+    frontier: Frontier
+    appended: bool = False
 
 
 class AuditWriter:
@@ -69,13 +78,44 @@ class AuditWriter:
             row = session.connection().execute(_HEAD_FOR_UPDATE).one_or_none()
             if row is None:
                 raise RuntimeError("audit_head row missing: run node.store.upgrade()")
-            self._head = _Head(int(row.seq), str(row.entry_hash))
+            seq, entry_hash = int(row.seq), str(row.entry_hash)
+            tree = session.info.get(TREE_KEY)
+            if isinstance(tree, LogTree):
+                if (seq, entry_hash) != (tree.size, tree.last_hash):
+                    # Someone other than this node wrote to (or cut) the log: append nothing (SPEC §11.10.6).
+                    raise LogTamperedError(
+                        f"the audit log's head is entry {seq}, but this node last wrote entry {tree.size}"
+                    )
+                frontier = tree.working()
+            else:  # a tool or test writing without a running node: the tree as stored
+                frontier = Frontier.from_nodes(seq, node_hashes(session))
+            self._head = _Head(seq, entry_hash, frontier)
             self._txn = session.get_transaction()
         return self._head
 
-    def _advance(self, head: _Head, seq: int, entry_hash: str) -> None:
-        head.seq, head.entry_hash = seq, entry_hash
-        self._session.connection().execute(_HEAD_ADVANCE, {"new_seq": seq, "new_hash": entry_hash})
+    def _advance(self, head: _Head, hashes: Sequence[str]) -> None:
+        """The entries with ``hashes`` were appended: move the head, grow the tree, keep its subtrees."""
+        subtrees: list[dict[str, object]] = []
+        for entry_hash in hashes:
+            subtrees += completed_rows(head.frontier.append(bytes.fromhex(entry_hash)))
+        head.seq, head.entry_hash, head.appended = head.seq + len(hashes), hashes[-1], True
+        connection = self._session.connection()
+        connection.execute(_HEAD_ADVANCE, {"new_seq": head.seq, "new_hash": head.entry_hash})
+        _SUBTREE_INSERT.execute(connection, subtrees)
+
+    def seal(self, now: datetime) -> tuple[Frontier, str] | None:
+        """Sign a checkpoint of what this transaction appended, in it (SPEC §11.10.2).
+
+        Returns the frontier and last hash for the runtime's ``LogTree`` once the
+        transaction commits; None if nothing was appended or there is no signer.
+        """
+        head, tree = self._head, self._session.info.get(TREE_KEY)
+        if head is None or not head.appended or self._session.get_transaction() is not self._txn:
+            return None
+        if not isinstance(tree, LogTree) or tree.signer is None:
+            return None
+        record_checkpoint(self._session, tree.signer.sign(head.frontier, now), head.frontier, now)
+        return head.frontier, head.entry_hash
 
     def append(self, *, now: datetime, entry: Entry) -> AuditEntryRow:
         """Add the next entry to the session (no commit) and advance the head."""
@@ -97,7 +137,7 @@ class AuditWriter:
         )
         row.entry_hash = hash_hex(row)
         self._session.add(row)
-        self._advance(head, row.seq, row.entry_hash)
+        self._advance(head, [row.entry_hash])
         return row
 
     def append_many(self, *, now: datetime, entries: Sequence[Entry]) -> None:
@@ -137,7 +177,7 @@ class AuditWriter:
             rows.append(values)
         # Straight to the driver on the session's connection: no ORM machinery, no autoflush.
         _AUDIT_INSERT.execute(connection, rows)
-        self._advance(head, seq, prev_hash)
+        self._advance(head, [row["entry_hash"] for row in rows])
 
 
 def _writer(session: Session) -> AuditWriter:
@@ -174,3 +214,9 @@ def append(
 def append_many(session: Session, *, now: datetime, entries: Sequence[Entry]) -> None:
     """Append many entries to ``session`` at ``now`` without committing (one INSERT)."""
     _writer(session).append_many(now=now, entries=entries)
+
+
+def seal(session: Session, *, now: datetime) -> tuple[Frontier, str] | None:
+    """Sign a checkpoint of the entries appended in the session's transaction (``AuditWriter.seal``)."""
+    writer = session.info.get(_WRITER_KEY)
+    return writer.seal(now) if isinstance(writer, AuditWriter) else None

@@ -23,6 +23,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from node import audit
+from node.audit.tree import LogTree
+from node.audit.writer import TREE_KEY
+from node.runtime.clock import Clock
 from node.services.control import CONTROL_QUEUED
 from node.services.state import NodeState
 
@@ -55,11 +59,15 @@ class GroupCommit:
         *,
         batch_max: int,
         on_control_queued: Callable[[], None],
+        clock: Clock,
     ) -> None:
         self._sessions = sessions
         self._state = state
         self._batch_max = batch_max
         self._on_control_queued = on_control_queued
+        self._clock = clock
+        #: The node's own log between commits (set once checked at start, SPEC §11.10.6).
+        self.tree: LogTree | None = None
         # One writer thread: the database sees a single writer, commits stay ordered. It
         # also verifies, signs and seals, in the jobs that commit the results (SPEC §11.7).
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="db")
@@ -117,6 +125,8 @@ class GroupCommit:
         control_queued = False
         while remaining:
             with self._sessions() as session:
+                if self.tree is not None:
+                    session.info[TREE_KEY] = self.tree
                 failed = None
                 for index in remaining:
                     try:
@@ -126,7 +136,11 @@ class GroupCommit:
                         failed = index
                         break
                 if failed is None:
+                    # Every commit that appends to the audit log carries the node's signed checkpoint.
+                    sealed = audit.seal(session, now=self._clock())
                     session.commit()
+                    if sealed is not None and self.tree is not None:
+                        self.tree.committed(*sealed)
                     control_queued = bool(session.info.pop(CONTROL_QUEUED, False))
                     break
                 session.rollback()

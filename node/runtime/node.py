@@ -17,6 +17,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import grpc
 from sqlalchemy.orm import Session, sessionmaker
 
+from node.audit.tree import CheckpointSigner, open_log
 from node.codec import envelope_from_pb
 from node.config import NodeConfig, NodeMaterial
 from node.rpc.desk import DeskServicer
@@ -75,7 +76,11 @@ class Node:
         channels = Channels(material.roster, material.tls_cert_pem, material.tls_key_pem, material.ca_pem)
         self.channels = channels
         self.commit = GroupCommit(
-            self.sessions, self._state, batch_max=cfg.delivery.batch_max, on_control_queued=self._control_queued
+            self.sessions,
+            self._state,
+            batch_max=cfg.delivery.batch_max,
+            on_control_queued=self._control_queued,
+            clock=clock,
         )
         pumps = PumpContext(self.commit, channels, cfg.delivery, clock, self.background)
         self.outbound = Outbound(pumps)
@@ -158,6 +163,10 @@ class Node:
         """Bind both servers and start the background loops."""
         # The commit loop first: every database call below goes through it.
         self._tasks = [asyncio.create_task(self.commit.loop())]
+        signer = CheckpointSigner(self.material.signing_key, self._state.roster.federation, self.cfg.member_id)
+        roster = self._state.roster
+        # Refuse to run on a log that is not as this node left it, before appending to it.
+        self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
         await self.db(load_runtime_sets)
         await self.db(record_start, now=self.clock())
         self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)

@@ -12,8 +12,11 @@ from pathlib import Path
 
 from node.config import load_material, load_node_config
 from node.runtime.node import Node
+from protocol.errors import IntelshareError
 
 __all__ = ["GC_THRESHOLDS", "run_node", "tune_gc"]
+
+log = logging.getLogger("intelshare.node")
 
 #: Collector thresholds of a running node (see ``tune_gc``).
 GC_THRESHOLDS = (10_000, 10, 10)
@@ -55,4 +58,9 @@ def run_node(config_path: Path) -> None:
     def ready(line: str) -> None:
         print(line, flush=True)
 
-    asyncio.run(_serve(config_path, ready))
+    try:
+        asyncio.run(_serve(config_path, ready))
+    except IntelshareError as exc:  # refused to start: one line, no traceback
+        log.error("node not started: %s", exc)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)

@@ -17,8 +17,11 @@ from node.store.engine import (
 )
 from node.store.hotwrite import HotWrite
 from node.store.models import (
+    AuditCheckpoint,
+    AuditCosignature,
     AuditEntryRow,
     AuditHead,
+    AuditSubtree,
     Base,
     ConsentGrantRow,
     ConsentRequestRow,
@@ -29,6 +32,7 @@ from node.store.models import (
     OriginalItem,
     OutboxEntry,
     OutboxEnvelope,
+    WitnessedCheckpoint,
 )
 from node.store.types import EnumText, UTCDateTime, driver_time
 
@@ -36,8 +40,11 @@ __all__ = [
     "MIGRATIONS_DIR",
     "SQLITE_BUSY_TIMEOUT_MS",
     "SQLITE_PAGE_SIZE",
+    "AuditCheckpoint",
+    "AuditCosignature",
     "AuditEntryRow",
     "AuditHead",
+    "AuditSubtree",
     "Base",
     "ConsentGrantRow",
     "ConsentRequestRow",
@@ -51,6 +58,7 @@ __all__ = [
     "OutboxEntry",
     "OutboxEnvelope",
     "UTCDateTime",
+    "WitnessedCheckpoint",
     "driver_time",
     "make_engine",
     "make_sessionmaker",

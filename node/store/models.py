@@ -287,3 +287,51 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     entry_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditSubtree(Base):
+    """The root of a perfect subtree of the audit log's Merkle tree (levels 8, 16, …; SPEC §11.10.1)."""
+
+    __tablename__ = "audit_subtrees"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditCheckpoint(Base):
+    """A checkpoint of this node's audit log, signed by the node in the commit that grew the log."""
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The signed note (C2SP tlog-checkpoint, SPEC §11.10.2).
+    note: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditCosignature(Base):
+    """A peer's cosignature on one of this node's checkpoints (SPEC §11.10.4)."""
+
+    __tablename__ = "audit_cosignatures"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness: Mapped[str] = mapped_column(String, primary_key=True)
+    cosigned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The witness's signature lines, to append to the checkpoint note.
+    lines: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class WitnessedCheckpoint(Base):
+    """A checkpoint of a peer's log that this node witnessed and co-signed (SPEC §11.10.5)."""
+
+    __tablename__ = "witnessed_checkpoints"
+
+    member: Mapped[str] = mapped_column(String, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[bytes] = mapped_column(LargeBinary)
+    log_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The log's note with this node's cosignature lines.
+    note: Mapped[bytes] = mapped_column(LargeBinary)
+    witnessed_at: Mapped[datetime] = mapped_column(UTCDateTime)

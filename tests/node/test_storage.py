@@ -324,3 +324,30 @@ def test_hot_writes_store_what_sqlalchemy_binding_would(session_factory: session
                 assert getattr(hot, column.name) == getattr(core, column.name), column.name
         assert hot.created_at == T0
         assert hot.attempts == 2
+
+
+def test_migration_0005_stores_the_subtrees_of_an_existing_log(tmp_path: Path) -> None:
+    """A log written before the verifiable-log revision gets its stored subtrees (SPEC §11.10.1)."""
+    from node import audit
+    from node.audit import AuditEvent, Entry
+    from node.audit.tree import node_hashes
+    from protocol.merkle import root_hash, tree_hash
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    factory = make_sessionmaker(engine)
+    with factory.begin() as session:
+        audit.append_many(session, now=datetime.now(UTC), entries=[Entry(AuditEvent.EGRESS, "KZ")] * 700)
+    with engine.begin() as conn:  # back to revision 0004, as an old node left it
+        conn.execute(text("DELETE FROM alembic_version"))
+        conn.execute(text("INSERT INTO alembic_version VALUES ('0004')"))
+        for table in ("audit_subtrees", "audit_checkpoints", "audit_cosignatures", "witnessed_checkpoints"):
+            conn.execute(text(f"DROP TABLE {table}"))
+    upgrade(url)
+    with factory() as session:
+        leaves = [bytes.fromhex(h) for (h,) in session.execute(text("SELECT entry_hash FROM audit_log ORDER BY seq"))]
+        stored = session.execute(text("SELECT level, idx FROM audit_subtrees ORDER BY level, idx")).all()
+        assert [tuple(row) for row in stored] == [(8, 0), (8, 1)]
+        assert root_hash(700, node_hashes(session)) == tree_hash(leaves)
+    engine.dispose()
