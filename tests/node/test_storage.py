@@ -26,6 +26,7 @@ from node.store import (
     OutboxEntry,
     driver_time,
     make_engine,
+    make_sessionmaker,
     upgrade,
 )
 
