@@ -70,8 +70,8 @@ def _store_subtrees_of_existing_entries() -> None:
     )
     hashes: list[bytes] = []  # the frontier: roots of perfect subtrees, largest first
     rows: list[dict[str, object]] = []
-    size = 0
-    for (entry_hash,) in connection.execute(sa.text("SELECT entry_hash FROM audit_log ORDER BY seq")):
+    entries = connection.execute(sa.text("SELECT entry_hash FROM audit_log ORDER BY seq"))
+    for size, (entry_hash,) in enumerate(entries):
         value, level = bytes.fromhex(entry_hash), 0
         while size >> level & 1:  # RFC 9162: merge equal-sized subtrees at the right edge
             level += 1
@@ -79,7 +79,6 @@ def _store_subtrees_of_existing_entries() -> None:
             if level % 8 == 0:
                 rows.append({"level": level, "idx": ((size + 1) >> level) - 1, "hash": value})
         hashes.append(value)
-        size += 1
         if len(rows) >= 1000:
             op.bulk_insert(subtrees, rows)
             rows = []
