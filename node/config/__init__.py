@@ -15,6 +15,7 @@ from node.config.settings import (
     FederationPaths,
     KeyPaths,
     NodeConfig,
+    WitnessSettings,
     load_node_config,
     write_node_config,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "KeyPaths",
     "NodeConfig",
     "NodeMaterial",
+    "WitnessSettings",
     "dump_toml",
     "load_material",
     "load_node_config",

@@ -33,6 +33,8 @@ __all__ = [
     "IngressTable",
     "KeyPaths",
     "NodeConfig",
+    "WitnessSettings",
+    "WitnessTable",
     "load_node_config",
     "write_node_config",
 ]
@@ -74,6 +76,16 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class WitnessSettings:
+    """When a node asks its peers to witness its audit log (SPEC §11.10.6)."""
+
+    #: At most this long between exchanges with a peer while the log grows.
+    interval_seconds: float = 5.0
+    #: And at least once per this many new entries.
+    every_entries: int = 1000
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A validated ``node.toml``; every path is absolute."""
 
@@ -88,6 +100,7 @@ class NodeConfig:
     window: TimeWindow
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     consent: ConsentPolicy = field(default_factory=ConsentPolicy)
+    witness: WitnessSettings = field(default_factory=WitnessSettings)
 
     @property
     def node_dir(self) -> Path:
@@ -219,6 +232,22 @@ class DeliveryTable(BaseModel):
         return DeliverySettings(**self.model_dump())
 
 
+_DEFAULT_WITNESS = WitnessSettings()
+
+
+class WitnessTable(BaseModel):
+    """``[witness]``; absent keys take ``WitnessSettings``' defaults."""
+
+    model_config = _STRICT
+
+    interval_seconds: float = Field(default=_DEFAULT_WITNESS.interval_seconds, gt=0, allow_inf_nan=False)
+    every_entries: int = Field(default=_DEFAULT_WITNESS.every_entries, ge=1)
+
+    def settings(self) -> WitnessSettings:
+        """As the runtime takes them."""
+        return WitnessSettings(**self.model_dump())
+
+
 class _NodeFile(BaseModel):
     model_config = _STRICT
 
@@ -228,6 +257,7 @@ class _NodeFile(BaseModel):
     ingress: IngressTable
     delivery: DeliveryTable = DeliveryTable()
     consent: ConsentTable = ConsentTable()
+    witness: WitnessTable = WitnessTable()
 
 
 def _database_url(base: Path, text: str) -> str:
@@ -270,6 +300,7 @@ def load_node_config(path: Path) -> NodeConfig:
         window=doc.ingress.window(),
         delivery=doc.delivery.settings(),
         consent=consent,
+        witness=doc.witness.settings(),
     )
 
 

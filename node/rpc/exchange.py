@@ -15,6 +15,7 @@ from node.services.consent import receive_consent_decision, receive_consent_requ
 from node.services.ingress import record_refused_connection
 from node.services.notices import receive_notice
 from node.services.state import NodeState
+from node.services.witness import witness_checkpoint
 from node.transport import PeerIdentity, peer_identity
 from node.wire import exchange_pb2, exchange_pb2_grpc
 from protocol.ack import Ack
@@ -110,3 +111,17 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
     async def Notify(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
         # Forwarding downstream (SPEC §10.1) is queued in the same commit.
         return await self._control(receive_notice, request, context)
+
+    async def Witness(self, request: exchange_pb2.WitnessRequest, context: Context) -> exchange_pb2.WitnessResponse:
+        member, _ = await identify(self.port, context)
+        answer = await self.port.db(
+            witness_checkpoint, request=request.request, peer=member.member_id, now=self.port.now()
+        )
+        return exchange_pb2.WitnessResponse(
+            cosigned=answer.cosigned,
+            reason=answer.reason,
+            detail=answer.detail,
+            cosignature=answer.cosignature,
+            witnessed_size=answer.witnessed_size or 0,
+            has_witnessed_size=answer.witnessed_size is not None,
+        )

@@ -32,6 +32,7 @@ from node.runtime.inbound import receipt_batches
 from node.runtime.outbound import Outbound
 from node.runtime.tasks import Background
 from node.runtime.watcher import watch_agreements
+from node.runtime.witnessing import WitnessPump
 from node.services.egress import Outcome
 from node.services.federation import record_start
 from node.services.ingress import receive_batch, record_oversized_batch
@@ -85,12 +86,21 @@ class Node:
         pumps = PumpContext(self.commit, channels, cfg.delivery, clock, self.background)
         self.outbound = Outbound(pumps)
         self.control = ControlPump(pumps)
+        self.witnessing = WitnessPump(pumps, cfg.witness, self._peers, self._log_size)
         self._tasks: list[asyncio.Task[None]] = []
         self.exchange_server: grpc.aio.Server | None = None
         self.desk_server: grpc.aio.Server | None = None
 
     def _control_queued(self) -> None:
         self.control.poller.wake()
+
+    def _peers(self) -> list[str]:
+        """The members this node holds an agreement with: its witnesses (SPEC §11.10.6)."""
+        me = self._state.me
+        return sorted({p for a in self._state.agreements.agreements() for p in a.parties if me in a.parties} - {me})
+
+    def _log_size(self) -> int:
+        return 0 if self.commit.tree is None else self.commit.tree.size
 
     # --- NodePort -----------------------------------------------------------------------
 
@@ -191,6 +201,7 @@ class Node:
             asyncio.create_task(self.outbound.poller.run()),
             asyncio.create_task(watcher),
             asyncio.create_task(self.control.poller.run()),
+            asyncio.create_task(self.witnessing.run()),
         ]
 
     async def stop(self) -> None:

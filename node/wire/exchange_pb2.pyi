@@ -65,3 +65,25 @@ class Ack(_message.Message):
     reason: str
     detail: str
     def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class WitnessRequest(_message.Message):
+    __slots__ = ("request",)
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    request: bytes
+    def __init__(self, request: _Optional[bytes] = ...) -> None: ...
+
+class WitnessResponse(_message.Message):
+    __slots__ = ("cosigned", "reason", "detail", "cosignature", "witnessed_size", "has_witnessed_size")
+    COSIGNED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    COSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    WITNESSED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HAS_WITNESSED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    cosigned: bool
+    reason: str
+    detail: str
+    cosignature: bytes
+    witnessed_size: int
+    has_witnessed_size: bool
+    def __init__(self, cosigned: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., cosignature: _Optional[bytes] = ..., witnessed_size: _Optional[int] = ..., has_witnessed_size: _Optional[bool] = ...) -> None: ...

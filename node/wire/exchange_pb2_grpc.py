@@ -60,6 +60,11 @@ class ExchangeStub:
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
                 _registered_method=True)
+        self.Witness = channel.unary_unary(
+                '/intelshare.v1.Exchange/Witness',
+                request_serializer=intelshare_dot_v1_dot_exchange__pb2.WitnessRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_exchange__pb2.WitnessResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServicer:
@@ -101,6 +106,13 @@ class ExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Witness(self, request, context):
+        """Witness a checkpoint of the caller's audit log (SPEC §11.10.5).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +140,11 @@ def add_ExchangeServicer_to_server(servicer, server):
                     servicer.Notify,
                     request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Signed.FromString,
                     response_serializer=intelshare_dot_v1_dot_exchange__pb2.Ack.SerializeToString,
+            ),
+            'Witness': grpc.unary_unary_rpc_method_handler(
+                    servicer.Witness,
+                    request_deserializer=intelshare_dot_v1_dot_exchange__pb2.WitnessRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_exchange__pb2.WitnessResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +283,33 @@ class Exchange:
             '/intelshare.v1.Exchange/Notify',
             intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
             intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Witness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Exchange/Witness',
+            intelshare_dot_v1_dot_exchange__pb2.WitnessRequest.SerializeToString,
+            intelshare_dot_v1_dot_exchange__pb2.WitnessResponse.FromString,
             options,
             channel_credentials,
             insecure,
