@@ -5,28 +5,41 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from sqlalchemy.orm import Session
 
-from node.cli.base import DirOpt, MemberOpt, audit_app, config_path, console, err, fail, print_table
+if TYPE_CHECKING:
+    from node.audit.sources import AuditView
+
+from node.cli.base import DirOpt, ExitCode, MemberOpt, audit_app, config_path, console, err, fail, print_table
 
 __all__ = ["audit_export", "audit_list", "audit_verify"]
 
 
+def _view(directory: Path) -> AuditView:
+    from node.audit.sources import federation_view
+
+    if not (directory / "roster.json").is_file():
+        fail(f"{directory} is not a federation directory (no roster.json)")
+    return federation_view(directory)
+
+
 @contextmanager
 def _audit_session(directory: Path, member: str) -> Iterator[Session]:
-    from node.config import load_node_config
-    from node.store import make_engine, make_sessionmaker
+    """A read-only session on a member's log: an auditor never writes to a node's database."""
+    from node.store import NoDatabaseError
 
-    cfg = load_node_config(config_path(directory, member))
-    engine = make_engine(cfg.database_url)
+    config_path(directory, member)  # fails with one line for an unknown member
+    source = _view(directory).sources.get(member.upper())
+    if source is None:
+        fail(f"no node {member!r} in {directory}")
     try:
-        with make_sessionmaker(engine)() as session:
+        with source.session() as session:
             yield session
-    finally:
-        engine.dispose()
+    except NoDatabaseError:
+        fail(f"node {member.upper()} has no audit log yet (it never started): {source.url}", ExitCode.NOT_FOUND)
 
 
 @audit_app.command("list")
@@ -78,14 +91,25 @@ def audit_export(
 
 @audit_app.command("verify")
 def audit_verify(directory: DirOpt, member: MemberOpt) -> None:
-    """Verify the hash chain; names any edited, removed or reordered entry. Exit 1 if broken."""
-    from node import audit
+    """Verify a node's log: hash chain, Merkle tree, its signed checkpoints and what peers hold. Exit 1 if broken.
 
+    Names the first entry that is not as the node wrote it: an edited, removed or
+    reordered entry, a tail cut off, entries the node never signed, or a rewrite that
+    no longer agrees with a checkpoint a peer witnessed or a receipt a peer holds.
+    """
+    from node import audit
+    from node.audit.sources import pins_for
+
+    view = _view(directory)
+    member = member.upper()
+    pins = pins_for(view, member)
     with _audit_session(directory, member) as session:
-        report = audit.verify(session)
+        report = audit.verify(session, roster=view.roster, member=member, pins=pins)
     if report.ok:
+        signed = "no checkpoint yet" if report.checkpoint is None else f"signed checkpoint at {report.checkpoint}"
         console.print(
-            f"[green]audit log of {member.upper()} verifies[/]: {report.entries} entries, head {report.head_seq}"
+            f"[green]audit log of {member} verifies[/]: {report.entries} entries, head {report.head_seq}, "
+            f"{signed}, {report.compared} comparisons with checkpoints and peers' receipts and witnessed checkpoints"
         )
         return
     for problem in report.problems:

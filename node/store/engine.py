@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -15,7 +15,9 @@ __all__ = [
     "MIGRATIONS_DIR",
     "SQLITE_BUSY_TIMEOUT_MS",
     "SQLITE_PAGE_SIZE",
+    "NoDatabaseError",
     "make_engine",
+    "make_reader",
     "make_sessionmaker",
     "normalise_url",
     "upgrade",
@@ -81,6 +83,35 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kw
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+class NoDatabaseError(FileNotFoundError):
+    """A read-only engine was asked for a SQLite database file that does not exist."""
+
+
+def make_reader(url: str) -> Engine:
+    """An engine that can only read: for auditors, the console and tools (nothing is ever written).
+
+    SQLite opens the file read-only (and refuses to create a missing one); PostgreSQL runs
+    every transaction read-only. No pragmas that write, no BEGIN IMMEDIATE.
+    """
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if not database or database == ":memory:":
+            raise NoDatabaseError("no database file")
+        path = Path(database)
+        if not path.is_file():
+            raise NoDatabaseError(f"no database at {path}")
+        engine = create_engine(f"sqlite:///file:{path.resolve()}?mode=ro&uri=true")
+
+        def query_only(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            dbapi_connection.execute("PRAGMA query_only=1")
+
+        event.listen(engine, "connect", query_only)
+        return engine
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c default_transaction_read_only=on"})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
