@@ -17,12 +17,13 @@ from node.audit.entries import (
     format_time,
     merkle_root,
 )
-from node.audit.export import export_csv, export_jsonl, list_entries
+from node.audit.export import EXPORT_FIELDS, EntryFilter, export_csv, export_jsonl, list_entries
 from node.audit.verify import AuditProblem, AuditReport, ProblemKind, verify
 from node.audit.writer import AuditWriter, append, append_many, seal
 from protocol.merkle import leaf_hash, node_hash
 
 __all__ = [
+    "EXPORT_FIELDS",
     "FIELDS",
     "GENESIS_HASH",
     "AuditEvent",
@@ -32,6 +33,7 @@ __all__ = [
     "AuditWriter",
     "DetailValue",
     "Entry",
+    "EntryFilter",
     "ProblemKind",
     "append",
     "append_many",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,6 +13,7 @@ import typer
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
+    from node.audit import AuditEvent
     from node.audit.sources import AuditView
 
 from node.cli.base import DirOpt, ExitCode, MemberOpt, audit_app, config_path, console, err, fail, print_table
@@ -42,24 +45,81 @@ def _audit_session(directory: Path, member: str) -> Iterator[Session]:
         fail(f"node {member.upper()} has no audit log yet (it never started): {source.url}", ExitCode.NOT_FOUND)
 
 
+def _event(text: str | None) -> AuditEvent | None:
+    """An event name in any case; an unknown one fails with the list of known ones."""
+    from node.audit import AuditEvent
+
+    if text is None:
+        return None
+    try:
+        return AuditEvent(text.upper())
+    except ValueError:
+        fail(f"unknown event {text!r}; one of: {', '.join(e.value for e in AuditEvent)}", ExitCode.INVALID)
+
+
+def _when(text: str | None, what: str) -> datetime | None:
+    """An RFC 3339 time; one without an offset is UTC."""
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{what} {text!r} is not a time like 2026-12-02T09:00:00Z", ExitCode.INVALID)
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _failing(session: Session) -> set[int]:
+    """The entries that do not verify (their hash or link)."""
+    from node import audit
+
+    return {p.seq for p in audit.verify(session).problems if p.kind in ("edited", "reordered")}
+
+
 @audit_app.command("list")
 def audit_list(
     directory: DirOpt,
     member: MemberOpt,
-    event: Annotated[str | None, typer.Option(help="Only this event, e.g. INGRESS.")] = None,
-    after: Annotated[int, typer.Option(help="Entries after this sequence number.")] = 0,
-    limit: Annotated[int, typer.Option(help="How many.")] = 100,
+    event: Annotated[str | None, typer.Option(help="Only this event, e.g. INGRESS (any case).")] = None,
+    item: Annotated[str | None, typer.Option(help="Only entries about this item id.")] = None,
+    peer: Annotated[str | None, typer.Option(help="Only entries with this peer, e.g. KZ.")] = None,
+    reason: Annotated[str | None, typer.Option(help="Only this reason code, e.g. BAND_ABOVE_CEILING.")] = None,
+    officer: Annotated[str | None, typer.Option(help="Only entries by this officer (the actor).")] = None,
+    since: Annotated[str | None, typer.Option(help="Entries at or after this time (RFC 3339, UTC).")] = None,
+    until: Annotated[str | None, typer.Option(help="Entries before this time (RFC 3339, UTC).")] = None,
+    after: Annotated[int, typer.Option(help="Entries after this sequence number.", min=0)] = 0,
+    limit: Annotated[int, typer.Option(help="How many (1 to 100000).", min=1, max=100_000)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, fields in SPEC order.")] = False,
 ) -> None:
-    """List audit entries: every decision with its reason code and rule."""
-    from node import audit
+    """List audit entries: every decision with its reason code and rule; times are UTC.
 
+    An entry that does not match its hash or its link is marked (✘ in the table,
+    ``"verified": false`` in JSON).
+    """
+    from node import audit
+    from node.audit.export import record
+
+    where = audit.EntryFilter(
+        item_id=item,
+        peer=peer.upper() if peer else None,
+        reason=reason.upper() if reason else None,
+        event=_event(event),
+        actor=officer,
+        since=_when(since, "--since"),
+        until=_when(until, "--until"),
+    )
     with _audit_session(directory, member) as session:
-        rows = audit.list_entries(session, after_seq=after, limit=limit, event=event)
+        rows = audit.list_entries(session, after_seq=after, limit=limit, where=where)
+        failing = _failing(session) if rows else set()
+        if as_json:
+            for row in rows:  # plain lines for programs: no colour, no wrapping
+                typer.echo(json.dumps(record(row, verified=row.seq not in failing), ensure_ascii=False))
+            return
         lines = [
             (
-                str(r.seq),
-                audit.format_time(r.at)[:19],
+                str(r.seq) + (" [red]✘[/]" if r.seq in failing else ""),
+                audit.format_time(r.at)[:19] + "Z",
                 r.event,
+                r.actor,
                 r.peer or "",
                 (r.item_id or "")[:12],
                 "" if r.allowed is None else ("[green]yes[/]" if r.allowed else "[red]no[/]"),
@@ -68,7 +128,7 @@ def audit_list(
             )
             for r in rows
         ]
-    columns = ("seq", "at", "event", "peer", "item", "allowed", "reason", "rule")
+    columns = ("seq", "at (UTC)", "event", "actor", "peer", "item", "allowed", "reason", "rule")
     print_table(f"{member.upper()} audit log", columns, lines)
 
 
@@ -79,14 +139,18 @@ def audit_export(
     output: Annotated[Path, typer.Option("--out", "-o", help="Output file.")],
     fmt: Annotated[str, typer.Option("--format", help="jsonl or csv.")] = "jsonl",
 ) -> None:
-    """Export the whole audit log as JSON Lines or CSV."""
+    """Export the whole audit log as JSON Lines or CSV, fields in SPEC order, each entry marked verified or not."""
     from node import audit
 
     if fmt not in ("jsonl", "csv"):
-        fail("--format must be jsonl or csv")
-    with _audit_session(directory, member) as session, output.open("w", encoding="utf-8", newline="") as out:
-        count = (audit.export_jsonl if fmt == "jsonl" else audit.export_csv)(session, out)
-    console.print(f"{count} entries written to {output}")
+        fail("--format must be jsonl or csv", ExitCode.INVALID)
+    if not output.parent.is_dir():
+        fail(f"cannot write {output}: no folder {output.parent}", ExitCode.INVALID)
+    with _audit_session(directory, member) as session:
+        failing = _failing(session)
+        with output.open("w", encoding="utf-8", newline="") as out:
+            count = (audit.export_jsonl if fmt == "jsonl" else audit.export_csv)(session, out, failing=failing)
+    console.print(f"{count} entries written to {output}" + (f"; {len(failing)} do not verify" if failing else ""))
 
 
 @audit_app.command("verify")

@@ -256,7 +256,13 @@ class AuditEntryRow(Base):
 
     __tablename__ = "audit_log"
     # No index on entry_hash: a random key dirties an index page per append (migration 0004).
-    __table_args__ = (Index("ix_audit_log_event_seq", "event", "seq"),)
+    __table_args__ = (
+        Index("ix_audit_log_event_seq", "event", "seq"),
+        # Auditors' pages by item, peer or reason (migration 0005).
+        Index("ix_audit_log_item_id_seq", "item_id", "seq"),
+        Index("ix_audit_log_peer_seq", "peer", "seq"),
+        Index("ix_audit_log_reason_seq", "reason", "seq"),
+    )
 
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -329,11 +329,12 @@ def test_export_jsonl(five: sessionmaker[Session]) -> None:
     assert len(records) == 5
     assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
     for record in records:
-        assert list(record) == sorted(FIELDS)
+        assert list(record) == [*FIELDS, "verified"]  # the order SPEC §11.4 lists them
+        assert record["verified"] is True
         _no_content_fields(list(record) + list(record["detail"]))
         assert record["detail"]["topics"] == ["finance", "ünïcode"]
         # An exported entry can be re-hashed on its own.
-        body = {k: v for k, v in record.items() if k != "entry_hash"}
+        body = {k: v for k, v in record.items() if k not in ("entry_hash", "verified")}
         encoded = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         assert leaf_hash(encoded.encode()).hex() == record["entry_hash"]
 
@@ -344,7 +345,7 @@ def test_export_csv(five: sessionmaker[Session]) -> None:
         assert export_csv(session, out) == 5
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert len(rows) == 5
-    assert list(rows[0]) == list(FIELDS)
+    assert list(rows[0]) == [*FIELDS, "verified"]
     _no_content_fields(list(rows[0]))
     assert [r["allowed"] for r in rows[:2]] == ["true", "false"]
     assert rows[0]["prev_hash"] == GENESIS_HASH

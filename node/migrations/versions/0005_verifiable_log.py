@@ -9,6 +9,7 @@ Create Date: 2026-12-02
 - ``audit_checkpoints``: the node's own signed checkpoints, one per commit that appended.
 - ``audit_cosignatures``: peers' cosignatures on them.
 - ``witnessed_checkpoints``: the checkpoints of peers' logs this node witnessed.
+- indexes on the audit log by item, peer and reason, for auditors' pages.
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def upgrade() -> None:
         sa.Column("witnessed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("member", "size", name=op.f("pk_witnessed_checkpoints")),
     )
+    # An auditor's page by item, peer or reason is an index range, not a scan of the log.
+    for column in ("item_id", "peer", "reason"):
+        op.create_index(f"ix_audit_log_{column}_seq", "audit_log", [column, "seq"])
     _store_subtrees_of_existing_entries()
 
 
@@ -87,5 +91,7 @@ def _store_subtrees_of_existing_entries() -> None:
 
 
 def downgrade() -> None:
+    for column in ("item_id", "peer", "reason"):
+        op.drop_index(f"ix_audit_log_{column}_seq", table_name="audit_log")
     for table in ("witnessed_checkpoints", "audit_cosignatures", "audit_checkpoints", "audit_subtrees"):
         op.drop_table(table)
