@@ -345,6 +345,8 @@ def test_migration_0005_stores_the_subtrees_of_an_existing_log(tmp_path: Path) -
         conn.execute(text("INSERT INTO alembic_version VALUES ('0004')"))
         for table in ("audit_subtrees", "audit_checkpoints", "audit_cosignatures", "witnessed_checkpoints"):
             conn.execute(text(f"DROP TABLE {table}"))
+        for column in ("item_id", "peer", "reason"):
+            conn.execute(text(f"DROP INDEX ix_audit_log_{column}_seq"))
     upgrade(url)
     with factory() as session:
         leaves = [bytes.fromhex(h) for (h,) in session.execute(text("SELECT entry_hash FROM audit_log ORDER BY seq"))]
