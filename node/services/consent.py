@@ -9,6 +9,7 @@ decision (``receive_consent_decision``). Each request's state moves only through
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -86,6 +87,8 @@ def _record_decision(
     row.reason = reason
     row.decided_at = now
     granted = decided is ConsentRequestEvent.GRANTED
+    if granted:  # one identifier for a consent everywhere: the CLI, the log, the trace
+        detail = detail | {"grant_id": str(json.loads(decision.payload)["grant_id"])}
     record_with_peer(
         session,
         state,

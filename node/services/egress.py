@@ -295,6 +295,14 @@ def _store_transfers_many(
 ) -> list[tuple[Outcome, ...]]:
     """Outbox rows and egress audit entries for many items: two multi-row INSERTs."""
     event = AuditEvent.RESHARE if kind is OutboxKind.RESHARE else AuditEvent.EGRESS
+    # The agreement each recipient's transfer is decided under, as "id:version" (SPEC §6).
+    agreements = {
+        party: f"{agreement.agreement_id}:{agreement.version}"
+        for agreement in state.agreements.agreements()
+        if state.me in agreement.parties
+        for party in agreement.parties
+        if party != state.me
+    }
     connection = session.connection()
     at = driver_time(connection.dialect, now)
     outbox: list[dict[str, object]] = []
@@ -340,6 +348,8 @@ def _store_transfers_many(
                         "band": label.band.name,
                         "origin_digest": origin.digest,
                         "consents": [c.digest for c in plan.consents],
+                        "grants": [_grant_id(c) for c in plan.consents],
+                        "agreement": agreements.get(plan.recipient, ""),
                     },
                 )
             )
@@ -349,6 +359,11 @@ def _store_transfers_many(
     _ENVELOPES_INSERT.execute(connection, envelopes)
     audit.append_many(session, now=now, entries=entries)
     return results
+
+
+def _grant_id(consent: Signed) -> str:
+    """A carried grant's id (its payload was verified when it was received or issued)."""
+    return str(json.loads(consent.payload).get("grant_id", ""))
 
 
 def _own_grants(
