@@ -14,19 +14,21 @@ from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from node.audit import AuditEvent
-    from node.audit.sources import AuditView
 
-from node.cli.base import DirOpt, ExitCode, MemberOpt, audit_app, config_path, console, err, fail, print_table
+from node.cli.base import (
+    DirOpt,
+    ExitCode,
+    MemberOpt,
+    audit_app,
+    audit_view,
+    config_path,
+    console,
+    err,
+    fail,
+    print_table,
+)
 
 __all__ = ["audit_export", "audit_list", "audit_verify"]
-
-
-def _view(directory: Path) -> AuditView:
-    from node.audit.sources import federation_view
-
-    if not (directory / "roster.json").is_file():
-        fail(f"{directory} is not a federation directory (no roster.json)")
-    return federation_view(directory)
 
 
 @contextmanager
@@ -35,7 +37,7 @@ def _audit_session(directory: Path, member: str) -> Iterator[Session]:
     from node.store import NoDatabaseError
 
     config_path(directory, member)  # fails with one line for an unknown member
-    source = _view(directory).sources.get(member.upper())
+    source = audit_view(directory).sources.get(member.upper())
     if source is None:
         fail(f"no node {member!r} in {directory}")
     try:
@@ -164,7 +166,7 @@ def audit_verify(directory: DirOpt, member: MemberOpt) -> None:
     from node import audit
     from node.audit.sources import pins_for
 
-    view = _view(directory)
+    view = audit_view(directory)
     member = member.upper()
     pins = pins_for(view, member)
     with _audit_session(directory, member) as session:

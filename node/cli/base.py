@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from node.errors import (
 from node.wire import desk_pb2
 from protocol.errors import IntelshareError
 
+if TYPE_CHECKING:
+    from node.audit.sources import AuditView
+
 __all__ = [
     "DirOpt",
     "ExitCode",
@@ -32,6 +35,7 @@ __all__ = [
     "VersionOpt",
     "app",
     "audit_app",
+    "audit_view",
     "config_path",
     "consent_app",
     "console",
@@ -145,6 +149,15 @@ def open_desk(directory: Path, member: str) -> Iterator[DeskClient]:
         fail(str(exc), exit_code_for(exc))
     finally:
         client.close()
+
+
+def audit_view(directory: Path) -> AuditView:
+    """A federation directory as an auditor sees it (read-only, no private key), or fail with one line."""
+    from node.audit.sources import federation_view
+
+    if not (directory / "roster.json").is_file():
+        fail(f"{directory} is not a federation directory (no roster.json)")
+    return federation_view(directory)
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
