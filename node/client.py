@@ -19,12 +19,14 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
+from node.config.officers import OFFICER_HEADER, TOKEN_HEADER, token_path
 from node.errors import (
     DeskError,
     FailedPreconditionError,
     InvalidRequestError,
     NodeFailureError,
     NodeUnavailableError,
+    NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
     StoredDataError,
@@ -42,6 +44,7 @@ _ERRORS: dict[grpc.StatusCode, type[IntelshareError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPreconditionError,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDeniedError,
+    grpc.StatusCode.UNAUTHENTICATED: NotAuthenticatedError,
     grpc.StatusCode.DATA_LOSS: StoredDataError,
     grpc.StatusCode.UNAVAILABLE: NodeUnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: NodeUnavailableError,
@@ -63,10 +66,23 @@ def _submit_request(
 class DeskClient:
     """A node officer's client over the node's unix socket."""
 
-    def __init__(self, socket_path: Path, *, deadline: float = 15.0) -> None:
+    def __init__(self, socket_path: Path, *, officer: str, token: str, deadline: float = 15.0) -> None:
         self.channel = grpc.insecure_channel(f"unix:{socket_path}")
         self._stub = desk_pb2_grpc.DeskStub(self.channel)
         self.deadline = deadline
+        self.officer = officer
+        # Every call names the officer and carries the token the node checks (SPEC §11.8).
+        self._metadata = ((OFFICER_HEADER, officer), (TOKEN_HEADER, token))
+
+    @classmethod
+    def for_officer(cls, node_dir: Path, socket_path: Path, officer: str, **kwargs: float) -> DeskClient:
+        """A client for ``officer``, with the token kept in the node's directory."""
+        path = token_path(node_dir, officer)
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise NotAuthenticatedError(f"no token for officer {officer!r} at {path}: {exc.strerror}") from exc
+        return cls(socket_path, officer=officer, token=token, **kwargs)
 
     def close(self) -> None:
         """Close the channel."""
@@ -80,7 +96,7 @@ class DeskClient:
 
     def _call(self, method: str, request: Message) -> Any:
         try:
-            return getattr(self._stub, method)(request, timeout=self.deadline)
+            return getattr(self._stub, method)(request, timeout=self.deadline, metadata=self._metadata)
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
             details = (exc.details() if hasattr(exc, "details") else "") or code.name

@@ -22,6 +22,7 @@ __all__ = [
     "LogTamperedError",
     "NodeFailureError",
     "NodeUnavailableError",
+    "NotAuthenticatedError",
     "NotFoundError",
     "PermissionDeniedError",
     "StoredDataError",
@@ -60,6 +61,12 @@ class PermissionDeniedError(DeskError):
     """This node may not do that (e.g. originate an item in another member's name)."""
 
     status = "PERMISSION_DENIED"
+
+
+class NotAuthenticatedError(DeskError):
+    """The desk call names no officer, or the officer's token is not theirs."""
+
+    status = "UNAUTHENTICATED"
 
 
 class IllegalTransitionError(LocalProtocolError):

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from node import pki
 from node.config import AT_REST_KEY_LEN, write_node_config, write_private_file
 from node.config.federation_file import AgreementSpec, FederationSpec, MemberSpec, NodeDefaults, load_federation_spec
+from node.config.officers import OfficerRole, add_officer
 from protocol.agreement import AgreementBook, check_markings
 from protocol.errors import ConfigurationError, IntelshareError
 from protocol.keys import HpkeKeyPair, SigningKey
@@ -33,6 +34,8 @@ from protocol.roster import Member, Roster
 from protocol.statements import PayloadType, Signed, sign
 
 __all__ = [
+    "AUDITOR",
+    "DUTY_OFFICER",
     "AgreementSpec",
     "FederationLayout",
     "FederationSpec",
@@ -44,6 +47,9 @@ __all__ = [
     "open_layout",
 ]
 
+#: The officers ``init`` gives every node: one who may do everything at the desk, one who audits.
+DUTY_OFFICER = "duty"
+AUDITOR = "auditor"
 _CA_CN_MAX = 64
 _NODE_FILES = {
     "signing": "signing.key",
@@ -150,6 +156,7 @@ def _node_doc(spec: FederationSpec, member: MemberSpec, port: int) -> dict[str, 
             "member_id": member.member_id,
             "listen": f"127.0.0.1:{port}",
             "desk_socket": "desk.sock",
+            "officers": "officers.toml",
             "database_url": defaults.database_url,
             "suite": defaults.suite.value,
         },
@@ -303,6 +310,8 @@ def _write(
         (node_dir / _NODE_FILES["tls_cert"]).write_bytes(pki.cert_to_pem(mk.tls_cert))
         write_private_file(node_dir / _NODE_FILES["tls_key"], pki.key_to_pem(mk.tls_key))
         write_private_file(node_dir / _NODE_FILES["at_rest"], base64.b64encode(mk.at_rest) + b"\n")
+        add_officer(node_dir, node_dir / "officers.toml", DUTY_OFFICER, OfficerRole.OFFICER)
+        add_officer(node_dir, node_dir / "officers.toml", AUDITOR, OfficerRole.AUDITOR)
         try:
             write_node_config(node_dir / "node.toml", _node_doc(spec, member, port))
         except IntelshareError as exc:  # a bug here, not the user's file: say so plainly

@@ -21,6 +21,7 @@ from typing import IO
 
 from node.client import DeskClient
 from node.config import NodeConfig, load_node_config
+from node.federation import DUTY_OFFICER
 from protocol.classification import Band
 from protocol.label import Category, InformationCredibility, Label, SourceReliability, UseLimitation
 from protocol.roster import Roster
@@ -87,9 +88,10 @@ class NodeProcess:
             self.process.wait()
         self.process = None
 
-    def desk(self) -> DeskClient:
-        """A desk client for this node."""
-        return DeskClient(self.config.desk_socket)
+    def desk(self, officer: str = DUTY_OFFICER) -> DeskClient:
+        """A desk client for this node, as ``officer`` (the duty officer ``federation init`` made)."""
+        config = self.config
+        return DeskClient.for_officer(config.node_dir, config.desk_socket, officer)
 
 
 def _wait_ready(process: subprocess.Popen[str], stdout: IO[str], member_id: str) -> None:
@@ -147,9 +149,9 @@ class LocalFederation:
         finally:
             self.stop()
 
-    def desk(self, member_id: str) -> DeskClient:
-        """A desk client for a member's node."""
-        return self.nodes[member_id].desk()
+    def desk(self, member_id: str, officer: str = DUTY_OFFICER) -> DeskClient:
+        """A desk client for a member's node, as ``officer``."""
+        return self.nodes[member_id].desk(officer)
 
 
 def make_label(

@@ -116,12 +116,14 @@ def audit_list(
             for row in rows:  # plain lines for programs: no colour, no wrapping
                 typer.echo(json.dumps(record(row, verified=row.seq not in failing), ensure_ascii=False))
             return
+        # The actor is the node itself but for officers' reads: a column only when it says something.
+        officers = any(r.actor != member.upper() for r in rows)
         lines = [
             (
                 str(r.seq) + (" [red]✘[/]" if r.seq in failing else ""),
                 audit.format_time(r.at)[:19] + "Z",
                 r.event,
-                r.actor,
+                *((r.actor,) if officers else ()),
                 r.peer or "",
                 (r.item_id or "")[:12],
                 "" if r.allowed is None else ("[green]yes[/]" if r.allowed else "[red]no[/]"),
@@ -130,7 +132,17 @@ def audit_list(
             )
             for r in rows
         ]
-    columns = ("seq", "at (UTC)", "event", "actor", "peer", "item", "allowed", "reason", "rule")
+    columns = (
+        "seq",
+        "at (UTC)",
+        "event",
+        *(("actor",) if officers else ()),
+        "peer",
+        "item",
+        "allowed",
+        "reason",
+        "rule",
+    )
     print_table(f"{member.upper()} audit log", columns, lines)
 
 

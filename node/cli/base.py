@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -18,6 +19,7 @@ from node.errors import (
     IllegalTransitionError,
     InvalidRequestError,
     NodeUnavailableError,
+    NotAuthenticatedError,
     NotFoundError,
     PermissionDeniedError,
     StoredDataError,
@@ -90,7 +92,7 @@ class ExitCode(IntEnum):
     INVALID = 5
     #: The record's state does not allow it (e.g. a request already decided).
     PRECONDITION = 6
-    #: This node may not do that.
+    #: This node, or this officer, may not do that (or the officer's token is not theirs).
     PERMISSION = 7
     #: The node is not running or not reachable.
     UNAVAILABLE = 8
@@ -104,6 +106,7 @@ _CODES: tuple[tuple[type[Exception], ExitCode], ...] = (
     (FailedPreconditionError, ExitCode.PRECONDITION),
     (IllegalTransitionError, ExitCode.PRECONDITION),
     (PermissionDeniedError, ExitCode.PERMISSION),
+    (NotAuthenticatedError, ExitCode.PERMISSION),
     (NodeUnavailableError, ExitCode.UNAVAILABLE),
     (StoredDataError, ExitCode.DATA_LOSS),
 )
@@ -128,6 +131,31 @@ def config_path(directory: Path, member: str) -> Path:
     return path
 
 
+@dataclass
+class Session:
+    """Options of the whole command line (``intelshare --officer NAME …``)."""
+
+    officer: str = "duty"
+
+
+SESSION = Session()
+
+
+@app.callback()
+def _options(
+    officer: Annotated[
+        str,
+        typer.Option(
+            "--officer",
+            help="The officer acting at the desk (their token is in the node's directory).",
+            envvar="INTELSHARE_OFFICER",
+        ),
+    ] = "duty",
+) -> None:
+    """intelshare: policy-enforcing intelligence sharing between member services."""
+    SESSION.officer = officer
+
+
 @contextmanager
 def open_desk(directory: Path, member: str) -> Iterator[DeskClient]:
     """A desk client for a member's running node; the desk's refusals become one line and an exit code."""
@@ -140,7 +168,10 @@ def open_desk(directory: Path, member: str) -> Iterator[DeskClient]:
             f"'intelshare node run --dir {directory} --member {member}'",
             ExitCode.UNAVAILABLE,
         )
-    client = DeskClient(cfg.desk_socket)
+    try:
+        client = DeskClient.for_officer(cfg.node_dir, cfg.desk_socket, SESSION.officer)
+    except IntelshareError as exc:
+        fail(str(exc), exit_code_for(exc))
     try:
         yield client
     except NodeUnavailableError as exc:
@@ -164,7 +195,7 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]
     """A titled table on standard output."""
     table = Table(title=title)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal folds a value, never cuts it off
     for row in rows:
         table.add_row(*row)
     console.print(table)

@@ -93,6 +93,8 @@ class NodeConfig:
     member_id: str
     listen: str
     desk_socket: Path
+    #: Who may use the desk, in which role (``node.config.officers``).
+    officers: Path
     database_url: str
     suite: Suite
     keys: KeyPaths
@@ -132,6 +134,7 @@ class _NodeTable(BaseModel):
     member_id: MemberId
     listen: str
     desk_socket: str = "desk.sock"
+    officers: str = "officers.toml"
     database_url: str = Field(min_length=1)
     suite: Suite
 
@@ -143,7 +146,7 @@ class _NodeTable(BaseModel):
             raise ValueError(f"expected host:port with a port in 1..65535, got {text!r}")
         return text
 
-    @field_validator("desk_socket")
+    @field_validator("desk_socket", "officers")
     @classmethod
     def _path(cls, text: str) -> str:
         return _no_nul(text)
@@ -293,6 +296,7 @@ def load_node_config(path: Path) -> NodeConfig:
         member_id=doc.node.member_id,
         listen=doc.node.listen,
         desk_socket=resolve(doc.node.desk_socket),
+        officers=resolve(doc.node.officers),
         database_url=_database_url(base, doc.node.database_url),
         suite=doc.node.suite,
         keys=KeyPaths(*(resolve(p) for p in (keys.signing, keys.hpke, keys.tls_cert, keys.tls_key, keys.at_rest))),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import wraps
@@ -21,7 +22,15 @@ from pydantic import ValidationError
 
 from node import audit
 from node.audit import AuditEvent
-from node.errors import DeskError, IllegalTransitionError, InvalidRequestError, StoredDataError
+from node.config.officers import OFFICER_HEADER, TOKEN_HEADER, Officer, OfficerRole
+from node.errors import (
+    DeskError,
+    IllegalTransitionError,
+    InvalidRequestError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
+    StoredDataError,
+)
 from node.lifecycle import ConsentRequestState, OutboxState
 from node.rpc.port import NodePort
 from node.services import consent, egress, holdings, notices
@@ -55,23 +64,41 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str] | None:
     return None
 
 
-def _officer_errors(
-    handler: Callable[[DeskServicer, Any, Context], Awaitable[R]],
-) -> Callable[[DeskServicer, Any, Context], Awaitable[R]]:
-    """Turn an officer's mistake into its status instead of a server error."""
+#: The officer the current desk call was authenticated as (set per call, read by the handlers).
+_OFFICER: ContextVar[Officer] = ContextVar("officer")
 
-    @wraps(handler)
-    async def wrapped(self: DeskServicer, request: Any, context: Context) -> R:
-        try:
-            return await handler(self, request, context)
-        except Exception as exc:
-            answer = status_for(exc)
-            if answer is None:
-                raise
-            await context.abort(*answer)
-            raise  # unreachable: abort raises
+Handler = Callable[["DeskServicer", Any, Context], Awaitable[R]]
 
-    return wrapped
+
+def _desk_call(*roles: OfficerRole) -> Callable[[Handler[R]], Handler[R]]:
+    """Authenticate the caller as one of the officers allowed ``roles``, and answer mistakes with their status."""
+
+    def decorate(handler: Handler[R]) -> Handler[R]:
+        @wraps(handler)
+        async def wrapped(self: DeskServicer, request: Any, context: Context) -> R:
+            try:
+                officer = self._authenticate(context)
+                if officer.role not in roles:
+                    raise PermissionDeniedError(
+                        f"{officer.name} is an {officer.role.value}: it may not {handler.__name__}"
+                    )
+                _OFFICER.set(officer)
+                return await handler(self, request, context)
+            except Exception as exc:
+                answer = status_for(exc)
+                if answer is None:
+                    raise
+                await context.abort(*answer)
+                raise  # unreachable: abort raises
+
+        return wrapped
+
+    return decorate
+
+
+#: Every officer may read the log, the outbox and the requests; only ``officer`` acts or reads content.
+_READ = (OfficerRole.OFFICER, OfficerRole.AUDITOR)
+_ACT = (OfficerRole.OFFICER,)
 
 
 def _choice(enum: type[E], text: str, what: str) -> E | None:
@@ -117,7 +144,16 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
 
     @property
     def _officer(self) -> str:
-        return f"officer@{self.port.state.me}"
+        """How entries name the officer of this call: ``name@MEMBER``."""
+        return f"{_OFFICER.get().name}@{self.port.state.me}"
+
+    def _authenticate(self, context: Context) -> Officer:
+        metadata = dict(context.invocation_metadata() or ())
+        name, token = metadata.get(OFFICER_HEADER), metadata.get(TOKEN_HEADER)
+        officer = None if not name or not token else self.port.officers.authenticate(str(name), str(token))
+        if officer is None:
+            raise NotAuthenticatedError("the desk call names no officer of this node, or not with their token")
+        return officer
 
     def _suite(self, name: str) -> Suite:
         return Suite(name) if name else self.port.default_suite
@@ -130,7 +166,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             self._suite(request.suite),
         )
 
-    @_officer_errors
+    @_desk_call(*_ACT)
     async def Submit(self, request: desk_pb2.SubmitRequest, context: Context) -> desk_pb2.SubmitResponse:
         new = self._new_item(request)
         if request.item_id:  # a correction needs the version it supersedes: one database step
@@ -148,7 +184,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         self.port.hand_over(result.outcomes)
         return _submit_response(result)
 
-    @_officer_errors
+    @_desk_call(*_ACT)
     async def SubmitBatch(self, request: desk_pb2.SubmitBatchRequest, context: Context) -> desk_pb2.SubmitBatchResponse:
         if any(item.item_id for item in request.items):
             raise InvalidRequestError("corrections are submitted one at a time")
@@ -160,7 +196,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             self.port.hand_over(result.outcomes)
         return desk_pb2.SubmitBatchResponse(results=[_submit_response(r) for r in results])
 
-    @_officer_errors
+    @_desk_call(*_ACT)
     async def Reshare(self, request: desk_pb2.ReshareRequest, context: Context) -> desk_pb2.SubmitResponse:
         result = await self.port.db(
             egress.reshare,
@@ -173,7 +209,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         self.port.hand_over(result.outcomes)
         return _submit_response(result)
 
-    @_officer_errors
+    @_desk_call(*_READ)
     async def ListInbox(self, request: desk_pb2.ListInboxRequest, context: Context) -> desk_pb2.ListInboxResponse:
         rows = await self.port.db(holdings.inbox, limit=request.limit or 100)
         return desk_pb2.ListInboxResponse(entries=[self._entry(row) for row in rows])
@@ -212,7 +248,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             status="recalled" if row.recalled_at else "original",
         )
 
-    @_officer_errors
+    @_desk_call(*_ACT)
     async def ReadItem(self, request: desk_pb2.ReadItemRequest, context: Context) -> desk_pb2.ReadItemResponse:
         read = await self.port.db(
             holdings.read_item,
@@ -230,7 +266,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             consent_chain_json=[c.payload.decode() for c in read.chain],
         )
 
-    @_officer_errors
+    @_desk_call(*_ACT)
     async def AskConsent(self, request: desk_pb2.AskConsentRequest, context: Context) -> desk_pb2.AskConsentResponse:
         signed, originator = await self.port.db(
             consent.ask_consent,
@@ -251,7 +287,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             request_id=request_id, state=ack.reason.lower() or "pending", reason=ack.detail
         )
 
-    @_officer_errors
+    @_desk_call(*_READ)
     async def ListConsentRequests(
         self, request: desk_pb2.ListConsentRequestsRequest, context: Context
     ) -> desk_pb2.ListConsentRequestsResponse:
@@ -276,7 +312,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             ]
         )
 
-    @_officer_errors
+    @_desk_call(*_ACT)
     async def DecideConsent(
         self, request: desk_pb2.DecideConsentRequest, context: Context
     ) -> desk_pb2.DecideConsentResponse:
@@ -296,7 +332,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             request_id=request.request_id, state="granted" if request.grant else "denied", grant_id=grant_id
         )
 
-    @_officer_errors
+    @_desk_call(*_ACT)
     async def Recall(self, request: desk_pb2.RecallRequest, context: Context) -> desk_pb2.RecallResponse:
         notice, recipients = await self.port.db(
             notices.recall,
@@ -307,7 +343,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         )
         return desk_pb2.RecallResponse(recall_id=json.loads(notice.payload)["recall_id"], notified=recipients)
 
-    @_officer_errors
+    @_desk_call(*_READ)
     async def QueryAudit(self, request: desk_pb2.QueryAuditRequest, context: Context) -> desk_pb2.QueryAuditResponse:
         event = _choice(AuditEvent, request.event, "audit event")
         rows = await self.port.db(
@@ -327,7 +363,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             )
         return desk_pb2.QueryAuditResponse(rows=out)
 
-    @_officer_errors
+    @_desk_call(*_READ)
     async def Outbox(self, request: desk_pb2.OutboxRequest, context: Context) -> desk_pb2.OutboxResponse:
         state_filter = _choice(OutboxState, request.state, "outbox state")
         rows = await self.port.db(holdings.outbox, state_filter=state_filter)
@@ -346,7 +382,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             ]
         )
 
-    @_officer_errors
+    @_desk_call(*_READ)
     async def Status(self, request: desk_pb2.StatusRequest, context: Context) -> desk_pb2.StatusResponse:
         status = await self.port.db(holdings.node_status)
         return desk_pb2.StatusResponse(

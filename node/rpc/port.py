@@ -9,6 +9,7 @@ from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy.orm import Session
 
+from node.config.officers import Officers
 from node.services.egress import Outcome
 from node.services.state import NodeState
 from node.transport import PeerIdentity
@@ -41,6 +42,11 @@ class NodePort(Protocol):
     @property
     def default_suite(self) -> Suite:
         """The suite new envelopes are sealed with unless the officer names one."""
+        ...
+
+    @property
+    def officers(self) -> Officers:
+        """Who may use the desk, in which role."""
         ...
 
     def now(self) -> datetime:

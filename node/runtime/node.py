@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from node.audit.tree import CheckpointSigner, open_log
 from node.codec import envelope_from_pb
 from node.config import NodeConfig, NodeMaterial
+from node.config.officers import Officers
 from node.rpc.desk import DeskServicer
 from node.rpc.exchange import ExchangeServicer
 from node.rpc.port import Oversized
@@ -74,6 +75,7 @@ class Node:
         self.engine = make_engine(cfg.database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
         self.background = Background()
+        self._officers = Officers(cfg.officers)
         channels = Channels(material.roster, material.tls_cert_pem, material.tls_key_pem, material.ca_pem)
         self.channels = channels
         self.commit = GroupCommit(
@@ -108,6 +110,11 @@ class Node:
     def state(self) -> NodeState:
         """Identity, keys, roster and agreements."""
         return self._state
+
+    @property
+    def officers(self) -> Officers:
+        """Who may use the desk (``officers.toml``, read again when it changes)."""
+        return self._officers
 
     @property
     def default_suite(self) -> Suite:

@@ -111,7 +111,10 @@ def make_reader(url: str) -> Engine:
 
         event.listen(engine, "connect", query_only)
         return engine
-    return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c default_transaction_read_only=on"})
+    # Keep the URL's own options (say, a search_path) beside the read-only default.
+    existing = parsed.query.get("options", "")
+    options = " ".join(filter(None, ["-c default_transaction_read_only=on", str(existing)]))
+    return create_engine(parsed.update_query_dict({"options": options}), pool_pre_ping=True)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

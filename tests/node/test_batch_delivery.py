@@ -607,7 +607,7 @@ def test_append_many_between_appends_verifies(session_factory: sessionmaker[Sess
         audit.append_many(session, now=t0 + timedelta(seconds=2), entries=[one(3)])
     with session_factory.begin() as session:
         audit.append_many(session, now=t0 + timedelta(seconds=3), entries=[one(4), one(5)])
-        audit.append(session, now=t0 + timedelta(seconds=4), event=AuditEvent.OFFICER_READ, actor="officer@TR")
+        audit.append(session, now=t0 + timedelta(seconds=4), event=AuditEvent.OFFICER_READ, actor="duty@TR")
     with session_factory() as session:
         report = audit.verify(session)
         rows = list(session.scalars(select(AuditEntryRow).order_by(AuditEntryRow.seq)))

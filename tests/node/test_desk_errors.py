@@ -16,7 +16,13 @@ import pytest
 
 from node.cli.base import ExitCode
 from node.client import DeskClient
-from node.errors import FailedPreconditionError, InvalidRequestError, NotFoundError, PermissionDeniedError
+from node.errors import (
+    FailedPreconditionError,
+    InvalidRequestError,
+    NotAuthenticatedError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from node.harness import LocalFederation, eventually, make_label
 from protocol.classification import Band
 from protocol.item import ReportTemplate
@@ -88,3 +94,30 @@ def test_cli_exit_codes(fed: LocalFederation, args: tuple[str, ...], code: ExitC
     assert done.returncode == code, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_officers_are_told_apart_by_their_tokens(fed: LocalFederation, kz: DeskClient) -> None:
+    """An entry names the officer whose token the node checked, not a name a caller claims (SPEC §11.8)."""
+    label = make_label(fed.roster, "KZ", band=Band.RESTRICTED, releasable_to=["TR"])
+    report = ReportTemplate(title="t", summary="s", body="b", assessment="a", grading=label.grading)
+    sent = kz.submit(label, report, ["TR"])
+    kz.read(sent.item_id)
+    reads = [r for r in kz.audit(event="OFFICER_READ") if r["item_id"] == sent.item_id]
+    assert [r["actor"] for r in reads] == ["duty@KZ"]
+
+
+def test_an_auditor_reads_the_log_but_not_an_item(fed: LocalFederation, kz: DeskClient) -> None:
+    label = make_label(fed.roster, "KZ", band=Band.RESTRICTED, releasable_to=["TR"])
+    report = ReportTemplate(title="t", summary="s", body="b", assessment="a", grading=label.grading)
+    sent = kz.submit(label, report, ["TR"])
+    with fed.desk("KZ", "auditor") as auditor:
+        assert auditor.audit(limit=5)
+        with pytest.raises(PermissionDeniedError, match="auditor"):
+            auditor.read(sent.item_id)
+
+
+def test_a_wrong_token_is_not_an_officer(fed: LocalFederation) -> None:
+    config = fed.nodes["KZ"].config
+    impostor = DeskClient(config.desk_socket, officer="duty", token="not-the-token")
+    with impostor, pytest.raises(NotAuthenticatedError):
+        impostor.status()
