@@ -3,21 +3,36 @@
 Signatures always cover exact bytes that travel with them (the DSSE idea): a verifier
 checks the signature over ``pae(payload_type, payload)`` and only then parses
 ``payload``. Nothing is ever re-serialised before verification.
+
+Every signed payload is the RFC 8785 (JCS) encoding of a JSON value (``canonical_json``,
+SPEC §4.4); a parser accepts a payload only if it is exactly that encoding of what it
+parsed, so each value has one spelling and two implementations agree on every input.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import re
 import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+from protocol.errors import LocalProtocolError, MalformedError
 
 __all__ = [
     "b64decode",
     "b64encode",
+    "canonical_json",
+    "format_timestamp",
     "hpke_info",
     "pae",
+    "parse_json",
+    "parse_timestamp",
     "sha256_hex",
     "time_ordered_id",
 ]
@@ -82,3 +97,76 @@ def time_ordered_id(now: datetime) -> str:
     if not 0 <= milliseconds < 1 << 48:
         raise ValueError(f"{now} is outside the range of a time-ordered id")
     return f"{milliseconds:012x}{secrets.token_hex(10)}"
+
+
+def canonical_json(value: Any) -> bytes:
+    """The RFC 8785 (JCS) encoding of a JSON value: the bytes of every signed payload (SPEC §4.4).
+
+    Objects with members sorted by key (UTF-16 code units), no whitespace, strings as
+    UTF-8 with only ``"``, ``\\`` and U+0000..U+001F escaped, integers in plain decimal.
+    The one function every producer of signed bytes uses. A value with no JCS form (a
+    lone surrogate, an integer beyond 2^53 - 1, NaN) is this side's mistake.
+    """
+    try:
+        return rfc8785.dumps(value)
+    except rfc8785.CanonicalizationError as exc:
+        raise LocalProtocolError(f"value has no canonical JSON form: {exc}") from exc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise MalformedError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise MalformedError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def parse_json(data: bytes) -> Any:
+    """Read JSON strictly (SPEC §4.4): UTF-8 only, no duplicate keys, no NaN or Infinity.
+
+    For JSON that is not a signed payload (a ``Signed`` statement in a file), where the
+    bytes need not be canonical but must still mean one thing.
+    """
+    try:
+        text = data.decode("utf-8")
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_refuse_constant)
+    except MalformedError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedError(f"not JSON: {exc}") from exc
+
+
+#: The one timestamp form (SPEC §4.4): UTC, upper-case T and Z, six fraction digits or none.
+_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{6}))?Z")
+
+
+def format_timestamp(at: datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` in UTC; the fraction only when non-zero (SPEC §4.4)."""
+    utc = at.astimezone(UTC)
+    text = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+    return f"{text}.{utc.microsecond:06d}Z" if utc.microsecond else f"{text}Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Inverse of ``format_timestamp``; ``ValueError`` for any other spelling (SPEC §4.4)."""
+    match = _TIMESTAMP.fullmatch(text)
+    if match is None:
+        raise ValueError("a timestamp is written YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
+    year, month, day, hour, minute, second, fraction = match.groups()
+    if fraction == "000000":
+        raise ValueError("a whole second is written without a fraction")
+    return datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        int(second),
+        int(fraction or 0),
+        tzinfo=UTC,
+    )

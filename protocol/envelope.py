@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from pydantic import Field
 
-from protocol._model import Digest, MemberId, Model, Timestamp
+from protocol._model import AgreementId, Digest, Hex32Id, ItemId, MemberId, Model, Timestamp, Version
 from protocol.encoding import hpke_info, sha256_hex, time_ordered_id
 from protocol.errors import IntelshareError, LocalProtocolError, OpenError
 from protocol.item import (
@@ -29,7 +29,7 @@ from protocol.item import (
     RawData,
     ReportTemplate,
     content_kind,
-    item_from_bytes,
+    item_from_plaintext,
     item_to_bytes,
 )
 from protocol.keys import HpkeKeyPair, HpkePublicKeys, KemName, SigningKey, VerifiedRoots
@@ -57,9 +57,6 @@ __all__ = [
     "seal_info",
     "seal_many",
 ]
-
-ItemId = str
-_ITEM_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class Suite(StrEnum):
@@ -105,8 +102,8 @@ _BATCH_KEY_LABEL = "intelshare/v1 batch key"
 class OriginAttestation(Model):
     """The originator's statement of who said what under which label (SPEC §8.1)."""
 
-    item_id: ItemId = Field(pattern=_ITEM_ID)
-    item_version: int = Field(ge=1)
+    item_id: ItemId
+    item_version: Version
     originator: MemberId
     label: Label
     content_kind: ContentKind
@@ -117,19 +114,19 @@ class OriginAttestation(Model):
 class EnvelopeHeader(Model):
     """What the sender signs for one envelope (SPEC §8.4)."""
 
-    envelope_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    item_id: ItemId = Field(pattern=_ITEM_ID)
-    item_version: int = Field(ge=1)
+    envelope_id: Hex32Id
+    item_id: ItemId
+    item_version: Version
     sender: MemberId
     recipient: MemberId
-    agreement_id: str = Field(max_length=64)
-    agreement_version: int = Field(ge=1)
+    agreement_id: AgreementId
+    agreement_version: Version
     #: SHA-256 of the origin attestation payload: binds the label (SPEC §8.1).
     origin_digest: Digest
     ciphertext_digest: Digest
     suite: Suite
     created_at: Timestamp
-    nonce: str = Field(pattern=r"^[0-9a-f]{32}$")
+    nonce: Hex32Id
     #: Digests of the consent grants carried, root first (SPEC §9.4).
     consent_refs: tuple[Digest, ...] = Field(default=(), max_length=16)
 
@@ -476,7 +473,7 @@ def decrypt_exact(
         plaintext = suite._aead(_envelope_key(batch_key, seal_info(header))).decrypt(_ZERO_NONCE, sealed, None)
         if sha256_hex(plaintext) != attestation.plaintext_digest:
             raise OpenError
-        item = item_from_bytes(plaintext)
+        item = item_from_plaintext(plaintext)
         if content_kind(item) is not attestation.content_kind:
             raise OpenError
         if isinstance(item, ReportTemplate) and item.grading != attestation.label.grading:

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
 from protocol import envelope as envelope_mod
 from protocol.agreement import Agreement, AgreementBook
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
-from protocol.encoding import hpke_info, pae
+from protocol.encoding import canonical_json, hpke_info, pae
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, batch_key_info, seal_info
-from protocol.errors import IntelshareError, OpenError
+from protocol.errors import IntelshareError, OpenError, SignatureError
 from protocol.keys import (
     BATCH_ROOT_TYPE,
     HpkeKeyPair,
@@ -105,8 +106,7 @@ def _envelope(doc: dict[str, Any]) -> Envelope:
 def _hpke(seeds: dict[str, str]) -> HpkeKeyPair:
     return HpkeKeyPair.from_seeds(
         bytes.fromhex(seeds["x25519_seed_hex"]),
-        bytes.fromhex(seeds["mlkem768_seed_hex"]),
-        bytes.fromhex(seeds["mlkem_x25519_seed_hex"]),
+        bytes.fromhex(seeds["xwing_seed_hex"]),
     )
 
 
@@ -164,7 +164,7 @@ def test_hpke_info_generic(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", _cases("hpke_info.json", "headers"), ids=_ids(_cases("hpke_info.json", "headers")))
 def test_hpke_info_header(case: dict[str, Any]) -> None:
-    header = EnvelopeHeader.from_bytes(json.dumps(case["header"]).encode("utf-8"))
+    header = EnvelopeHeader.from_bytes(canonical_json(case["header"]))
     assert seal_info(header).hex() == case["info_hex"]
     # The documented field order reproduces the same bytes from the JSON alone.
     order = _load("hpke_info.json")["info_field_order"]
@@ -188,6 +188,12 @@ def test_member_keys(case: dict[str, Any]) -> None:
     assert hpke.mlkem768_x25519 is not None
     assert hpke.mlkem768_x25519.hex() == case["mlkem768_x25519_public_hex"]
     assert len(hpke.mlkem768_x25519) == 1184 + 32
+    # X-Wing key generation (SPEC §5.4.2): SHAKE256(seed, 96) = ML-KEM-768 seed d||z, X25519 key.
+    expanded = hashlib.shake_256(bytes.fromhex(case["xwing_seed_hex"])).digest(96)
+    assert expanded.hex() == case["xwing_expanded_hex"]
+    mlkem_public = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]).public_key().public_bytes_raw()
+    x25519_public = x25519.X25519PrivateKey.from_private_bytes(expanded[64:]).public_key().public_bytes_raw()
+    assert hpke.mlkem768_x25519 == mlkem_public + x25519_public
     assert json.loads(hpke.to_bytes()) == case["hpke_public_keys_json"]
 
 
@@ -240,7 +246,7 @@ def test_signatures_cover_every_payload_type() -> None:
 )
 def test_hybrid_signature(case: dict[str, Any]) -> None:
     doc = _load("signatures.json")["hybrid"]
-    public = PublicSigningKey.from_bytes(json.dumps(doc["public_signing_key"]).encode("utf-8"))
+    public = PublicSigningKey.from_bytes(canonical_json(doc["public_signing_key"]))
     assert public.ml_dsa_65 is not None
     assert public.ml_dsa_65.hex() == doc["ml_dsa_65_public_hex"]
     outcome = _outcome(lambda: verify(_signed(case["signed"]), PayloadType(case["expected_payload_type"]), [public]))
@@ -300,8 +306,10 @@ def test_envelopes_cover_every_suite() -> None:
 
 def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
     roster = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=[_secretariat(doc)], current=None)
-    # Agreements were accepted before any revocation: under the default roster.
-    held_under = accept_roster(_signed(doc["rosters"]["default"]), secretariat=[_secretariat(doc)], current=None)
+    # The roster the node held when it accepted the agreements, which the scenario names (SPEC §6.2).
+    held_under = accept_roster(
+        _signed(doc["rosters"][sc["agreements_roster"]]), secretariat=[_secretariat(doc)], current=None
+    )
     book = AgreementBook()
     for name in sc["agreements"]:
         book.accept(_signed(doc["agreements"][name]), held_under)
@@ -354,6 +362,20 @@ def test_decision(sc: dict[str, Any]) -> None:
         expected["reason"],
         expected["rule"],
     ), decision.detail
+
+
+def test_revoked_sender_scenario_holds_agreements_from_before_the_revocation() -> None:
+    # SPEC §6.2 rule 2a, §9.2.4: the scenario's agreements could not be accepted under the roster
+    # that revokes KZ's key; the vector says they were accepted under the roster held before it.
+    doc = _load("decisions.json")
+    (sc,) = [sc for sc in doc["scenarios"] if sc["expected"]["reason"] == "KEY_REVOKED"]
+    assert (sc["roster"], sc["agreements_roster"]) == ("kz-key-revoked", "default")
+    revoking = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=[_secretariat(doc)], current=None)
+    kz_signed = [name for name in sc["agreements"] if "KZ" in name]
+    assert kz_signed
+    for name in kz_signed:
+        with pytest.raises(SignatureError):
+            AgreementBook().accept(_signed(doc["agreements"][name]), revoking)
 
 
 def test_decisions_cover_every_reason() -> None:
@@ -411,7 +433,7 @@ def test_agreement_steps(case: dict[str, Any]) -> None:
     "case", _cases("agreements_rosters.json", "terms"), ids=_ids(_cases("agreements_rosters.json", "terms"))
 )
 def test_direction_terms(case: dict[str, Any]) -> None:
-    agreement = Agreement.from_bytes(json.dumps(case["agreement"]).encode("utf-8"))
+    agreement = Agreement.from_bytes(canonical_json(case["agreement"]))
     terms = agreement.terms(case["sender"], case["recipient"])
     expected = case["expected"]
     assert terms.ceiling.name == expected["ceiling"]
@@ -427,7 +449,7 @@ def test_direction_terms(case: dict[str, Any]) -> None:
     ids=_ids(_cases("agreements_rosters.json", "invalid_agreements")),
 )
 def test_invalid_agreement(case: dict[str, Any]) -> None:
-    outcome = _outcome(lambda: Agreement.from_bytes(json.dumps(case["payload_json"]).encode("utf-8")))
+    outcome = _outcome(lambda: Agreement.from_bytes(canonical_json(case["payload_json"])))
     assert outcome == case["expected"]
 
 
@@ -524,7 +546,7 @@ def test_batch_cases_cover_both_outcomes() -> None:
 )
 def test_batch_hybrid_case(case: dict[str, Any]) -> None:
     doc = _load("batch-signatures.json")["hybrid"]
-    public = PublicSigningKey.from_bytes(json.dumps(doc["public_signing_key"]).encode("utf-8"))
+    public = PublicSigningKey.from_bytes(canonical_json(doc["public_signing_key"]))
     assert json.loads(public.to_bytes()) == _load("keys.json")["hybrid"]["public_signing_key_json"]
     outcome = _outcome(lambda: verify(_signed(case["signed"]), PayloadType(case["expected_payload_type"]), [public]))
     assert outcome == ("accepted" if case["valid"] else "SignatureError")

@@ -197,9 +197,9 @@ def test_empty_batch() -> None:
 
 
 def test_sign_many_needs_a_signer() -> None:
-    with pytest.raises(ValueError, match="signer"):
+    with pytest.raises(LocalProtocolError, match="signer"):
         sign_many([(PayloadType.RECEIPT, _receipt(0))], [])
-    with pytest.raises(ValueError, match="signer"):
+    with pytest.raises(LocalProtocolError, match="signer"):
         sign_many([], [])
 
 

@@ -68,7 +68,7 @@ def test_roster_with_ambiguous_markings_is_malformed() -> None:
 
 
 def test_roster_with_empty_marking_is_malformed() -> None:
-    with pytest.raises(MalformedError, match="empty marking"):
+    with pytest.raises(MalformedError, match="marking has 1 to 64"):
         Roster.from_bytes(_roster_json_with(" "))
 
 

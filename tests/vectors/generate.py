@@ -31,7 +31,7 @@ from protocol import envelope as env  # noqa: E402
 from protocol.agreement import Agreement, AgreementBook, ReshareRule, TrustModel  # noqa: E402
 from protocol.classification import Band  # noqa: E402
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation  # noqa: E402
-from protocol.encoding import hpke_info, pae  # noqa: E402
+from protocol.encoding import canonical_json, hpke_info, pae  # noqa: E402
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite, seal_info  # noqa: E402
 from protocol.errors import IntelshareError, OpenError  # noqa: E402
 from protocol.keys import BATCH_ROOT_TYPE, SigningKey, batch_root_message, encode_batch_signature, keyid_of  # noqa: E402
@@ -85,8 +85,7 @@ def member_seeds(member_id: str) -> dict[str, str]:
     return {
         "ed25519_seed_hex": S._seed(member_id, "sign").hex(),
         "x25519_seed_hex": S._seed(member_id, "x25519").hex(),
-        "mlkem768_seed_hex": hashlib.sha512(f"mlkem:{member_id}".encode()).digest().hex(),
-        "mlkem_x25519_seed_hex": S._seed(member_id, "mlkem-x25519").hex(),
+        "xwing_seed_hex": S._seed(member_id, "xwing").hex(),
     }
 
 
@@ -236,6 +235,7 @@ def gen_keys() -> None:
                 "ed25519_public_hex": signing.ed25519.hex(),
                 "keyid": signing.keyid,
                 "x25519_public_hex": hpke.x25519.hex(),
+                "xwing_expanded_hex": hashlib.shake_256(S._seed(m, "xwing")).digest(96).hex(),
                 "mlkem768_x25519_public_hex": hpke.mlkem768_x25519.hex(),
                 "public_signing_key_json": obj(signing),
                 "hpke_public_keys_json": obj(hpke),
@@ -250,8 +250,10 @@ def gen_keys() -> None:
             "description": (
                 "Seeds to public keys (SPEC §5.4). Ed25519 public key from its 32-byte seed (RFC 8032); "
                 "ML-DSA-65 public key from its 32-byte seed xi (FIPS 204 ML-DSA.KeyGen_internal); "
-                "ML-KEM-768 from its 64-byte seed d||z (FIPS 203); the mlkem768-x25519 public key is "
-                "the ML-KEM-768 encapsulation key (1184 bytes) followed by the X25519 key (32 bytes). "
+                "X-Wing (MLKEM768-X25519) from its 32-byte seed: xwing_expanded = SHAKE256(seed, 96), whose "
+                "first 64 bytes are the ML-KEM-768 seed d||z (FIPS 203 KeyGen_internal(d, z)) and last 32 "
+                "the X25519 private key; the mlkem768-x25519 public key is the ML-KEM-768 encapsulation "
+                "key (1184 bytes) followed by that X25519 public key (32 bytes). "
                 "keyid = lower-case hex SHA-256 of the raw public key."
             ),
             "members": members,
@@ -669,6 +671,7 @@ def gen_decisions() -> None:
                 "name": name,
                 "kind": "egress",
                 "roster": roster,
+                "agreements_roster": "default",
                 "agreements": agreements or default,
                 "now": ts(now),
                 "recalled": [list(r) for r in recalled],
@@ -691,6 +694,7 @@ def gen_decisions() -> None:
         peer: str | None = None,
         agreements: list[str] | None = None,
         roster: str = "default",
+        agreements_roster: str = "default",
         recalled: tuple[Any, ...] = (),
         revoked_grants: tuple[str, ...] = (),
         seen_nonces: tuple[str, ...] = (),
@@ -707,6 +711,7 @@ def gen_decisions() -> None:
                 "name": name,
                 "kind": "ingress",
                 "roster": roster,
+                "agreements_roster": agreements_roster,
                 "agreements": agreements or default,
                 "now": ts(now),
                 "recalled": [list(r) for r in recalled],
@@ -892,7 +897,17 @@ def gen_decisions() -> None:
     ingress("header does not parse", malformed, "TR", peer="KZ", expect=Reason.ENVELOPE_MALFORMED)
     ingress("sender not in roster", resign_header(good, "AZ", sender="HU"), "TR", expect=Reason.UNKNOWN_MEMBER)
     ingress("TLS peer is not the signer", good, "TR", peer="AZ", expect=Reason.SENDER_IDENTITY_MISMATCH)
-    ingress("sender key revoked", good, "TR", roster="kz-key-revoked", expect=Reason.KEY_REVOKED)
+    # The pair's agreements were accepted under the default roster; then the secretariat revoked
+    # KZ's key. Under the revoking roster they could not be accepted any more (§6.2 rule 2a), but
+    # a held agreement stays held (§6.2: revocation is checked when a statement is accepted).
+    ingress(
+        "sender key revoked after the agreements were accepted",
+        good,
+        "TR",
+        roster="kz-key-revoked",
+        agreements_roster="default",
+        expect=Reason.KEY_REVOKED,
+    )
     wrong_key = Envelope(
         sign(PayloadType.HEADER, EnvelopeHeader.from_bytes(good.header.payload), [S.signing_key("AZ")]),
         good.origin,
@@ -1017,7 +1032,9 @@ def gen_decisions() -> None:
         {
             "description": (
                 "Policy decisions (SPEC §9). Load each roster with the secretariat key, accept the named "
-                "agreement statements in order into an empty agreement book, then run check_egress on "
+                "agreement statements in order into an empty agreement book under the roster named by "
+                "'agreements_roster' (the one the node held when it accepted them, SPEC §6.2), then, "
+                "under 'roster', run check_egress on "
                 "the transfer or check_ingress on the envelope (receiver's HPKE keys from keys.json). "
                 "is_recalled(item_id, version) is membership in 'recalled'; is_grant_revoked is membership "
                 "in 'revoked_grants'; is_replay(header, digest) is header.nonce in 'seen_nonces'."
@@ -1039,13 +1056,13 @@ def evaluate(sc: dict[str, Any], rosters: dict[str, Any], signed_ag: dict[str, S
         current=None,
     )
     held_under = accept_roster(
-        Signed.from_bytes(json.dumps(rosters["default"]).encode()),
+        Signed.from_bytes(json.dumps(rosters[sc["agreements_roster"]]).encode()),
         secretariat=[key_for("SECRETARIAT").public()],
         current=None,
     )
     book = AgreementBook()
     for name in sc["agreements"]:
-        book.accept(signed_ag[name], held_under)  # held from before any revocation
+        book.accept(signed_ag[name], held_under)
     now = datetime.fromisoformat(sc["now"])
     recalled = {(r[0], r[1]) for r in sc["recalled"]}
     revoked = set(sc["revoked_grants"])
@@ -1276,7 +1293,7 @@ def gen_agreements_rosters() -> None:
     invalid_docs = []
     for name, changes in invalid:
         doc = {**base, **changes}
-        assert outcome(lambda doc=doc: Agreement.from_bytes(json.dumps(doc).encode())) == "MalformedError", name
+        assert outcome(lambda doc=doc: Agreement.from_bytes(canonical_json(doc))) == "MalformedError", name
         invalid_docs.append({"name": name, "payload_json": doc, "expected": "MalformedError"})
     write(
         "agreements_rosters.json",
