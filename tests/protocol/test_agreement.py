@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from protocol.envelope import OriginAttestation
 from protocol.errors import ConfigurationError, RollbackError
 from protocol.policy import Reason, Transfer, check_egress
 from protocol.roster import Roster
+from protocol.statements import Signed
 
 # --- validation ------------------------------------------------------------------------------
 
@@ -164,6 +166,35 @@ def test_newer_version_replaces_older() -> None:
     assert held.get("KZ", "TR").max_retention_days == 30  # type: ignore[union-attr]
     with pytest.raises(RollbackError):
         held.accept(signed_agreement(agreement("KZ", "TR")), roster())
+
+
+def test_agreements_with_the_same_fields_are_equal_whatever_was_asked_of_them() -> None:
+    # SPEC §6.2 rule 4 (issue 11 point 7): asking for terms must not change equality.
+    asked, fresh = agreement("KZ", "TR"), agreement("KZ", "TR")
+    asked.terms("KZ", "TR")
+    assert asked == fresh
+
+
+def test_the_held_statement_written_back_unchanged_is_the_same_text() -> None:
+    # SPEC §6.2 rule 4: after the pair exchanged items (terms asked), the same statement read
+    # back from a file (pretty-printed there) is the held agreement, not a rollback.
+    held = AgreementBook()
+    statement = signed_agreement(agreement("KZ", "TR"))
+    first = held.accept(statement, roster())
+    origin, _ = make_origin()
+    att = OriginAttestation.from_bytes(origin.payload)
+    ctx = Ctx().policy(held)
+    assert check_egress(Transfer("KZ", "TR", att, origin.digest, ()), ctx).allowed
+    written_back = Signed.from_bytes(json.dumps(json.loads(statement.to_bytes()), indent=2).encode())
+    assert held.accept(written_back, roster()) is first
+    assert held.in_force("KZ", "TR", NOW)
+
+
+def test_same_version_with_other_payload_bytes_is_a_rollback() -> None:
+    # SPEC §6.2 rule 4: "the same text" is the same payload bytes.
+    held = book(agreement("KZ", "TR"))
+    with pytest.raises(RollbackError, match="differs from the held text"):
+        held.accept(signed_agreement(agreement("KZ", "TR", title="another text")), roster())
 
 
 # --- the label may relax the re-sharing ban only where the originator agreed (SPEC §9.4) -----
