@@ -10,6 +10,7 @@ key comes from the seeds in the files.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protocol import envelope as envelope_mod
 from protocol.agreement import Agreement, AgreementBook
@@ -25,6 +27,7 @@ from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, Consen
 from protocol.encoding import canonical_json, hpke_info, pae
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, batch_key_info, seal_info
 from protocol.errors import IntelshareError, OpenError, SignatureError
+from protocol.item import item_from_plaintext
 from protocol.keys import (
     BATCH_ROOT_TYPE,
     HpkeKeyPair,
@@ -52,6 +55,8 @@ FILES = (
     "decisions.json",
     "agreements_rosters.json",
     "batch-signatures.json",
+    "encoding.json",
+    "xwing.json",
 )
 
 MODELS: dict[PayloadType, type[Any]] = {
@@ -124,6 +129,50 @@ def _outcome(fn: Callable[[], object]) -> str:
 
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# --- an independent X-Wing and RFC 9180 key schedule, to pin down the hybrid KEM (SPEC §5.4.2) ----
+
+XWING_KEM_ID = 0x647A
+XWING_LABEL = b"\\.//^\\"
+
+
+def xwing_decapsulate(seed: bytes, enc: bytes) -> bytes:
+    """X-Wing Decap from the 32-byte seed, with primitives only (SPEC §5.4.2)."""
+    expanded = hashlib.shake_256(seed).digest(96)
+    dk_m = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
+    sk_x = x25519.X25519PrivateKey.from_private_bytes(expanded[64:])
+    ct_m, ct_x = enc[:1088], enc[1088:]
+    ss_m = dk_m.decapsulate(ct_m)
+    ss_x = sk_x.exchange(x25519.X25519PublicKey.from_public_bytes(ct_x))
+    pk_x = sk_x.public_key().public_bytes_raw()
+    return hashlib.sha3_256(ss_m + ss_x + ct_x + pk_x + XWING_LABEL).digest()
+
+
+def _hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    return hmac.new(salt or bytes(32), ikm, hashlib.sha256).digest()
+
+
+def _hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        out, counter = out + block, counter + 1
+    return out[:length]
+
+
+def hpke_base_key_schedule(suite_id: bytes, shared_secret: bytes, info: bytes, nk: int) -> tuple[bytes, bytes]:
+    """RFC 9180 §5.1 KeySchedule for mode_base with HKDF-SHA256: the AEAD key and base nonce."""
+
+    def extract(salt: bytes, label: bytes, ikm: bytes) -> bytes:
+        return _hkdf_extract(salt, b"HPKE-v1" + suite_id + label + ikm)
+
+    def expand(prk: bytes, label: bytes, context: bytes, length: int) -> bytes:
+        return _hkdf_expand(prk, length.to_bytes(2, "big") + b"HPKE-v1" + suite_id + label + context, length)
+
+    context = b"\x00" + extract(b"", b"psk_id_hash", b"") + extract(b"", b"info_hash", info)
+    secret = extract(shared_secret, b"secret", b"")
+    return expand(secret, b"key", context, nk), expand(secret, b"base_nonce", context, 12)
 
 
 # --- presence -----------------------------------------------------------------------------
@@ -550,3 +599,96 @@ def test_batch_hybrid_case(case: dict[str, Any]) -> None:
     assert json.loads(public.to_bytes()) == _load("keys.json")["hybrid"]["public_signing_key_json"]
     outcome = _outcome(lambda: verify(_signed(case["signed"]), PayloadType(case["expected_payload_type"]), [public]))
     assert outcome == ("accepted" if case["valid"] else "SignatureError")
+
+
+# --- encoding.json ------------------------------------------------------------------------
+
+
+def _parse_payload(payload_type: str, payload: bytes) -> Any:
+    """The strict parser of SPEC §4.4.3 for a payload type, or for item content ('item')."""
+    if payload_type == "item":
+        return item_from_plaintext(payload)
+    return MODELS[PayloadType(payload_type)].from_bytes(payload)
+
+
+@pytest.mark.parametrize("case", _cases("encoding.json", "accept"), ids=_ids(_cases("encoding.json", "accept")))
+def test_canonical_payload_is_accepted(case: dict[str, Any]) -> None:
+    # SPEC §4.4: the payload is the JCS encoding of its value, parses, and encodes back to itself.
+    payload = bytes.fromhex(case["payload_hex"])
+    assert case["payload_utf8"].encode("utf-8") == payload
+    assert canonical_json(case["value"]) == payload
+    assert _parse_payload(case["payload_type"], payload).to_bytes() == payload
+
+
+@pytest.mark.parametrize("case", _cases("encoding.json", "refuse"), ids=_ids(_cases("encoding.json", "refuse")))
+def test_non_canonical_payload_is_refused(case: dict[str, Any]) -> None:
+    # SPEC §4.4.3: every strictness rule, one refused payload at a time.
+    payload = bytes.fromhex(case["payload_hex"])
+    if case["payload_utf8"] is not None:
+        assert case["payload_utf8"].encode("utf-8") == payload
+    assert _outcome(lambda: _parse_payload(case["payload_type"], payload)) == case["expected"] == "MalformedError"
+
+
+def test_refusal_vectors_cover_every_parsing_rule() -> None:
+    # SPEC §4.4.3: rules 1 to 6 each have refusal vectors.
+    rules = {c["rule"] for c in _cases("encoding.json", "refuse")}
+    assert rules == {f"§4.4.3 rule {n}" for n in range(1, 7)}
+
+
+def test_encoding_vectors_exercise_escapes_markings_and_fractions() -> None:
+    # SPEC §4.4.1, §4.4.2: the accept vectors hold what the earlier vectors never did.
+    payloads = [bytes.fromhex(c["payload_hex"]) for c in _cases("encoding.json", "accept")]
+    joined = b"".join(payloads)
+    for needle in (b"\\u0000", b"\\u001f", b'\\"', b"\\\\", b"\\n", b"\\t", b"/", "\u2028".encode()):
+        assert needle in joined, needle
+    for marking in ("ÇOK GİZLİ", "TAM MƏXFİ", "СОВЕРШЕННО СЕКРЕТНО"):
+        assert marking.encode() in joined, marking
+    for fraction in (b".004500Z", b".000001Z", b".999999Z"):
+        assert fraction in joined, fraction
+
+
+def test_pretty_printed_statement_is_accepted() -> None:
+    # SPEC §4.4.3: a Signed statement's own JSON need not be canonical.
+    doc = _load("encoding.json")
+    signed = Signed.from_bytes(doc["pretty_statement"].encode("utf-8"))
+    assert _parse_payload(signed.payload_type, signed.payload).to_bytes() == signed.payload
+
+
+@pytest.mark.parametrize(
+    "case", _cases("encoding.json", "statement_refuse"), ids=_ids(_cases("encoding.json", "statement_refuse"))
+)
+def test_malformed_statement_is_refused(case: dict[str, Any]) -> None:
+    # SPEC §4.1, §4.4.3
+    assert _outcome(lambda: Signed.from_bytes(case["statement_utf8"].encode("utf-8"))) == case["expected"]
+
+
+# --- xwing.json ---------------------------------------------------------------------------
+
+
+def test_xwing_draft_vector() -> None:
+    # SPEC §5.4.2: the published X-Wing vector: the seed gives the key the reference publishes,
+    # and the combiner (label last) gives the shared secret.
+    draft = _load("xwing.json")["draft"]
+    seed = bytes.fromhex(draft["seed_hex"])
+    assert HpkeKeyPair.from_seeds(bytes(32), seed).public().mlkem768_x25519 == bytes.fromhex(draft["pk_hex"])
+    assert xwing_decapsulate(seed, bytes.fromhex(draft["ct_hex"])).hex() == draft["ss_hex"]
+
+
+@pytest.mark.parametrize("case", _cases("xwing.json", "hpke"), ids=_ids(_cases("xwing.json", "hpke")))
+def test_xwing_hpke_sealed_batch_key(case: dict[str, Any]) -> None:
+    # SPEC §5.4.2, §8.2: KEM 0x647A in HPKE base mode; the reference opens it, and so does an
+    # independent X-Wing decapsulation and RFC 9180 key schedule.
+    doc = _load("xwing.json")
+    sealed, info = bytes.fromhex(case["sealed_hex"]), bytes.fromhex(case["info_hex"])
+    plaintext = bytes.fromhex(case["plaintext_hex"])
+    keys = HpkeKeyPair.from_seeds(bytes(32), bytes.fromhex(case["xwing_seed_hex"]))
+    assert keys.public().mlkem768_x25519 == bytes.fromhex(case["public_key_hex"])
+    suite = envelope_mod.Suite.MLKEM768X25519_AES256GCM
+    assert envelope_mod._open_batch_key(keys, suite, info, sealed) == plaintext
+    suite_id = bytes.fromhex(doc["suite_id_hex"])
+    assert suite_id == b"HPKE" + bytes.fromhex(doc["kem_id"]) + bytes.fromhex("00010002")
+    shared_secret = xwing_decapsulate(bytes.fromhex(case["xwing_seed_hex"]), sealed[:1120])
+    assert shared_secret.hex() == case["shared_secret_hex"]
+    key, nonce = hpke_base_key_schedule(suite_id, shared_secret, info, 32)
+    assert (key.hex(), nonce.hex()) == (case["key_hex"], case["base_nonce_hex"])
+    assert AESGCM(key).decrypt(nonce, sealed[1120:], None) == plaintext

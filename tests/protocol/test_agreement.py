@@ -8,7 +8,15 @@ from datetime import timedelta
 import pytest
 from support import NOW, Ctx, agreement, book, grant, label, make_origin, member, roster, signed_agreement
 
-from protocol.agreement import AgreementBook, ReshareRule, TrustModel, check_markings, pair_key
+from protocol.agreement import (
+    Agreement,
+    AgreementBook,
+    DirectionTerms,
+    ReshareRule,
+    TrustModel,
+    check_markings,
+    pair_key,
+)
 from protocol.classification import Band
 from protocol.envelope import OriginAttestation
 from protocol.errors import ConfigurationError, RollbackError
@@ -211,6 +219,30 @@ def _reshare(controlled: bool, releasable: tuple[str, ...], *, rule: ReshareRule
 
 def test_label_decides_allows_release_list_without_consent() -> None:
     assert _reshare(False, ("TR", "AZ"), rule=ReshareRule.LABEL_DECIDES) is Reason.ALLOWED
+
+
+def test_reshare_rule_is_read_from_the_originator_to_sender_direction(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SPEC §9.3.10 step 3: terms(originator, sender), the terms the sender received it under.
+    asked: list[tuple[str, str, str]] = []
+    real_terms = Agreement.terms
+
+    def spy(self: Agreement, sender: str, recipient: str) -> DirectionTerms:
+        asked.append((self.agreement_id, sender, recipient))
+        return real_terms(self, sender, recipient)
+
+    monkeypatch.setattr(Agreement, "terms", spy)
+    assert _reshare(False, ("TR", "AZ"), rule=ReshareRule.LABEL_DECIDES) is Reason.ALLOWED
+    assert ("KZ-TR", "KZ", "TR") in asked
+    assert ("KZ-TR", "TR", "KZ") not in asked
+
+
+@pytest.mark.parametrize("model", list(TrustModel))
+def test_both_directions_of_a_pair_have_the_same_reshare_rule(model: TrustModel) -> None:
+    # SPEC §9.3.10 step 3, §6.3: why the direction changes no decision today.
+    for rule in ReshareRule:
+        extra: dict[str, object] = {"senior_party": "TR"} if model is TrustModel.HIERARCHICAL else {}
+        a = agreement("KZ", "TR", trust_model=model, reshare_rule=rule, **extra)
+        assert a.terms("KZ", "TR").reshare_rule is a.terms("TR", "KZ").reshare_rule
 
 
 def test_label_decides_still_needs_the_release_list() -> None:

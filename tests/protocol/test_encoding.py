@@ -414,3 +414,19 @@ def test_xwing_seed_must_be_32_bytes() -> None:
     with pytest.raises(LocalProtocolError, match="32 bytes"):
         HpkeKeyPair.from_seeds(x25519, bytes(64))
     assert hpke_keys("TR").public().mlkem768_x25519 is not None
+
+
+@pytest.mark.parametrize(
+    ("number", "text"),
+    [(1.0, b"1"), (0.5, b"0.5"), (1e-7, b"1e-7"), (1e21, b"1e+21"), (2**53 - 1, b"9007199254740991"), (-0.0, b"0")],
+)
+def test_numbers_in_audit_detail_are_written_as_jcs_writes_them(number: float, text: bytes) -> None:
+    # SPEC §4.4.1, §11.4: detail numbers have one spelling, the ECMAScript one.
+    assert canonical_json({"detail": {"n": number}}) == b'{"detail":{"n":' + text + b"}}"
+
+
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), 2**53])
+def test_numbers_without_a_jcs_form_are_refused(number: float) -> None:
+    # SPEC §4.4.1
+    with pytest.raises(LocalProtocolError):
+        canonical_json({"n": number})
