@@ -10,21 +10,16 @@ from __future__ import annotations
 from pydantic import Field
 
 from protocol._model import Digest, Hex32Id, ItemId, MemberId, Model, Timestamp, Version
-from protocol.errors import RemoteProtocolError, SignatureError
+from protocol.errors import NoticeMismatchError, SignatureError
 from protocol.roster import Roster
 from protocol.statements import PayloadType, Signed, parse_unverified, verify
 
 __all__ = [
     "Correction",
-    "NoticeMismatchError",
     "Recall",
     "verify_correction",
     "verify_recall",
 ]
-
-
-class NoticeMismatchError(RemoteProtocolError):
-    """A notice is bound to another item, version or digest than the one held."""
 
 
 class Recall(Model):
@@ -54,8 +49,8 @@ class Correction(Model):
 
 
 def _verify_by_originator(signed: Signed, payload_type: PayloadType, originator: str, roster: Roster) -> None:
-    member = roster.member(originator)
-    if member is None or roster.is_revoked(member.signing_key.keyid):
+    member = roster.trusted_signer(originator)
+    if member is None:
         raise SignatureError(f"notice claims unknown or revoked originator {originator}")
     verify(signed, payload_type, [member.signing_key])
 

@@ -101,6 +101,16 @@ class Roster(Model):
         """True if the key id was revoked (SPEC §12.8)."""
         return keyid in self.revoked_keyids
 
+    def trusted_signer(self, member_id: str) -> Member | None:
+        """The member whose signature counts: in the roster, its signing key not revoked (SPEC §12.8).
+
+        None for an unknown member and for a revoked key alike, for the checks that refuse
+        both the same way (grants §9.4.2 step 5, notices §10). Ingress tells them apart
+        (§9.2.2, §9.2.4), so it asks ``member`` and ``is_revoked`` in turn.
+        """
+        member = self.member(member_id)
+        return None if member is None or self.is_revoked(member.signing_key.keyid) else member
+
     def member_ids(self) -> tuple[str, ...]:
         """All member ids, in roster order."""
         return tuple(self._by_id)

@@ -40,7 +40,17 @@ from protocol.keys import (
 )
 from protocol.merkle import inclusion_proofs, leaf_hash, root_from_inclusion_proof, tree_hash
 from protocol.notices import Correction, Recall
-from protocol.policy import RULES, Decision, PolicyContext, Reason, TimeWindow, Transfer, check_egress, check_ingress
+from protocol.policy import (
+    RULES,
+    Decision,
+    PolicyContext,
+    Reason,
+    TimeWindow,
+    Transfer,
+    check_egress,
+    check_ingress,
+    open_envelope,
+)
 from protocol.receipt import Receipt
 from protocol.roster import Roster, accept_roster
 from protocol.statements import PayloadType, Signed, sign_many, verify
@@ -322,7 +332,7 @@ def test_envelope_opens(case: dict[str, Any]) -> None:
     plaintext = bytes.fromhex(case["plaintext_hex"])
     # enc, the sealed 32-byte batch key and its tag, then the plaintext's AEAD ciphertext and tag.
     assert len(env.ciphertext) == case["enc_length"] + 32 + 16 + len(plaintext) + 16
-    opened = envelope_mod.open(
+    opened = open_envelope(
         env,
         recipient_id=case["recipient"],
         recipient_keys=_hpke(doc["members"][case["recipient"]]),
@@ -336,7 +346,7 @@ def test_envelope_opens(case: dict[str, Any]) -> None:
 def test_envelope_does_not_open(case: dict[str, Any]) -> None:
     doc = _load("envelopes.json")
     with pytest.raises(OpenError) as info:
-        envelope_mod.open(
+        open_envelope(
             _envelope(case["envelope"]),
             recipient_id=case["recipient"],
             recipient_keys=_hpke(doc["members"][case["recipient"]]),

@@ -41,10 +41,9 @@ from support import (
 from protocol.agreement import AgreementBook
 from protocol.classification import Band
 from protocol.envelope import OriginAttestation, attest
-from protocol.envelope import open as open_envelope
-from protocol.errors import OpenError, RollbackError, SignatureError
-from protocol.notices import Correction, NoticeMismatchError, Recall, verify_correction, verify_recall
-from protocol.policy import IngressResult, Reason, Transfer, check_egress
+from protocol.errors import NoticeMismatchError, OpenError, RollbackError, SignatureError
+from protocol.notices import Correction, Recall, verify_correction, verify_recall
+from protocol.policy import IngressResult, Reason, Transfer, check_egress, open_envelope
 from protocol.roster import Roster, accept_roster
 from protocol.statements import PayloadType, Signed, sign
 

@@ -24,13 +24,13 @@ from support import (
     with_payload,
 )
 
-from protocol.envelope import OriginAttestation, Suite, attest, decrypt, seal
-from protocol.envelope import open as open_envelope
+from protocol.classification import Band
+from protocol.envelope import Envelope, OriginAttestation, Suite, _open_batch_key, attest, batch_key_info, decrypt, seal
 from protocol.errors import ConfigurationError, LocalProtocolError, OpenError
 from protocol.item import RawData, item_from_bytes
 from protocol.keys import HpkePublicKeys
 from protocol.label import SourceReliability
-from protocol.policy import Decision, Reason, Transfer, check_egress, check_transfers
+from protocol.policy import Decision, Reason, Transfer, check_egress, check_transfers, open_envelope
 from protocol.statements import PayloadType, sign
 
 
@@ -247,3 +247,72 @@ def test_envelope_id_and_nonce_carry_the_creation_time() -> None:
     assert first.envelope_id < second.envelope_id
     assert first.nonce < second.nonce
     assert first.envelope_id[:12] == first.nonce[:12] == f"{int(first.created_at.timestamp() * 1000):012x}"
+
+
+# --- one verification recipe: opening is the ingress steps without policy (SPEC §8.6) ---------
+
+
+def test_open_checks_the_label_as_ingress_does() -> None:
+    # SPEC §8.6, §9.2.10: a marking that is not the originator's is refused by both.
+    origin, pt = make_origin(label(originator_marking="GİZLİ"))  # TR's marking on KZ's item
+    env = make_envelope("KZ", "TR", origin, pt)
+    assert ingress(env, "TR").decision.reason is Reason.LABEL_INVALID
+    with pytest.raises(OpenError):
+        _open(env)
+
+
+def _variants() -> list[tuple[str, Envelope, Reason, bool]]:
+    """(name, envelope, ingress reason, whether open_envelope opens it)."""
+    origin, pt = make_origin()
+    good = make_envelope("KZ", "TR", origin, pt)
+    other_origin, _ = make_origin(label(topics=("cyber",)))
+    ts_origin, ts_pt = make_origin(label(band=Band.TOP_SECRET))
+    flipped = good.ciphertext[:-1] + bytes([good.ciphertext[-1] ^ 1])
+    return [
+        ("valid", good, Reason.ALLOWED, True),
+        (
+            "header does not parse",
+            replace(good, header=with_payload(good.header, b"{")),
+            Reason.ENVELOPE_MALFORMED,
+            False,
+        ),
+        ("unknown sender", resign_header(good, "AZ", sender="HU"), Reason.UNKNOWN_MEMBER, False),
+        ("wrong signer", resign_header(good, "AZ"), Reason.SENDER_SIGNATURE_INVALID, False),
+        ("other recipient", make_envelope("KZ", "AZ", origin, pt), Reason.NOT_ADDRESSED_TO_RECEIVER, False),
+        ("origin swapped", replace(good, origin=other_origin), Reason.ORIGIN_SIGNATURE_INVALID, False),
+        (
+            "topic outside the vocabulary",
+            make_envelope("KZ", "TR", *make_origin(label(topics=("piracy",)))),
+            Reason.TOPIC_NOT_COVERED,
+            False,
+        ),
+        ("ciphertext flipped", replace(good, ciphertext=flipped), Reason.ENVELOPE_UNOPENABLE, False),
+        (
+            "above the ceiling: policy only",
+            make_envelope("KZ", "TR", ts_origin, ts_pt),
+            Reason.BAND_ABOVE_CEILING,
+            True,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("name", "env", "reason", "opens"), _variants(), ids=[v[0] for v in _variants()])
+def test_open_and_ingress_agree_on_verification(name: str, env: Envelope, reason: Reason, opens: bool) -> None:
+    # SPEC §8.6: open refuses what ingress refuses at a verification step; policy refusals
+    # (§9.3, §9.4) are ingress's alone.
+    assert ingress(env, "TR").decision.reason is reason, name
+    try:
+        _open(env)
+        opened = True
+    except OpenError:
+        opened = False
+    assert opened is opens, name
+
+
+def test_a_batch_key_of_another_length_does_not_open() -> None:
+    # SPEC §8.2: the sealed batch key is 32 bytes; anything else is the opaque open error.
+    suite = Suite.X25519_AES256GCM
+    info = batch_key_info(sender="KZ", recipient="TR", suite=suite)
+    sealed = suite._primitive().encrypt(bytes(31), hpke_keys("TR").public().for_kem(suite.kem), info=info)
+    with pytest.raises(OpenError):
+        _open_batch_key(hpke_keys("TR"), suite, info, sealed)

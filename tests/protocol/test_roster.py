@@ -84,3 +84,12 @@ def test_roster_version_must_be_positive() -> None:
 def test_roster_rollback_is_typed() -> None:
     with pytest.raises(RollbackError, match="not newer"):
         accept_roster(signed_roster(roster(version=1)), secretariat=SECRETARIAT_KEYS, current=roster(version=1))
+
+
+def test_trusted_signer_is_a_known_member_with_an_unrevoked_key() -> None:
+    # SPEC §12.8, §9.4.2 step 5, §10.1: the one place an unknown or revoked signer is refused.
+    revoked = roster(revoked=(signing_key("KZ").keyid,))
+    assert roster().trusted_signer("KZ") == roster().member("KZ")
+    assert revoked.trusted_signer("KZ") is None
+    assert revoked.member("KZ") is not None
+    assert roster().trusted_signer("HU") is None

@@ -56,6 +56,7 @@ from protocol.policy import (  # noqa: E402
     Transfer,
     check_egress,
     check_ingress,
+    open_envelope,
 )
 from protocol.receipt import Receipt  # noqa: E402
 from protocol.roster import Roster, accept_roster  # noqa: E402
@@ -477,7 +478,7 @@ def gen_signatures() -> None:
 
 def try_open(e: Envelope, recipient: str, roster: Roster) -> bool:
     try:
-        env.open(e, recipient_id=recipient, recipient_keys=S.hpke_keys(recipient), roster=roster)
+        open_envelope(e, recipient_id=recipient, recipient_keys=S.hpke_keys(recipient), roster=roster)
     except OpenError:
         return False
     return True
