@@ -47,6 +47,8 @@ from protocol.label import Category, InformationCredibility, Label, SourceReliab
 from protocol.notices import Correction, Recall
 from protocol.policy import (
     Decision,
+    Direction,
+    Fault,
     Opened,
     PolicyContext,
     Reason,
@@ -77,9 +79,11 @@ __all__ = [
     "ContentKind",
     "Correction",
     "Decision",
+    "Direction",
     "DirectionTerms",
     "Envelope",
     "EnvelopeHeader",
+    "Fault",
     "HpkeKeyPair",
     "HpkePublicKeys",
     "InformationCredibility",

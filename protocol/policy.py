@@ -23,8 +23,11 @@ from protocol.roster import Member, Roster
 from protocol.statements import PayloadType, Signed, parse_unverified, verify
 
 __all__ = [
+    "INGRESS_ONLY",
     "RULES",
     "Decision",
+    "Direction",
+    "Fault",
     "IngressResult",
     "Opened",
     "PolicyContext",
@@ -69,6 +72,54 @@ class Reason(StrEnum):
     NOT_ADDRESSED_TO_RECEIVER = "NOT_ADDRESSED_TO_RECEIVER"
     LABEL_INVALID = "LABEL_INVALID"
     ENVELOPE_UNOPENABLE = "ENVELOPE_UNOPENABLE"
+
+    def fault(self, direction: Direction) -> Fault | None:
+        """Who caused a refusal with this reason, in that direction (SPEC §9.5 "At fault").
+
+        None for ``ALLOWED``. On egress the local caller asked for a forbidden transfer; on
+        ingress the sender, the TLS peer, the originator or the network is at fault. A reason
+        only ingress gives (``INGRESS_ONLY``) has no egress fault: asking is a ``ValueError``.
+        """
+        if self is Reason.ALLOWED:
+            return None
+        if direction is Direction.INGRESS:
+            return Fault.REMOTE
+        if self in INGRESS_ONLY:
+            raise ValueError(f"{self.value} is given only on ingress")
+        return Fault.LOCAL
+
+
+class Direction(StrEnum):
+    """Which side's decision: the sender's before sealing, or the receiver's (SPEC §9.1)."""
+
+    EGRESS = "egress"
+    INGRESS = "ingress"
+
+
+class Fault(StrEnum):
+    """Who is at fault for a refusal (SPEC §9.5), as errors say it (SPEC §3.4)."""
+
+    #: This side asked for a transfer the protocol or an agreement forbids.
+    LOCAL = "local"
+    #: Another party: the sender, the TLS peer, the originator, or the network.
+    REMOTE = "remote"
+
+
+#: Reasons only the receiver's verification of an envelope gives (SPEC §9.2, §9.5).
+INGRESS_ONLY: frozenset[Reason] = frozenset(
+    {
+        Reason.ENVELOPE_MALFORMED,
+        Reason.SENDER_IDENTITY_MISMATCH,
+        Reason.KEY_REVOKED,
+        Reason.SENDER_SIGNATURE_INVALID,
+        Reason.NOT_ADDRESSED_TO_RECEIVER,
+        Reason.TIMESTAMP_OUT_OF_WINDOW,
+        Reason.REPLAY,
+        Reason.ORIGIN_SIGNATURE_INVALID,
+        Reason.LABEL_INVALID,
+        Reason.ENVELOPE_UNOPENABLE,
+    }
+)
 
 
 #: The SPEC section of the rule behind each reason code (SPEC §9.5).
@@ -117,6 +168,10 @@ class Decision:
     def allow(cls, detail: str) -> Decision:
         """An allowed transfer."""
         return cls(True, Reason.ALLOWED, RULES[Reason.ALLOWED], detail)
+
+    def fault(self, direction: Direction) -> Fault | None:
+        """Who is at fault for this decision, taken in ``direction`` (SPEC §9.5)."""
+        return self.reason.fault(direction)
 
     @classmethod
     def refuse(cls, reason: Reason, detail: str) -> Decision:
@@ -306,6 +361,11 @@ class IngressResult:
     item: ReportTemplate | RawData | None
     #: The exact plaintext the originator attested, when the envelope was opened.
     plaintext: bytes | None = None
+
+    @property
+    def fault(self) -> Fault | None:
+        """Who is at fault for a refusal on ingress: always another party (SPEC §9.5)."""
+        return self.decision.fault(Direction.INGRESS)
 
 
 def check_ingress(

@@ -41,6 +41,7 @@ from protocol.keys import (
 from protocol.merkle import inclusion_proofs, leaf_hash, root_from_inclusion_proof, tree_hash
 from protocol.notices import Correction, Recall
 from protocol.policy import (
+    INGRESS_ONLY,
     RULES,
     Decision,
     PolicyContext,
@@ -448,6 +449,9 @@ def test_decisions_cover_every_reason() -> None:
         assert sc["expected"]["rule"] == RULES[Reason(sc["expected"]["reason"])]
     kinds = {sc["kind"] for sc in doc.get("scenarios", [])}
     assert kinds == {"egress", "ingress"}
+    # SPEC §9.5: egress never gives a reason only ingress gives.
+    egress = {Reason(sc["expected"]["reason"]) for sc in doc.get("scenarios", []) if sc["kind"] == "egress"}
+    assert egress.isdisjoint(INGRESS_ONLY)
 
 
 # --- agreements_rosters.json --------------------------------------------------------------

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
+import pytest
 from support import (
     NOW,
     Ctx,
@@ -33,9 +35,19 @@ from support import (
 
 from protocol.agreement import AgreementBook, TrustModel
 from protocol.classification import Band
-from protocol.envelope import attest
+from protocol.envelope import OriginAttestation, attest
 from protocol.label import Category
-from protocol.policy import RULES, Decision, IngressResult, Reason
+from protocol.policy import (
+    INGRESS_ONLY,
+    RULES,
+    Decision,
+    Direction,
+    Fault,
+    IngressResult,
+    Reason,
+    Transfer,
+    check_egress,
+)
 from protocol.statements import Signed
 
 
@@ -267,3 +279,58 @@ def test_default_book_is_the_baseline() -> None:
     assert agreements.get("KZ", "TR") is not None
     assert agreements.get("AZ", "TR") is not None
     assert agreements.get("KZ", "UZ") is None
+
+
+# --- who is at fault (SPEC §9.5) ---------------------------------------------------------------
+
+
+def _spec_fault_column() -> dict[str, str]:
+    """The "At fault" column of the SPEC §9.5 table, continuation lines joined, by reason."""
+    spec = (Path(__file__).resolve().parents[2] / "protocol" / "SPEC.md").read_text(encoding="utf-8")
+    section = spec[spec.index("### 9.5 The policy table") : spec.index("### 9.6")]
+    column: dict[str, str] = {}
+    current = ""
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) != 4 or cells[0] == "Reason":
+            continue
+        if cells[0]:
+            current = cells[0]
+            column[current] = cells[2]
+        else:
+            column[current] += " " + cells[2]
+    return column
+
+
+def test_fault_of_every_reason_is_the_spec_table() -> None:
+    # SPEC §9.5: "local" rows are the caller's fault on egress; every ingress refusal is remote.
+    column = _spec_fault_column()
+    assert set(column) == {r.value for r in Reason}
+    for reason in Reason:
+        text = column[reason.value]
+        if text == "-":
+            assert (reason.fault(Direction.EGRESS), reason.fault(Direction.INGRESS)) == (None, None)
+            continue
+        assert reason.fault(Direction.INGRESS) is Fault.REMOTE, reason
+        if "local" in text:
+            assert reason not in INGRESS_ONLY, reason
+            assert reason.fault(Direction.EGRESS) is Fault.LOCAL, reason
+        else:
+            assert reason in INGRESS_ONLY, reason
+            with pytest.raises(ValueError, match="only on ingress"):
+                reason.fault(Direction.EGRESS)
+
+
+def test_fault_of_decisions_and_ingress_results() -> None:
+    # SPEC §9.5: an egress refusal is the local caller's; an ingress refusal another party's.
+    origin, pt = kz_to_tr(releasable_to=("AZ",))
+    egress = check_egress(
+        Transfer("KZ", "TR", OriginAttestation.from_bytes(origin.payload), origin.digest, ()), Ctx().policy()
+    )
+    assert egress.reason is Reason.NOT_RELEASABLE
+    assert egress.fault(Direction.EGRESS) is Fault.LOCAL
+    result = ingress(make_envelope("KZ", "TR", origin, pt), "TR")
+    assert result.decision.reason is Reason.NOT_RELEASABLE
+    assert result.fault is Fault.REMOTE
+    allowed = ingress(make_envelope("KZ", "TR", *kz_to_tr()), "TR")
+    assert allowed.fault is None
