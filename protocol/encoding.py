@@ -33,6 +33,7 @@ __all__ = [
     "pae",
     "parse_json",
     "parse_timestamp",
+    "require_aware",
     "sha256_hex",
     "time_ordered_id",
 ]
@@ -87,13 +88,20 @@ def b64decode(text: str) -> bytes:
     return base64.b64decode(text.encode("ascii"), validate=True)
 
 
+def require_aware(now: datetime) -> datetime:
+    """``now`` itself, if it is timezone-aware; a naive time is the caller's mistake (SPEC §3.3)."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise LocalProtocolError("now must be a timezone-aware datetime")
+    return now
+
+
 def time_ordered_id(now: datetime) -> str:
     """A fresh 128-bit id as 32 lower-case hex: 48 bits of Unix milliseconds, 80 random bits (SPEC §4.7).
 
     Like a UUIDv7 (RFC 9562 §5.7) without the version bits: ids made later sort later,
     so a database adds them at the end of its indexes instead of at random places.
     """
-    milliseconds = int(now.timestamp() * 1000)
+    milliseconds = int(require_aware(now).timestamp() * 1000)
     if not 0 <= milliseconds < 1 << 48:
         raise ValueError(f"{now} is outside the range of a time-ordered id")
     return f"{milliseconds:012x}{secrets.token_hex(10)}"

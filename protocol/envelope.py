@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from pydantic import Field
 
 from protocol._model import AgreementId, Digest, Hex32Id, ItemId, MemberId, Model, Timestamp, Version
-from protocol.encoding import hpke_info, sha256_hex, time_ordered_id
+from protocol.encoding import hpke_info, require_aware, sha256_hex, time_ordered_id
 from protocol.errors import LocalProtocolError, OpenError
 from protocol.item import (
     ContentKind,
@@ -156,6 +156,7 @@ class ToAttest:
 
 
 def _attestation(request: ToAttest, now: datetime) -> tuple[OriginAttestation, bytes]:
+    require_aware(now)  # SPEC §3.3
     label, item = request.label, request.item
     if isinstance(item, ReportTemplate) and item.grading != label.grading:
         raise LocalProtocolError(f"report grading {item.grading} differs from label grading {label.grading}")

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from protocol.agreement import AgreementBook, ReshareRule
 from protocol.consent import ConsentGrant
+from protocol.encoding import require_aware
 from protocol.envelope import BatchKeys, Envelope, EnvelopeHeader, OriginAttestation, decrypt_exact
 from protocol.errors import MalformedError, OpenError, SignatureError
 from protocol.item import ContentKind, RawData, ReportTemplate
@@ -201,6 +202,9 @@ class PolicyContext:
     now: datetime
     is_recalled: Callable[[str, int], bool]
     is_grant_revoked: Callable[[str], bool]
+
+    def __post_init__(self) -> None:
+        require_aware(self.now)  # SPEC §3.3: every decision is reproducible from aware inputs
 
 
 @dataclass(frozen=True)

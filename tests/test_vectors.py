@@ -345,6 +345,7 @@ def test_envelope_opens(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", _cases("envelopes.json", "negative"), ids=_ids(_cases("envelopes.json", "negative")))
 def test_envelope_does_not_open(case: dict[str, Any]) -> None:
+    # SPEC §13, §8.6: the negative envelope vectors MUST NOT open.
     doc = _load("envelopes.json")
     with pytest.raises(OpenError) as info:
         open_envelope(
@@ -415,6 +416,7 @@ def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
 
 @pytest.mark.parametrize("sc", _cases("decisions.json", "scenarios"), ids=_ids(_cases("decisions.json", "scenarios")))
 def test_decision(sc: dict[str, Any]) -> None:
+    # SPEC §9.1, §13: the receiver re-checks everything; every scenario gives its reason.
     decision = _decide(_load("decisions.json"), sc)
     expected = sc["expected"]
     assert (decision.allowed, decision.reason.value, decision.rule) == (
@@ -628,6 +630,7 @@ def _parse_payload(payload_type: str, payload: bytes) -> Any:
 @pytest.mark.parametrize("case", _cases("encoding.json", "accept"), ids=_ids(_cases("encoding.json", "accept")))
 def test_canonical_payload_is_accepted(case: dict[str, Any]) -> None:
     # SPEC §4.4: the payload is the JCS encoding of its value, parses, and encodes back to itself.
+    # SPEC §13: the accept vectors MUST be accepted.
     payload = bytes.fromhex(case["payload_hex"])
     assert case["payload_utf8"].encode("utf-8") == payload
     assert canonical_json(case["value"]) == payload
@@ -637,6 +640,7 @@ def test_canonical_payload_is_accepted(case: dict[str, Any]) -> None:
 @pytest.mark.parametrize("case", _cases("encoding.json", "refuse"), ids=_ids(_cases("encoding.json", "refuse")))
 def test_non_canonical_payload_is_refused(case: dict[str, Any]) -> None:
     # SPEC §4.4.3: every strictness rule, one refused payload at a time.
+    # SPEC §13: the refuse vectors MUST be refused.
     payload = bytes.fromhex(case["payload_hex"])
     if case["payload_utf8"] is not None:
         assert case["payload_utf8"].encode("utf-8") == payload

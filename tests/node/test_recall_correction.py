@@ -54,6 +54,7 @@ def _submit(label: Label, item: ReportTemplate, item_id: str) -> desk_pb2.Submit
 
 def test_recall_survives_a_holder_outage_and_a_sender_crash(tmp_path: Path) -> None:
     """The recall is committed with the decision to recall, and delivered when it can be (SPEC §11.9)."""
+    # SPEC §11.9: the notice is committed with the recall itself.
     fed = LocalFederation.create(EXAMPLE, tmp_path / "fed", now=datetime.now(UTC))
     with fed.running(["KZ", "TR"]):
         kz, tr = fed.desk("KZ"), fed.desk("TR")

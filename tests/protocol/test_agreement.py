@@ -53,6 +53,7 @@ def test_parties_are_sorted_and_distinct() -> None:
     ],
 )
 def test_agreement_validation(overrides: dict[str, object], message: str) -> None:
+    # SPEC §6.1: the senior party's ceiling MUST NOT be above the junior's.
     with pytest.raises(ValueError, match=message):
         agreement("KZ", "TR", **overrides)
 
@@ -114,6 +115,7 @@ def test_terms_for_a_pair_outside_the_agreement() -> None:
 
 
 def test_check_markings_needs_a_marking_for_every_band_up_to_the_ceiling() -> None:
+    # SPEC §5.2, §6.2 rule 3: every band up to the ceiling MUST have markings.
     ros = roster()
     thin = member("TR").model_copy(update={"markings": {Band.UNCLASSIFIED: "TASNİF DIŞI", Band.SECRET: "GİZLİ"}})
     thin_roster = Roster.model_validate(ros.model_dump() | {"members": (thin, member("KZ"))})
@@ -128,6 +130,7 @@ def test_check_markings_needs_both_parties_in_roster() -> None:
 
 
 def test_check_markings_needs_known_topics() -> None:
+    # SPEC §5.2: every agreement topic MUST be in the vocabulary.
     with pytest.raises(ConfigurationError, match="vocabulary"):
         check_markings(agreement("KZ", "TR", topics=("weather",)), roster())
 
@@ -165,6 +168,7 @@ def test_second_agreement_for_the_same_pair() -> None:
 
 
 def test_party_not_in_roster() -> None:
+    # SPEC §6.2 rule 1: both parties MUST be in the roster.
     with pytest.raises(ConfigurationError, match="not in the roster"):
         AgreementBook().accept(signed_agreement(agreement("KZ", "KG")), roster())
 

@@ -42,6 +42,7 @@ def _open(env: object, recipient: str = "TR") -> object:
 
 
 def test_attest_refuses_report_with_other_grading() -> None:
+    # SPEC §8.1, §7.2.1: the originator MUST NOT attest a report graded otherwise.
     with pytest.raises(LocalProtocolError, match="grading"):
         attest(item_id="i", label=label("KZ"), item=report("A1"), originator_key=signing_key("KZ"), now=NOW)
 
@@ -53,6 +54,7 @@ def test_seal_refuses_plaintext_other_than_attested() -> None:
 
 
 def test_seal_refuses_suite_the_recipient_has_no_key_for() -> None:
+    # SPEC §5.4.2: MUST NOT seal with a KEM key not published.
     origin, pt = make_origin()
     classic_only = member("TR").model_copy(update={"hpke_keys": HpkePublicKeys(x25519=member("TR").hpke_keys.x25519)})
     with pytest.raises(ConfigurationError):
@@ -126,6 +128,7 @@ def test_open_refuses_stripped_consents() -> None:
 
 
 def test_open_has_one_opaque_error() -> None:
+    # SPEC §3.4, §8.6: one opaque error, whatever failed.
     origin, pt = make_origin()
     env = make_envelope("KZ", "TR", origin, pt)
     with pytest.raises(OpenError) as info:
@@ -156,6 +159,7 @@ def test_decrypt_checks_content_kind() -> None:
 
 
 def test_decrypt_checks_report_grading_against_label() -> None:
+    # SPEC §7.2.1: a report's grading MUST equal the label's.
     lab = label("KZ", source_reliability=SourceReliability.A)
     with pytest.raises(OpenError):
         _decrypt_with({"label": lab})
@@ -186,6 +190,7 @@ def test_raw_data_round_trips() -> None:
 
 
 def test_ingress_origin_that_does_not_parse() -> None:
+    # SPEC §9.2.9 step 3: the origin MUST parse as an ORIGIN statement.
     origin, pt = make_origin()
     env = make_envelope("KZ", "TR", origin, pt)
     bad = with_payload(origin, b"{}")
@@ -316,3 +321,27 @@ def test_a_batch_key_of_another_length_does_not_open() -> None:
     sealed = suite._primitive().encrypt(bytes(31), hpke_keys("TR").public().for_kem(suite.kem), info=info)
     with pytest.raises(OpenError):
         _open_batch_key(hpke_keys("TR"), suite, info, sealed)
+
+
+def test_naive_now_is_refused() -> None:
+    # SPEC §3.3: now MUST be timezone-aware; a naive one is the caller's mistake.
+    naive = NOW.replace(tzinfo=None)
+    origin, pt = make_origin()
+    with pytest.raises(LocalProtocolError, match="timezone-aware"):
+        Ctx().policy(now=naive)
+    with pytest.raises(LocalProtocolError, match="timezone-aware"):
+        attest(item_id="item-1", label=label(), item=report(), originator_key=signing_key("KZ"), now=naive)
+    with pytest.raises(LocalProtocolError, match="timezone-aware"):
+        make_envelope("KZ", "TR", origin, pt, now=naive)
+
+
+def test_receiver_reads_no_time_from_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SPEC §4.7: a receiver MUST NOT read a time from an id or rely on ordering: ids that are
+    # not time-ordered at all (and carry another time than created_at) are accepted.
+    ids = iter(["ffffffffffff" + "0" * 20, "000000000000" + "f" * 20])
+    monkeypatch.setattr("protocol.envelope.time_ordered_id", lambda now: next(ids))
+    origin, pt = make_origin()
+    env = make_envelope("KZ", "TR", origin, pt)
+    header = header_of(env)
+    assert (header.envelope_id[:12], header.nonce[:12]) == ("ffffffffffff", "000000000000")
+    assert ingress(env, "TR").decision.allowed

@@ -51,6 +51,7 @@ def test_lookups() -> None:
     ],
 )
 def test_roster_refuses_duplicates(field: str, value: object, what: str) -> None:
+    # SPEC §5.1: no two members with one id, TLS identity or key id.
     clash = member("TR").model_copy(update={field: value})
     with pytest.raises(ValueError, match=f"duplicate {what}"):
         Roster.model_validate(roster().model_dump() | {"members": (member("KZ"), clash)})
@@ -63,6 +64,7 @@ def _roster_json_with(marking_for_secret: str) -> bytes:
 
 
 def test_roster_with_ambiguous_markings_is_malformed() -> None:
+    # SPEC §5.1, §5.2: one member's markings MUST be one-to-one.
     with pytest.raises(MalformedError, match="used for both"):
         Roster.from_bytes(_roster_json_with("ÇOK GİZLİ"))  # TR's TOP SECRET marking
 
