@@ -913,7 +913,7 @@ def gen_decisions() -> None:
     # KZ's key. Under the revoking roster they could not be accepted any more (§6.2 rule 2a), but
     # a held agreement stays held (§6.2: revocation is checked when a statement is accepted).
     ingress(
-        "sender key revoked after the agreements were accepted",
+        "sender key revoked",
         good,
         "TR",
         roster="kz-key-revoked",
