@@ -11,6 +11,9 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import NOW, hpke_keys, label, make_origin, raw, report, roster, signing_key
 
 from protocol.agreement import Agreement
@@ -430,3 +433,32 @@ def test_numbers_without_a_jcs_form_are_refused(number: float) -> None:
     # SPEC §4.4.1
     with pytest.raises(LocalProtocolError):
         canonical_json({"n": number})
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None, database=None, derandomize=True)
+@given(_JSON)
+def test_canonical_json_is_exactly_rfc8785(value: object) -> None:
+    # SPEC §4.4.1: whichever encoder writes it, the bytes are the rfc8785 package's.
+    try:
+        expected = rfc8785.dumps(value)  # type: ignore[arg-type]
+    except rfc8785.CanonicalizationError:
+        with pytest.raises(LocalProtocolError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+def test_keys_sort_by_utf16_code_units() -> None:
+    # SPEC §4.4.1: U+1F600 (surrogates D83D DE00) sorts before U+FFFF in UTF-16, after it by code point.
+    assert canonical_json({"\uffff": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\uffff":1}'.encode()
