@@ -11,7 +11,7 @@ spelling and anything a convenience would have changed is refused.
 from __future__ import annotations
 
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Self
 
 from pydantic import (
@@ -63,9 +63,11 @@ Version = Annotated[int, Field(ge=1, le=MAX_INT)]
 def _timestamp(value: object) -> datetime:
     # SPEC §4.4: one spelling per instant. Local callers may pass any aware datetime.
     if isinstance(value, datetime):
+        if value.tzinfo is UTC:
+            return value
         if value.tzinfo is None or value.utcoffset() is None:
             raise ValueError("a timestamp needs a time zone")
-        return parse_timestamp(format_timestamp(value))
+        return value.astimezone(UTC)
     if isinstance(value, str):
         return parse_timestamp(value)
     raise ValueError("a timestamp is a string YYYY-MM-DDTHH:MM:SS[.ffffff]Z")

@@ -182,14 +182,14 @@ def parse_json(data: bytes) -> Any:
 
 
 #: The one timestamp form (SPEC §4.4): UTC, upper-case T and Z, six fraction digits or none.
-_TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{6}))?Z")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.([0-9]{6}))?Z")
 
 
 def format_timestamp(at: datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` in UTC; the fraction only when non-zero (SPEC §4.4)."""
-    utc = at.astimezone(UTC)
-    text = f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
-    return f"{text}.{utc.microsecond:06d}Z" if utc.microsecond else f"{text}Z"
+    utc = at if at.tzinfo is UTC else at.astimezone(UTC)
+    # isoformat pads the year to four digits and writes six fraction digits only when non-zero.
+    return utc.isoformat().replace("+00:00", "Z")
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -197,16 +197,6 @@ def parse_timestamp(text: str) -> datetime:
     match = _TIMESTAMP.fullmatch(text)
     if match is None:
         raise ValueError("a timestamp is written YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
-    year, month, day, hour, minute, second, fraction = match.groups()
-    if fraction == "000000":
+    if match.group(1) == "000000":
         raise ValueError("a whole second is written without a fraction")
-    return datetime(
-        int(year),
-        int(month),
-        int(day),
-        int(hour),
-        int(minute),
-        int(second),
-        int(fraction or 0),
-        tzinfo=UTC,
-    )
+    return datetime.fromisoformat(text)  # the form is checked above; this checks the date

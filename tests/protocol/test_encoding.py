@@ -164,6 +164,10 @@ def test_timestamp_in_python_must_be_aware_or_canonical() -> None:
     with pytest.raises(ValueError, match="timestamp is a string"):
         _receipt(received_at=1795435200)
     assert _receipt(received_at="2026-11-22T12:00:00Z") == _receipt()
+    # SPEC §4.4.2: a local caller's other offset is the same instant, written in UTC.
+    in_ankara = _receipt(received_at=NOW.astimezone(timezone(timedelta(hours=3))))
+    assert in_ankara.received_at.tzinfo is UTC
+    assert in_ankara.to_bytes() == _receipt().to_bytes()
 
 
 # --- integers, booleans, strings (§4.4.2) -----------------------------------------------------
