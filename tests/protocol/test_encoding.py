@@ -14,17 +14,18 @@ import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import NOW, hpke_keys, label, make_origin, raw, report, roster, signing_key
+from support import NOW, hpke_keys, ingress, label, make_envelope, make_origin, raw, report, roster, signing_key
 
 from protocol.agreement import Agreement
 from protocol.classification import Band
 from protocol.consent import ConsentGrant
-from protocol.encoding import canonical_json, format_timestamp, parse_json, parse_timestamp
-from protocol.envelope import EnvelopeHeader, OriginAttestation
+from protocol.encoding import canonical_json, format_timestamp, pae, parse_json, parse_timestamp
+from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation
 from protocol.errors import LocalProtocolError, MalformedError
 from protocol.item import item_from_bytes, item_from_plaintext
 from protocol.keys import HpkeKeyPair, PublicSigningKey
 from protocol.label import Label
+from protocol.policy import Fault, Reason
 from protocol.receipt import Receipt
 from protocol.roster import Roster
 from protocol.statements import PayloadType, Signature, Signed, sign, sign_many
@@ -466,3 +467,35 @@ def test_canonical_json_is_exactly_rfc8785(value: object) -> None:
 def test_keys_sort_by_utf16_code_units() -> None:
     # SPEC §4.4.1: U+1F600 (surrogates D83D DE00) sorts before U+FFFF in UTF-16, after it by code point.
     assert canonical_json({"\uffff": 1, "\U0001f600": 2}) == '{"\U0001f600":2,"\uffff":1}'.encode()
+
+
+def test_item_version_beyond_32_bits_signed_by_a_member_is_a_refusal_not_a_crash() -> None:
+    # SPEC §4.4.2, §9.2.9 step 3 (issue 11 point 1): an item_version of 2^63 in a validly signed
+    # header and origin is refused as malformed at ingress, with a reason a receipt can carry.
+    origin, pt = make_origin()
+    payload = origin.payload.replace(b'"item_version":1,', b'"item_version":9223372036854775808,')
+    big_origin = _signed_raw(PayloadType.ORIGIN, payload)
+    env = make_envelope("KZ", "TR", origin, pt)
+    header = json.loads(env.header.payload)
+    header["origin_digest"] = big_origin.digest
+    pointed = _signed_raw(PayloadType.HEADER, canonical_json(header))
+    result = ingress(Envelope(pointed, big_origin, (), env.ciphertext), "TR")
+    assert (result.decision.reason, result.decision.rule) == (Reason.ENVELOPE_MALFORMED, "§9.2.1")
+    assert "item_version" in result.decision.detail
+    assert result.fault is Fault.REMOTE
+    # The same in the header itself (written by a sender that does not use JCS).
+    header.update(item_version=2**63)
+    big_header = _signed_raw(PayloadType.HEADER, json.dumps(header, sort_keys=True, separators=(",", ":")).encode())
+    assert (
+        ingress(Envelope(big_header, big_origin, (), env.ciphertext), "TR").decision.reason is Reason.ENVELOPE_MALFORMED
+    )
+
+
+def _signed_raw(payload_type: PayloadType, payload: bytes) -> Signed:
+    """Exact payload bytes, validly signed by KZ (whatever they hold)."""
+    sigs = signing_key("KZ").sign(pae(payload_type.value, payload))
+    return Signed(
+        payload_type=payload_type.value,
+        payload=payload,
+        signatures=tuple(Signature(keyid=k, alg=a, sig=s) for k, a, s in sigs),
+    )
