@@ -6,10 +6,10 @@ See ``protocol/SPEC.md``. Modules:
 - ``roster``: the signed federation roster (SPEC §5.1)
 - ``label`` and ``item``: what an item is (SPEC §7)
 - ``agreement``: bilateral agreements and trust models (SPEC §6)
-- ``envelope``: origin attestation, ``seal`` and ``open`` (SPEC §8)
+- ``envelope``: origin attestation, ``seal`` and decryption (SPEC §8)
 - ``statements`` and ``merkle``: signed statements and batch signatures (SPEC §4)
 - ``consent``, ``notices``, ``receipt``: signed statements (SPEC §9.4, §10, §11.3)
-- ``policy``: the egress and ingress decisions (SPEC §9)
+- ``policy``: the egress and ingress decisions, and opening without policy (SPEC §8.6, §9)
 """
 
 from protocol.agreement import Agreement, AgreementBook, DirectionTerms, ReshareRule, TrustModel
@@ -35,6 +35,7 @@ from protocol.errors import (
     IntelshareError,
     LocalProtocolError,
     MalformedError,
+    NoticeMismatchError,
     OpenError,
     RemoteProtocolError,
     RollbackError,
@@ -44,7 +45,19 @@ from protocol.item import Attachment, ContentKind, RawData, ReportTemplate
 from protocol.keys import HpkeKeyPair, HpkePublicKeys, PublicSigningKey, SigningKey, VerifiedRoots
 from protocol.label import Category, InformationCredibility, Label, SourceReliability, UseLimitation
 from protocol.notices import Correction, Recall
-from protocol.policy import Decision, PolicyContext, Reason, TimeWindow, Transfer, check_egress, check_ingress
+from protocol.policy import (
+    Decision,
+    Direction,
+    Fault,
+    Opened,
+    PolicyContext,
+    Reason,
+    TimeWindow,
+    Transfer,
+    check_egress,
+    check_ingress,
+    open_envelope,
+)
 from protocol.receipt import Receipt
 from protocol.roster import Member, MemberStatus, Roster, accept_roster
 from protocol.statements import PayloadType, Signature, Signed, sign, sign_many, verify
@@ -66,9 +79,11 @@ __all__ = [
     "ContentKind",
     "Correction",
     "Decision",
+    "Direction",
     "DirectionTerms",
     "Envelope",
     "EnvelopeHeader",
+    "Fault",
     "HpkeKeyPair",
     "HpkePublicKeys",
     "InformationCredibility",
@@ -79,7 +94,9 @@ __all__ = [
     "Member",
     "MemberStatus",
     "NationalMarkings",
+    "NoticeMismatchError",
     "OpenError",
+    "Opened",
     "OriginAttestation",
     "PayloadType",
     "PolicyContext",
@@ -111,6 +128,7 @@ __all__ = [
     "attest_many",
     "check_egress",
     "check_ingress",
+    "open_envelope",
     "seal",
     "seal_many",
     "sign",

@@ -11,10 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
+from typing import Annotated
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from protocol._model import MemberId, Model, Timestamp
+from protocol._model import AgreementId, MemberId, Model, SortedUnique, Timestamp, Version
 from protocol.classification import Band, BandField
 from protocol.errors import ConfigurationError, RollbackError, SignatureError
 from protocol.label import Category, Topic
@@ -58,18 +60,16 @@ def pair_key(a: str, b: str) -> tuple[str, str]:
 class Agreement(Model):
     """One version of a bilateral agreement (SPEC §6.1)."""
 
-    _terms: dict[tuple[str, str], DirectionTerms] = PrivateAttr(default_factory=dict)
-
-    agreement_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    version: int = Field(ge=1)
+    agreement_id: AgreementId
+    version: Version
     parties: tuple[MemberId, MemberId]
     title: str = Field(default="", max_length=512)
     valid_from: Timestamp
     valid_until: Timestamp
     #: Band ceiling for items SENT BY each party (asymmetric ceilings: SPEC §6.3).
     ceilings: dict[MemberId, BandField]
-    categories: tuple[Category, ...] = Field(min_length=1)
-    topics: tuple[Topic, ...] = Field(min_length=1)
+    categories: Annotated[tuple[Category, ...], SortedUnique] = Field(min_length=1, max_length=3)
+    topics: Annotated[tuple[Topic, ...], SortedUnique] = Field(min_length=1, max_length=256)
     max_retention_days: int = Field(ge=1, le=36500)
     raw_data_allowed: bool
     trust_model: TrustModel
@@ -83,13 +83,6 @@ class Agreement(Model):
         if value[0] == value[1]:
             raise ValueError("an agreement needs two different parties")
         return pair_key(*value)
-
-    @field_validator("categories", "topics")
-    @classmethod
-    def _sorted_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if len(set(value)) != len(value):
-            raise ValueError("duplicates are not allowed")
-        return tuple(sorted(value))
 
     @model_validator(mode="after")
     def _consistent(self) -> Agreement:
@@ -118,15 +111,20 @@ class Agreement(Model):
 
     def terms(self, sender: str, recipient: str) -> DirectionTerms:
         """The effective terms for items from ``sender`` to ``recipient`` (SPEC §6.3 table)."""
-        # Every transfer asks; the agreement is immutable, so each direction is worked out once.
-        cached = self._terms.get((sender, recipient))
-        if cached is None:
-            cached = self._terms[(sender, recipient)] = self._work_out_terms(sender, recipient)
-        return cached
+        terms = self._directions.get((sender, recipient))
+        if terms is None:
+            raise ConfigurationError(f"{self.agreement_id} is not between {sender} and {recipient}")
+        return terms
+
+    @cached_property
+    def _directions(self) -> dict[tuple[str, str], DirectionTerms]:
+        # Every transfer asks and the agreement is immutable, so both directions are worked out
+        # once. A cached property, unlike a private attribute, is not part of model equality:
+        # two agreements with the same fields compare equal whatever was asked of them (SPEC §6.2).
+        a, b = self.parties
+        return {(a, b): self._work_out_terms(a, b), (b, a): self._work_out_terms(b, a)}
 
     def _work_out_terms(self, sender: str, recipient: str) -> DirectionTerms:
-        if pair_key(sender, recipient) != self.parties or sender == recipient:
-            raise ConfigurationError(f"{self.agreement_id} is not between {sender} and {recipient}")
         raw_allowed = self.raw_data_allowed
         template_required = False
         if self.trust_model is TrustModel.INSTITUTIONAL_OVERSIGHT:
@@ -229,7 +227,9 @@ class AgreementBook:
             if agreement.version < held.version:
                 raise RollbackError(f"{agreement.agreement_id} v{agreement.version} is older than held v{held.version}")
             if agreement.version == held.version:
-                if agreement != held:
+                # SPEC §6.2 rule 4: "the same text" is the same payload bytes, which under the
+                # canonical encoding (§4.4) is the same thing as equal parsed content.
+                if signed.payload != self._signed[pair].payload:
                     raise RollbackError(f"{agreement.agreement_id} v{agreement.version} differs from the held text")
                 if self._fully_signed[pair] or len(signers) < 2:
                     return held

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from enum import IntEnum
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import PlainSerializer, PlainValidator
 
 from protocol.errors import ConfigurationError
 
@@ -39,7 +39,11 @@ class Band(IntEnum):
 
 
 def parse_band(value: Any) -> Band:
-    """Accept a ``Band``, its stable id, its name (``TOP_SECRET``) or title (``TOP SECRET``)."""
+    """Accept a ``Band``, its stable id, its name (``TOP_SECRET``) or title (``TOP SECRET``).
+
+    For what people type (configuration files, the command line). Messages carry the name
+    only (``BandField``).
+    """
     if isinstance(value, Band):
         return value
     if isinstance(value, int) and not isinstance(value, bool):
@@ -51,8 +55,17 @@ def parse_band(value: Any) -> Band:
     raise ValueError(f"unknown classification band {value!r}")
 
 
-#: A band in messages: serialised by name, which is stable and readable.
-BandField = Annotated[Band, BeforeValidator(parse_band), PlainSerializer(lambda b: b.name, return_type=str)]
+def _band_field(value: object) -> Band:
+    # SPEC §4.4: in a message a band has one spelling, its name; no ids, titles or other cases.
+    if isinstance(value, Band):
+        return value
+    if isinstance(value, str) and value in Band.__members__:
+        return Band[value]
+    raise ValueError(f"a band is one of {', '.join(Band.__members__)}")
+
+
+#: A band in messages: written by its name, which is stable and readable (SPEC §4.4).
+BandField = Annotated[Band, PlainValidator(_band_field), PlainSerializer(lambda b: b.name, return_type=str)]
 
 
 class NationalMarkings:

@@ -7,9 +7,11 @@ previous grantee, and only if the previous grant was transferable.
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Annotated
 
-from protocol._model import Digest, MemberId, Model, Timestamp
+from pydantic import Field, StringConstraints
+
+from protocol._model import Digest, Hex32Id, ItemId, MemberId, Model, Timestamp, Version
 
 __all__ = [
     "ConsentDenial",
@@ -18,15 +20,16 @@ __all__ = [
     "ConsentRevocation",
 ]
 
-_ID = r"^[0-9a-f]{32}$"
+#: One condition of a grant, for the humans (SPEC §9.4.1).
+Condition = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
 class ConsentRequest(Model):
     """A holder asks the originator to let an item pass to a named third party."""
 
-    request_id: str = Field(pattern=_ID)
-    item_id: str = Field(max_length=128)
-    item_version: int = Field(ge=1)
+    request_id: Hex32Id
+    item_id: ItemId
+    item_version: Version
     origin_digest: Digest
     requester: MemberId
     third_party: MemberId
@@ -37,10 +40,10 @@ class ConsentRequest(Model):
 class ConsentGrant(Model):
     """Signed permission for ``holder`` to pass one item version to ``grantee`` (SPEC §9.4.1)."""
 
-    grant_id: str = Field(pattern=_ID)
-    request_id: str | None = Field(default=None, pattern=_ID)
-    item_id: str = Field(max_length=128)
-    item_version: int = Field(ge=1)
+    grant_id: Hex32Id
+    request_id: Hex32Id | None = None
+    item_id: ItemId
+    item_version: Version
     origin_digest: Digest
     #: Who signs: the originator, or the grantee of a transferable earlier grant.
     grantor: MemberId
@@ -49,16 +52,16 @@ class ConsentGrant(Model):
     expires_at: Timestamp
     #: May the grantee pass it on (by signing a further grant)? Default no.
     transferable: bool = False
-    conditions: tuple[str, ...] = Field(default=(), max_length=16)
+    conditions: tuple[Condition, ...] = Field(default=(), max_length=16)
     issued_at: Timestamp
 
 
 class ConsentDenial(Model):
     """Signed refusal of a consent request, with the originator's reason."""
 
-    request_id: str = Field(pattern=_ID)
-    item_id: str = Field(max_length=128)
-    item_version: int = Field(ge=1)
+    request_id: Hex32Id
+    item_id: ItemId
+    item_version: Version
     origin_digest: Digest
     denier: MemberId
     reason: str = Field(min_length=1, max_length=1024)
@@ -68,9 +71,9 @@ class ConsentDenial(Model):
 class ConsentRevocation(Model):
     """Signed withdrawal of an earlier grant by its grantor (SPEC §9.4.3)."""
 
-    revocation_id: str = Field(pattern=_ID)
-    grant_id: str = Field(pattern=_ID)
-    item_id: str = Field(max_length=128)
+    revocation_id: Hex32Id
+    grant_id: Hex32Id
+    item_id: ItemId
     revoker: MemberId
     reason: str = Field(default="", max_length=1024)
     issued_at: Timestamp

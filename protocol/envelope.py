@@ -3,8 +3,9 @@
 ``attest`` makes the originator's signed statement binding item id, version, label and
 plaintext digest. ``seal`` encrypts the plaintext to one recipient under a batch key
 that HPKE seals to that recipient, binding the context in the envelope key's
-derivation, and signs the header. ``open`` is the one safe recipe for the recipient:
-any failure raises the same opaque ``OpenError``.
+derivation, and signs the header. The recipient verifies and opens with
+``policy.check_ingress`` (or, without policy, ``policy.open_envelope``, SPEC §8.6); the
+decryption step here raises the same opaque ``OpenError`` whatever failed.
 """
 
 from __future__ import annotations
@@ -21,21 +22,21 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 from pydantic import Field
 
-from protocol._model import Digest, MemberId, Model, Timestamp
-from protocol.encoding import hpke_info, sha256_hex, time_ordered_id
-from protocol.errors import IntelshareError, LocalProtocolError, OpenError
+from protocol._model import AgreementId, Digest, Hex32Id, ItemId, MemberId, Model, Timestamp, Version
+from protocol.encoding import hpke_info, require_aware, sha256_hex, time_ordered_id
+from protocol.errors import LocalProtocolError, OpenError
 from protocol.item import (
     ContentKind,
     RawData,
     ReportTemplate,
     content_kind,
-    item_from_bytes,
+    item_from_plaintext,
     item_to_bytes,
 )
-from protocol.keys import HpkeKeyPair, HpkePublicKeys, KemName, SigningKey, VerifiedRoots
+from protocol.keys import HpkeKeyPair, HpkePublicKeys, KemName, SigningKey
 from protocol.label import Label
-from protocol.roster import Member, Roster
-from protocol.statements import PayloadType, Signed, sign, sign_many, verify, verify_and_parse
+from protocol.roster import Member
+from protocol.statements import PayloadType, Signed, sign, sign_many
 
 __all__ = [
     "DEFAULT_SUITE",
@@ -52,14 +53,10 @@ __all__ = [
     "batch_key_info",
     "decrypt",
     "decrypt_exact",
-    "open",
     "seal",
     "seal_info",
     "seal_many",
 ]
-
-ItemId = str
-_ITEM_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class Suite(StrEnum):
@@ -105,8 +102,8 @@ _BATCH_KEY_LABEL = "intelshare/v1 batch key"
 class OriginAttestation(Model):
     """The originator's statement of who said what under which label (SPEC §8.1)."""
 
-    item_id: ItemId = Field(pattern=_ITEM_ID)
-    item_version: int = Field(ge=1)
+    item_id: ItemId
+    item_version: Version
     originator: MemberId
     label: Label
     content_kind: ContentKind
@@ -117,19 +114,19 @@ class OriginAttestation(Model):
 class EnvelopeHeader(Model):
     """What the sender signs for one envelope (SPEC §8.4)."""
 
-    envelope_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    item_id: ItemId = Field(pattern=_ITEM_ID)
-    item_version: int = Field(ge=1)
+    envelope_id: Hex32Id
+    item_id: ItemId
+    item_version: Version
     sender: MemberId
     recipient: MemberId
-    agreement_id: str = Field(max_length=64)
-    agreement_version: int = Field(ge=1)
+    agreement_id: AgreementId
+    agreement_version: Version
     #: SHA-256 of the origin attestation payload: binds the label (SPEC §8.1).
     origin_digest: Digest
     ciphertext_digest: Digest
     suite: Suite
     created_at: Timestamp
-    nonce: str = Field(pattern=r"^[0-9a-f]{32}$")
+    nonce: Hex32Id
     #: Digests of the consent grants carried, root first (SPEC §9.4).
     consent_refs: tuple[Digest, ...] = Field(default=(), max_length=16)
 
@@ -159,6 +156,7 @@ class ToAttest:
 
 
 def _attestation(request: ToAttest, now: datetime) -> tuple[OriginAttestation, bytes]:
+    require_aware(now)  # SPEC §3.3
     label, item = request.label, request.item
     if isinstance(item, ReportTemplate) and item.grading != label.grading:
         raise LocalProtocolError(f"report grading {item.grading} differs from label grading {label.grading}")
@@ -476,7 +474,7 @@ def decrypt_exact(
         plaintext = suite._aead(_envelope_key(batch_key, seal_info(header))).decrypt(_ZERO_NONCE, sealed, None)
         if sha256_hex(plaintext) != attestation.plaintext_digest:
             raise OpenError
-        item = item_from_bytes(plaintext)
+        item = item_from_plaintext(plaintext)
         if content_kind(item) is not attestation.content_kind:
             raise OpenError
         if isinstance(item, ReportTemplate) and item.grading != attestation.label.grading:
@@ -486,59 +484,3 @@ def decrypt_exact(
     except Exception as exc:  # one opaque error, whatever failed inside (SPEC §8.6)
         raise OpenError from exc
     return item, plaintext
-
-
-@dataclass(frozen=True)
-class Opened:
-    """What ``open`` returns: the verified statements and the content."""
-
-    header: EnvelopeHeader
-    attestation: OriginAttestation
-    item: ReportTemplate | RawData
-
-
-def open(
-    envelope: Envelope,
-    *,
-    recipient_id: str,
-    recipient_keys: HpkeKeyPair,
-    roster: Roster,
-    roots: VerifiedRoots | None = None,
-    batch_keys: BatchKeys | None = None,
-) -> Opened:
-    """Verify and open an envelope addressed to ``recipient_id`` (SPEC §8.6).
-
-    Checks the sender's header signature, the originator's attestation, the bindings
-    between them and the ciphertext, then decrypts. It does not apply policy: a node
-    MUST run ``policy.check_ingress`` (which also calls ``decrypt``) instead.
-    Every failure raises the same ``OpenError``.
-    """
-    try:
-        claimed = EnvelopeHeader.from_bytes(envelope.header.payload)
-        sender = roster.member(claimed.sender)
-        if sender is None or roster.is_revoked(sender.signing_key.keyid):
-            raise OpenError
-        header = verify_and_parse(envelope.header, PayloadType.HEADER, [sender.signing_key], EnvelopeHeader, roots)
-        if header.recipient != recipient_id or header.origin_digest != envelope.origin.digest:
-            raise OpenError
-        if header.consent_refs != tuple(c.digest for c in envelope.consents):
-            raise OpenError
-        claimed_origin = OriginAttestation.from_bytes(envelope.origin.payload)
-        originator = roster.member(claimed_origin.originator)
-        if originator is None or roster.is_revoked(originator.signing_key.keyid):
-            raise OpenError
-        verify(envelope.origin, PayloadType.ORIGIN, [originator.signing_key], roots)
-        if (claimed_origin.item_id, claimed_origin.item_version) != (
-            header.item_id,
-            header.item_version,
-        ):
-            raise OpenError
-        item = decrypt(envelope, header, claimed_origin, recipient_keys, batch_keys)
-    except OpenError:
-        raise
-    except IntelshareError as exc:
-        raise OpenError from exc
-    return Opened(header=header, attestation=claimed_origin, item=item)
-
-
-__all__ += ["Opened"]

@@ -13,6 +13,7 @@ __all__ = [
     "IntelshareError",
     "LocalProtocolError",
     "MalformedError",
+    "NoticeMismatchError",
     "OpenError",
     "ProofError",
     "RemoteProtocolError",
@@ -43,6 +44,10 @@ class MalformedError(RemoteProtocolError):
 
 class SignatureError(RemoteProtocolError):
     """A signature is missing, from the wrong key, or does not verify."""
+
+
+class NoticeMismatchError(RemoteProtocolError):
+    """A recall or correction is bound to another item, version or digest than the one held (SPEC §10)."""
 
 
 class RollbackError(RemoteProtocolError):

@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError
+from pydantic import Field, StringConstraints, TypeAdapter, ValidationError
 
-from protocol._model import Model
+from protocol._model import Model, first_error
 from protocol.errors import MalformedError
 
 __all__ = [
@@ -16,7 +16,9 @@ __all__ = [
     "Item",
     "RawData",
     "ReportTemplate",
+    "content_kind",
     "item_from_bytes",
+    "item_from_plaintext",
     "item_to_bytes",
 ]
 
@@ -28,12 +30,18 @@ class ContentKind(StrEnum):
     RAW = "raw"
 
 
+#: Largest attachment or raw data: 8 MiB, well inside the transport's message limit.
+MAX_DATA_BYTES = 8 * 1024 * 1024
+#: A media type such as ``text/plain`` (lower case, no parameters).
+MediaType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.+-]{1,127}/[a-z0-9.+-]{1,127}$")]
+
+
 class Attachment(Model):
     """A file attached to a report."""
 
     name: str = Field(min_length=1, max_length=255)
-    media_type: str = Field(pattern=r"^[a-z0-9.+-]+/[a-z0-9.+-]+$")
-    data: bytes
+    media_type: MediaType
+    data: bytes = Field(max_length=MAX_DATA_BYTES)
 
 
 class ReportTemplate(Model):
@@ -42,8 +50,8 @@ class ReportTemplate(Model):
     kind: Literal["report"] = "report"
     title: str = Field(min_length=1, max_length=512)
     summary: str = Field(min_length=1, max_length=4096)
-    body: str = Field(min_length=1)
-    assessment: str = Field(min_length=1)
+    body: str = Field(min_length=1, max_length=1024 * 1024)
+    assessment: str = Field(min_length=1, max_length=64 * 1024)
     #: Admiralty grading as in the label, e.g. ``B2``; MUST equal the label's.
     grading: str = Field(pattern=r"^[A-F][1-6]$")
     attachments: tuple[Attachment, ...] = Field(default=(), max_length=64)
@@ -54,30 +62,46 @@ class RawData(Model):
 
     kind: Literal["raw"] = "raw"
     description: str = Field(min_length=1, max_length=4096)
-    media_type: str = Field(pattern=r"^[a-z0-9.+-]+/[a-z0-9.+-]+$")
-    data: bytes
+    media_type: MediaType
+    data: bytes = Field(max_length=MAX_DATA_BYTES)
 
 
 Item = Annotated[ReportTemplate | RawData, Field(discriminator="kind")]
-_ITEM = TypeAdapter[ReportTemplate | RawData](Item)
 
 
 def item_to_bytes(item: ReportTemplate | RawData) -> bytes:
-    """The plaintext that is attested and sealed."""
+    """The plaintext that is attested and sealed: its canonical JSON (SPEC §4.4, §7.2)."""
     return item.to_bytes()
 
 
+_ITEM = TypeAdapter[ReportTemplate | RawData](Item)
+
+
+def item_from_plaintext(data: bytes) -> ReportTemplate | RawData:
+    """Parse a decrypted plaintext as strictly as a signed payload (SPEC §4.4, §8.6 step 9).
+
+    ``MalformedError`` unless the bytes are exactly the canonical encoding of an item.
+    """
+    try:
+        item = _ITEM.validate_json(data, strict=True)
+    except ValidationError as exc:
+        raise MalformedError(f"item content does not parse: {first_error(exc)}") from exc
+    item.require_canonical(data)
+    return item
+
+
 def item_from_bytes(data: bytes) -> ReportTemplate | RawData:
-    """Parse plaintext; ``MalformedError`` on anything else."""
+    """Parse item JSON given locally (an officer's draft, a node's own stored copy).
+
+    Not for bytes from a peer: those go through ``item_from_plaintext``. Any JSON form of an
+    item is accepted; ``MalformedError`` on anything that is not one.
+    """
     try:
         return _ITEM.validate_json(data)
     except ValidationError as exc:
-        raise MalformedError("item content does not parse") from exc
+        raise MalformedError(f"item content does not parse: {first_error(exc)}") from exc
 
 
 def content_kind(item: ReportTemplate | RawData) -> ContentKind:
     """Which form the item is in."""
     return ContentKind(item.kind)
-
-
-__all__ += ["content_kind"]

@@ -7,7 +7,9 @@ exposed. Raw primitives from ``cryptography`` never leave this module and
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,6 +18,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa, mlkem
 from cryptography.hazmat.primitives.asymmetric import x25519 as x25519_keys
+from pydantic import Field
 
 from protocol._model import Model
 from protocol.encoding import b64decode, b64encode, pae, sha256_hex
@@ -36,6 +39,11 @@ __all__ = [
 
 _X25519_PUBLIC_LEN = 32
 _MLKEM768_PUBLIC_LEN = 1184
+_XWING_PUBLIC_LEN = _MLKEM768_PUBLIC_LEN + _X25519_PUBLIC_LEN
+_ED25519_PUBLIC_LEN = 32
+_MLDSA65_PUBLIC_LEN = 1952
+#: An X-Wing private key is a 32-byte seed (SPEC §5.4.2).
+XWING_SEED_LEN = 32
 
 
 class SignatureAlg(StrEnum):
@@ -160,8 +168,8 @@ class PublicSigningKey(Model):
     the member MUST carry both signatures; either alone does not verify.
     """
 
-    ed25519: bytes
-    ml_dsa_65: bytes | None = None
+    ed25519: bytes = Field(min_length=_ED25519_PUBLIC_LEN, max_length=_ED25519_PUBLIC_LEN)
+    ml_dsa_65: bytes | None = Field(default=None, min_length=_MLDSA65_PUBLIC_LEN, max_length=_MLDSA65_PUBLIC_LEN)
 
     @property
     def keyid(self) -> str:
@@ -274,8 +282,9 @@ class SigningKey:
 class HpkePublicKeys(Model):
     """A member's published HPKE public keys, one per KEM (SPEC §5.4.2)."""
 
-    x25519: bytes
-    mlkem768_x25519: bytes | None = None
+    x25519: bytes = Field(min_length=_X25519_PUBLIC_LEN, max_length=_X25519_PUBLIC_LEN)
+    #: The X-Wing encapsulation key: ML-KEM-768 key (1184 bytes) then X25519 key (32 bytes).
+    mlkem768_x25519: bytes | None = Field(default=None, min_length=_XWING_PUBLIC_LEN, max_length=_XWING_PUBLIC_LEN)
 
     def for_kem(self, kem: KemName) -> hpke.MLKEM768X25519PublicKey | x25519_keys.X25519PublicKey:
         """The public key object for ``kem``; ``ConfigurationError`` if not published."""
@@ -283,7 +292,7 @@ class HpkePublicKeys(Model):
             if kem is KemName.X25519:
                 return x25519_keys.X25519PublicKey.from_public_bytes(self.x25519)
             raw = self.mlkem768_x25519
-            if raw is None or len(raw) != _MLKEM768_PUBLIC_LEN + _X25519_PUBLIC_LEN:
+            if raw is None:
                 raise ConfigurationError(f"recipient has no {kem.value} key")
             return hpke.MLKEM768X25519PublicKey(
                 mlkem.MLKEM768PublicKey.from_public_bytes(raw[:_MLKEM768_PUBLIC_LEN]),
@@ -293,51 +302,63 @@ class HpkePublicKeys(Model):
             raise ConfigurationError(f"recipient's {kem.value} key is invalid") from exc
 
 
+def xwing_components(seed: bytes) -> tuple[mlkem.MLKEM768PrivateKey, x25519_keys.X25519PrivateKey]:
+    """The ML-KEM-768 and X25519 private keys an X-Wing seed expands to (SPEC §5.4.2).
+
+    ``SHAKE256(seed, 96)``: the first 64 bytes are the ML-KEM-768 seed ``d || z`` (FIPS 203
+    ``KeyGen_internal(d, z)``), the last 32 the X25519 private key, as X-Wing specifies.
+    """
+    if len(seed) != XWING_SEED_LEN:
+        raise ConfigurationError(f"an X-Wing seed is {XWING_SEED_LEN} bytes")
+    expanded = hashlib.shake_256(seed).digest(96)
+    return (
+        mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]),
+        x25519_keys.X25519PrivateKey.from_private_bytes(expanded[64:]),
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class HpkeKeyPair:
-    """A member's private HPKE keys: X25519, and the ML-KEM-768+X25519 hybrid."""
+    """A member's private HPKE keys: X25519, and an X-Wing (ML-KEM-768 + X25519) seed (SPEC §5.4.2)."""
 
     _x25519: x25519_keys.X25519PrivateKey
+    _xwing_seed: bytes
+    # The seed's expansion, kept so that opening does not repeat the ML-KEM key generation.
     _mlkem768: mlkem.MLKEM768PrivateKey
-    _mlkem_x25519: x25519_keys.X25519PrivateKey
+    _xwing_x25519: x25519_keys.X25519PrivateKey
 
     @classmethod
     def generate(cls) -> HpkeKeyPair:
         """Fresh keys for every supported KEM."""
-        return cls(
-            x25519_keys.X25519PrivateKey.generate(),
-            mlkem.MLKEM768PrivateKey.generate(),
-            x25519_keys.X25519PrivateKey.generate(),
-        )
+        return cls.from_seeds(x25519_keys.X25519PrivateKey.generate().private_bytes_raw(), secrets.token_bytes(32))
 
     @classmethod
-    def from_seeds(cls, x25519_raw: bytes, mlkem768_seed: bytes, mlkem_x25519_raw: bytes) -> HpkeKeyPair:
-        """Deterministic keys (test vectors, key files)."""
+    def from_seeds(cls, x25519_raw: bytes, xwing_seed: bytes) -> HpkeKeyPair:
+        """Deterministic keys (test vectors, key files): a raw X25519 key and a 32-byte X-Wing seed."""
         return cls(
             x25519_keys.X25519PrivateKey.from_private_bytes(x25519_raw),
-            mlkem.MLKEM768PrivateKey.from_seed_bytes(mlkem768_seed),
-            x25519_keys.X25519PrivateKey.from_private_bytes(mlkem_x25519_raw),
+            bytes(xwing_seed),
+            *xwing_components(xwing_seed),
         )
 
     def public(self) -> HpkePublicKeys:
         """The public keys to publish in the roster."""
-        hybrid = self._mlkem768.public_key().public_bytes_raw() + self._mlkem_x25519.public_key().public_bytes_raw()
+        hybrid = self._mlkem768.public_key().public_bytes_raw() + self._xwing_x25519.public_key().public_bytes_raw()
         return HpkePublicKeys(x25519=self._x25519.public_key().public_bytes_raw(), mlkem768_x25519=hybrid)
 
     def _private_for(self, kem: KemName) -> hpke.MLKEM768X25519PrivateKey | x25519_keys.X25519PrivateKey:
         # Private to the protocol core: only protocol.envelope opens envelopes.
         if kem is KemName.X25519:
             return self._x25519
-        return hpke.MLKEM768X25519PrivateKey(self._mlkem768, self._mlkem_x25519)
+        return hpke.MLKEM768X25519PrivateKey(self._mlkem768, self._xwing_x25519)
 
     def to_json(self) -> str:
-        """Private key file content. The caller stores it with owner-only permissions."""
+        """Private key file content. The caller stores it with owner-only permissions.
+
+        ``xwing_seed`` is the X-Wing private key exactly as X-Wing libraries store it.
+        """
         return json.dumps(
-            {
-                "x25519": b64encode(self._x25519.private_bytes_raw()),
-                "mlkem768_seed": b64encode(self._mlkem768.private_bytes_raw()),
-                "mlkem_x25519": b64encode(self._mlkem_x25519.private_bytes_raw()),
-            }
+            {"x25519": b64encode(self._x25519.private_bytes_raw()), "xwing_seed": b64encode(self._xwing_seed)}
         )
 
     @classmethod
@@ -345,10 +366,6 @@ class HpkeKeyPair:
         """Inverse of ``to_json``; a bad file is a ``ConfigurationError``."""
         try:
             doc = json.loads(text)
-            return cls.from_seeds(
-                b64decode(doc["x25519"]),
-                b64decode(doc["mlkem768_seed"]),
-                b64decode(doc["mlkem_x25519"]),
-            )
+            return cls.from_seeds(b64decode(doc["x25519"]), b64decode(doc["xwing_seed"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(f"HPKE key file is invalid: {exc}") from exc

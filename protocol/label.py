@@ -10,9 +10,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints
 
-from protocol._model import Digest, MemberId, Model, Timestamp
+from protocol._model import Digest, Marking, MemberId, Model, SortedUnique, Timestamp, Version
 from protocol.classification import BandField
 
 __all__ = [
@@ -88,27 +88,20 @@ class Label(Model):
 
     band: BandField
     originator: MemberId
-    originator_marking: str = Field(min_length=1, max_length=64)
+    #: Compared with the roster's marking as exact code points (SPEC §5.2).
+    originator_marking: Marking
     category: Category
-    topics: tuple[Topic, ...] = Field(min_length=1, max_length=32)
-    releasable_to: tuple[MemberId, ...] = Field(max_length=64)
+    topics: Annotated[tuple[Topic, ...], SortedUnique] = Field(min_length=1, max_length=32)
+    releasable_to: Annotated[tuple[MemberId, ...], SortedUnique] = Field(max_length=64)
     #: Any onward transfer needs the originator's consent (the re-sharing ban).
     originator_controlled: bool = True
-    use_limitations: tuple[UseLimitation, ...] = Field(default=(), max_length=8)
+    use_limitations: Annotated[tuple[UseLimitation, ...], SortedUnique] = Field(default=(), max_length=8)
     retain_until: Timestamp
     source_reliability: SourceReliability
     information_credibility: InformationCredibility
-    item_version: int = Field(ge=1)
+    item_version: Version
     #: Origin digest of the version this one corrects, if any (SPEC §10.2).
     supersedes: Digest | None = None
-
-    @field_validator("topics", "releasable_to")
-    @classmethod
-    def _sorted_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        # One canonical order, so equal labels have equal bytes.
-        if len(set(value)) != len(value):
-            raise ValueError("duplicates are not allowed")
-        return tuple(sorted(value))
 
     @property
     def grading(self) -> str:

@@ -9,30 +9,25 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from protocol._model import Digest, MemberId, Model, Timestamp
-from protocol.errors import RemoteProtocolError, SignatureError
+from protocol._model import Digest, Hex32Id, ItemId, MemberId, Model, Timestamp, Version
+from protocol.errors import NoticeMismatchError, SignatureError
 from protocol.roster import Roster
 from protocol.statements import PayloadType, Signed, parse_unverified, verify
 
 __all__ = [
     "Correction",
-    "NoticeMismatchError",
     "Recall",
     "verify_correction",
     "verify_recall",
 ]
 
 
-class NoticeMismatchError(RemoteProtocolError):
-    """A notice is bound to another item, version or digest than the one held."""
-
-
 class Recall(Model):
     """The originator withdraws one item version (SPEC §10.1)."""
 
-    recall_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    item_id: str = Field(max_length=128)
-    item_version: int = Field(ge=1)
+    recall_id: Hex32Id
+    item_id: ItemId
+    item_version: Version
     origin_digest: Digest
     originator: MemberId
     reason: str = Field(min_length=1, max_length=1024)
@@ -42,11 +37,11 @@ class Recall(Model):
 class Correction(Model):
     """The originator replaces one item version with a newer one (SPEC §10.2)."""
 
-    correction_id: str = Field(pattern=r"^[0-9a-f]{32}$")
-    item_id: str = Field(max_length=128)
-    corrected_version: int = Field(ge=1)
+    correction_id: Hex32Id
+    item_id: ItemId
+    corrected_version: Version
     corrected_digest: Digest
-    new_version: int = Field(ge=2)
+    new_version: Version = Field(ge=2)
     new_origin_digest: Digest
     originator: MemberId
     reason: str = Field(min_length=1, max_length=1024)
@@ -54,8 +49,8 @@ class Correction(Model):
 
 
 def _verify_by_originator(signed: Signed, payload_type: PayloadType, originator: str, roster: Roster) -> None:
-    member = roster.member(originator)
-    if member is None or roster.is_revoked(member.signing_key.keyid):
+    member = roster.trusted_signer(originator)
+    if member is None:
         raise SignatureError(f"notice claims unknown or revoked originator {originator}")
     verify(signed, payload_type, [member.signing_key])
 

@@ -15,23 +15,30 @@ from enum import StrEnum
 
 from protocol.agreement import AgreementBook, ReshareRule
 from protocol.consent import ConsentGrant
+from protocol.encoding import require_aware
 from protocol.envelope import BatchKeys, Envelope, EnvelopeHeader, OriginAttestation, decrypt_exact
 from protocol.errors import MalformedError, OpenError, SignatureError
 from protocol.item import ContentKind, RawData, ReportTemplate
 from protocol.keys import HpkeKeyPair, VerifiedRoots
-from protocol.roster import Roster
+from protocol.roster import Member, Roster
 from protocol.statements import PayloadType, Signed, parse_unverified, verify
 
 __all__ = [
+    "INGRESS_ONLY",
     "RULES",
     "Decision",
+    "Direction",
+    "Fault",
     "IngressResult",
+    "Opened",
     "PolicyContext",
     "Reason",
     "TimeWindow",
     "Transfer",
     "check_egress",
     "check_ingress",
+    "check_transfers",
+    "open_envelope",
 ]
 
 
@@ -66,6 +73,54 @@ class Reason(StrEnum):
     NOT_ADDRESSED_TO_RECEIVER = "NOT_ADDRESSED_TO_RECEIVER"
     LABEL_INVALID = "LABEL_INVALID"
     ENVELOPE_UNOPENABLE = "ENVELOPE_UNOPENABLE"
+
+    def fault(self, direction: Direction) -> Fault | None:
+        """Who caused a refusal with this reason, in that direction (SPEC §9.5 "At fault").
+
+        None for ``ALLOWED``. On egress the local caller asked for a forbidden transfer; on
+        ingress the sender, the TLS peer, the originator or the network is at fault. A reason
+        only ingress gives (``INGRESS_ONLY``) has no egress fault: asking is a ``ValueError``.
+        """
+        if self is Reason.ALLOWED:
+            return None
+        if direction is Direction.INGRESS:
+            return Fault.REMOTE
+        if self in INGRESS_ONLY:
+            raise ValueError(f"{self.value} is given only on ingress")
+        return Fault.LOCAL
+
+
+class Direction(StrEnum):
+    """Which side's decision: the sender's before sealing, or the receiver's (SPEC §9.1)."""
+
+    EGRESS = "egress"
+    INGRESS = "ingress"
+
+
+class Fault(StrEnum):
+    """Who is at fault for a refusal (SPEC §9.5), as errors say it (SPEC §3.4)."""
+
+    #: This side asked for a transfer the protocol or an agreement forbids.
+    LOCAL = "local"
+    #: Another party: the sender, the TLS peer, the originator, or the network.
+    REMOTE = "remote"
+
+
+#: Reasons only the receiver's verification of an envelope gives (SPEC §9.2, §9.5).
+INGRESS_ONLY: frozenset[Reason] = frozenset(
+    {
+        Reason.ENVELOPE_MALFORMED,
+        Reason.SENDER_IDENTITY_MISMATCH,
+        Reason.KEY_REVOKED,
+        Reason.SENDER_SIGNATURE_INVALID,
+        Reason.NOT_ADDRESSED_TO_RECEIVER,
+        Reason.TIMESTAMP_OUT_OF_WINDOW,
+        Reason.REPLAY,
+        Reason.ORIGIN_SIGNATURE_INVALID,
+        Reason.LABEL_INVALID,
+        Reason.ENVELOPE_UNOPENABLE,
+    }
+)
 
 
 #: The SPEC section of the rule behind each reason code (SPEC §9.5).
@@ -115,6 +170,10 @@ class Decision:
         """An allowed transfer."""
         return cls(True, Reason.ALLOWED, RULES[Reason.ALLOWED], detail)
 
+    def fault(self, direction: Direction) -> Fault | None:
+        """Who is at fault for this decision, taken in ``direction`` (SPEC §9.5)."""
+        return self.reason.fault(direction)
+
     @classmethod
     def refuse(cls, reason: Reason, detail: str) -> Decision:
         """A refusal with its reason code and the rule behind it."""
@@ -143,6 +202,9 @@ class PolicyContext:
     now: datetime
     is_recalled: Callable[[str, int], bool]
     is_grant_revoked: Callable[[str], bool]
+
+    def __post_init__(self) -> None:
+        require_aware(self.now)  # SPEC §3.3: every decision is reproducible from aware inputs
 
 
 @dataclass(frozen=True)
@@ -262,8 +324,8 @@ def _check_chain(t: Transfer, ctx: PolicyContext) -> Decision | None:
                 Reason.CONSENT_INVALID,
                 f"grant {position} is signed by {grant.grantor}, not {expected_grantor}",
             )
-        grantor = ctx.roster.member(grant.grantor)
-        if grantor is None or ctx.roster.is_revoked(grantor.signing_key.keyid):
+        grantor = ctx.roster.trusted_signer(grant.grantor)
+        if grantor is None:
             return Decision.refuse(Reason.CONSENT_INVALID, f"grant {position}: grantor key unknown or revoked")
         try:
             verify(signed, PayloadType.CONSENT_GRANT, [grantor.signing_key])
@@ -304,6 +366,11 @@ class IngressResult:
     #: The exact plaintext the originator attested, when the envelope was opened.
     plaintext: bytes | None = None
 
+    @property
+    def fault(self) -> Fault | None:
+        """Who is at fault for a refusal on ingress: always another party (SPEC §9.5)."""
+        return self.decision.fault(Direction.INGRESS)
+
 
 def check_ingress(
     envelope: Envelope,
@@ -326,13 +393,87 @@ def check_ingress(
     ``roots`` remembers batch roots already verified (SPEC §4.6), ``batch_keys`` batch
     keys already opened (SPEC §8.2).
     """
+    return _verify_envelope(
+        envelope,
+        receiver=receiver,
+        receiver_keys=receiver_keys,
+        roster=ctx.roster,
+        roots=roots,
+        batch_keys=batch_keys,
+        ingress=_Ingress(peer_tls_identity, peer_fingerprint, ctx, window, is_replay),
+    )
+
+
+@dataclass(frozen=True)
+class Opened:
+    """What ``open_envelope`` returns: the verified statements and the content."""
+
+    header: EnvelopeHeader
+    attestation: OriginAttestation
+    item: ReportTemplate | RawData
+
+
+def open_envelope(
+    envelope: Envelope,
+    *,
+    recipient_id: str,
+    recipient_keys: HpkeKeyPair,
+    roster: Roster,
+    roots: VerifiedRoots | None = None,
+    batch_keys: BatchKeys | None = None,
+) -> Opened:
+    """Verify and open an envelope addressed to ``recipient_id``, without policy (SPEC §8.6).
+
+    The verification steps of ``check_ingress``, the same code in the same order, without
+    the transport identity, the time window, replay and the transfer checks. A node MUST
+    NOT accept items with it: it MUST run ``check_ingress``. Every failure raises the same
+    opaque ``OpenError``.
+    """
+    result = _verify_envelope(
+        envelope,
+        receiver=recipient_id,
+        receiver_keys=recipient_keys,
+        roster=roster,
+        roots=roots,
+        batch_keys=batch_keys,
+        ingress=None,
+    )
+    if result.item is None or result.header is None or result.attestation is None:
+        raise OpenError
+    return Opened(header=result.header, attestation=result.attestation, item=result.item)
+
+
+@dataclass(frozen=True)
+class _Ingress:
+    """What a receiver's ingress decision checks beyond opening (SPEC §9.2.3, §9.2.7, §9.2.8, §9.3)."""
+
+    peer_tls_identity: str
+    peer_fingerprint: str | None
+    ctx: PolicyContext
+    window: TimeWindow
+    is_replay: Callable[[EnvelopeHeader, str], bool]
+
+
+def _verify_envelope(
+    envelope: Envelope,
+    *,
+    receiver: str,
+    receiver_keys: HpkeKeyPair,
+    roster: Roster,
+    roots: VerifiedRoots | None,
+    batch_keys: BatchKeys | None,
+    ingress: _Ingress | None,
+) -> IngressResult:
+    """The steps of SPEC §9.2 in order; with ``ingress`` None, only those of opening (§8.6).
+
+    Never raises: every failure is a refusal with its reason code (SPEC §9.5).
+    """
     header: EnvelopeHeader | None = None
     attestation: OriginAttestation | None = None
 
     def refuse(reason: Reason, detail: str) -> IngressResult:
         return IngressResult(Decision.refuse(reason, detail), header, attestation, None)
 
-    roster = ctx.roster
     # §9.2.1: only to learn the claimed sender; nothing is acted on before §9.2.5.
     try:
         claimed = parse_unverified(envelope.header, PayloadType.HEADER, EnvelopeHeader)
@@ -342,11 +483,10 @@ def check_ingress(
     if sender is None:  # §9.2.2
         return refuse(Reason.UNKNOWN_MEMBER, f"sender {claimed.sender} is not in the roster")
     # §9.2.3: the TLS peer must be the member that signed.
-    fingerprint_ok = sender.tls_fingerprint is None or sender.tls_fingerprint == peer_fingerprint
-    if peer_tls_identity != sender.tls_identity or not fingerprint_ok:
+    if ingress is not None and not _is_transport_peer(sender, ingress):
         return refuse(
             Reason.SENDER_IDENTITY_MISMATCH,
-            f"TLS peer {peer_tls_identity} is not {claimed.sender} ({sender.tls_identity})",
+            f"TLS peer {ingress.peer_tls_identity} is not {claimed.sender} ({sender.tls_identity})",
         )
     if roster.is_revoked(sender.signing_key.keyid):  # §9.2.4
         return refuse(Reason.KEY_REVOKED, f"{claimed.sender}'s signing key is revoked")
@@ -357,15 +497,16 @@ def check_ingress(
     header = claimed
     if header.recipient != receiver:  # §9.2.6
         return refuse(Reason.NOT_ADDRESSED_TO_RECEIVER, f"addressed to {header.recipient}, not {receiver}")
-    if not (ctx.now - window.max_age <= header.created_at <= ctx.now + window.max_future_skew):  # §9.2.7
-        return refuse(Reason.TIMESTAMP_OUT_OF_WINDOW, f"created {header.created_at}, now {ctx.now}")
-    if is_replay(header, envelope.digest):  # §9.2.8
-        return refuse(Reason.REPLAY, f"nonce or envelope id of {header.sender} seen before")
-    # The signed header binds the ciphertext and consents actually carried.
-    carried_refs = tuple(c.digest for c in envelope.consents)
-    if header.consent_refs != carried_refs:
+    if ingress is not None:
+        now, window = ingress.ctx.now, ingress.window
+        if not (now - window.max_age <= header.created_at <= now + window.max_future_skew):  # §9.2.7
+            return refuse(Reason.TIMESTAMP_OUT_OF_WINDOW, f"created {header.created_at}, now {now}")
+        if ingress.is_replay(header, envelope.digest):  # §9.2.8
+            return refuse(Reason.REPLAY, f"nonce or envelope id of {header.sender} seen before")
+    # §9.2.9 step 1: the signed header binds the consents actually carried.
+    if header.consent_refs != tuple(c.digest for c in envelope.consents):
         return refuse(Reason.SENDER_SIGNATURE_INVALID, "carried consents are not the ones the sender signed")
-    # §9.2.9: the origin attestation.
+    # §9.2.9 steps 2-6: the origin attestation.
     origin_digest = envelope.origin.digest
     if header.origin_digest != origin_digest:
         return refuse(Reason.ORIGIN_SIGNATURE_INVALID, "origin attestation is not the one the sender signed")
@@ -386,30 +527,59 @@ def check_ingress(
             f"origin signature of {claimed_origin.originator} does not verify",
         )
     attestation = claimed_origin
+    label_refusal = _check_label(header, attestation, originator, roster)  # §9.2.10 steps 1-4
+    if label_refusal is not None:
+        return refuse(*label_refusal)
+    if ingress is None:
+        decision = Decision.allow(f"envelope {header.envelope_id} verified for {receiver}")
+    else:
+        decision = _check_policy(header, attestation, envelope, receiver, ingress.ctx)  # §9.2.10 steps 5-6
+        if not decision.allowed:
+            return IngressResult(decision, header, attestation, None)
+    try:  # §9.2.11: only now is anything decrypted.
+        item, plaintext = decrypt_exact(envelope, header, attestation, receiver_keys, batch_keys)
+    except OpenError:
+        return refuse(Reason.ENVELOPE_UNOPENABLE, "envelope could not be opened")
+    return IngressResult(decision, header, attestation, item, plaintext)
+
+
+def _is_transport_peer(sender: Member, ingress: _Ingress) -> bool:
+    """SPEC §9.2.3: the TLS identity, and the fingerprint where the roster gives one."""
+    fingerprint_ok = sender.tls_fingerprint is None or sender.tls_fingerprint == ingress.peer_fingerprint
+    return ingress.peer_tls_identity == sender.tls_identity and fingerprint_ok
+
+
+def _check_label(
+    header: EnvelopeHeader, attestation: OriginAttestation, originator: Member, roster: Roster
+) -> tuple[Reason, str] | None:
+    """SPEC §9.2.10 steps 1-4: the label is consistent with the header and the originator's markings."""
     label = attestation.label
-    # §9.2.10: the label must be consistent with the header and the originator's markings.
     if (attestation.item_id, attestation.item_version) != (header.item_id, header.item_version):
-        return refuse(Reason.LABEL_INVALID, "header and origin attestation name different item versions")
+        return Reason.LABEL_INVALID, "header and origin attestation name different item versions"
     if label.originator != attestation.originator or label.item_version != attestation.item_version:
-        return refuse(Reason.LABEL_INVALID, "label does not match its attestation")
+        return Reason.LABEL_INVALID, "label does not match its attestation"
+    # SPEC §5.2: exact code points.
     if originator.national_markings.marking(label.band) != label.originator_marking:
-        return refuse(
+        return (
             Reason.LABEL_INVALID,
             f"{label.originator_marking!r} is not {label.originator}'s marking for {label.band.title}",
         )
     unknown_topics = sorted(set(label.topics) - set(roster.topics))
     if unknown_topics:
-        return refuse(
-            Reason.TOPIC_NOT_COVERED,
-            f"topics not in the federation vocabulary: {', '.join(unknown_topics)}",
-        )
-    # The agreement the sender used must be the one in force now (SPEC §6.2).
+        return Reason.TOPIC_NOT_COVERED, f"topics not in the federation vocabulary: {', '.join(unknown_topics)}"
+    return None
+
+
+def _check_policy(
+    header: EnvelopeHeader, attestation: OriginAttestation, envelope: Envelope, receiver: str, ctx: PolicyContext
+) -> Decision:
+    """SPEC §9.2.10 steps 5-6: the agreement the sender used, then the transfer checks of §9.3-9.4."""
     agreement = ctx.agreements.get(header.sender, receiver)
     if agreement is not None and (header.agreement_id, header.agreement_version) != (
         agreement.agreement_id,
         agreement.version,
-    ):
-        return refuse(
+    ):  # the one held now: a superseding version is effective at once (SPEC §6.2)
+        return Decision.refuse(
             Reason.AGREEMENT_NOT_IN_FORCE,
             f"sent under {header.agreement_id} v{header.agreement_version}; "
             f"in force: {agreement.agreement_id} v{agreement.version}",
@@ -418,22 +588,12 @@ def check_ingress(
         sender=header.sender,
         recipient=receiver,
         attestation=attestation,
-        origin_digest=origin_digest,
+        origin_digest=envelope.origin.digest,
         consents=envelope.consents,
     )
-    decision = _check_transfer(transfer, ctx)
-    if not decision.allowed:
-        return IngressResult(decision, header, attestation, None)
-    try:  # §9.2.11: only now is anything decrypted.
-        item, plaintext = decrypt_exact(envelope, header, attestation, receiver_keys, batch_keys)
-    except OpenError:
-        return refuse(Reason.ENVELOPE_UNOPENABLE, "envelope could not be opened")
-    return IngressResult(decision, header, attestation, item, plaintext)
+    return _check_transfer(transfer, ctx)
 
 
 def check_transfers(transfers: Sequence[Transfer], ctx: PolicyContext) -> list[Decision]:
     """Egress decisions for a distribution: one per recipient, each under its own pair (SPEC §9.6)."""
     return [check_egress(t, ctx) for t in transfers]
-
-
-__all__ += ["check_transfers"]

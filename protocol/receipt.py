@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from protocol._model import Digest, MemberId, Model, Timestamp
+from protocol._model import Digest, Hex32Id, MemberId, Model, Timestamp
 
 __all__ = ["Receipt"]
 
@@ -16,11 +16,12 @@ class Receipt(Model):
     and the replay record are committed; re-delivery returns the same receipt.
     """
 
-    envelope_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    envelope_id: Hex32Id
     envelope_digest: Digest
     sender: MemberId
     receiver: MemberId
     accepted: bool
+    #: A reason code of SPEC §9.5 and the section behind it (carried for the sender, not checked).
     reason: str = Field(max_length=64)
     rule: str = Field(max_length=32)
     received_at: Timestamp

@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 from functools import cached_property
+from typing import Annotated
 
 from pydantic import Field, model_validator
 
-from protocol._model import MemberId, Model, Timestamp
+from protocol._model import Digest, Marking, MemberId, Model, SortedUnique, Timestamp, Version
 from protocol.classification import Band, BandField, NationalMarkings
 from protocol.errors import ConfigurationError, RollbackError
 from protocol.keys import HpkePublicKeys, PublicSigningKey
@@ -47,9 +48,10 @@ class Member(Model):
     #: The SAN URI its TLS certificate carries; peers are identified by it (SPEC §11.2).
     tls_identity: str = Field(pattern=r"^[a-z][a-z0-9+.-]*:\S+$", max_length=256)
     #: SHA-256 of its current TLS certificate (DER), checked in the handler (SPEC §11.2).
-    tls_fingerprint: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    tls_fingerprint: Digest | None = None
     endpoint: str = Field(min_length=1, max_length=256)
-    markings: dict[BandField, str]
+    #: One marking per band it uses, compared as exact code points (SPEC §5.2).
+    markings: dict[BandField, Marking] = Field(min_length=1)
 
     @cached_property
     def national_markings(self) -> NationalMarkings:
@@ -61,13 +63,14 @@ class Roster(Model):
     """A version of the federation roster (SPEC §5.1)."""
 
     federation: str = Field(min_length=1, max_length=128)
-    version: int = Field(ge=1)
+    version: Version
     issued_at: Timestamp
+    #: In the order the secretariat lists them; unique by member id, TLS identity and key.
     members: tuple[Member, ...] = Field(min_length=1, max_length=256)
     #: The topic vocabulary: the defaults plus any the federation added (SPEC §7.1).
-    topics: tuple[Topic, ...] = DEFAULT_TOPICS
+    topics: Annotated[tuple[Topic, ...], SortedUnique] = Field(default=DEFAULT_TOPICS, min_length=1, max_length=256)
     #: Key ids (signing keys) that MUST NOT be trusted any more (SPEC §12.8).
-    revoked_keyids: tuple[str, ...] = ()
+    revoked_keyids: Annotated[tuple[Digest, ...], SortedUnique] = Field(default=(), max_length=1024)
 
     @model_validator(mode="after")
     def _unique(self) -> Roster:
@@ -97,6 +100,16 @@ class Roster(Model):
     def is_revoked(self, keyid: str) -> bool:
         """True if the key id was revoked (SPEC §12.8)."""
         return keyid in self.revoked_keyids
+
+    def trusted_signer(self, member_id: str) -> Member | None:
+        """The member whose signature counts: in the roster, its signing key not revoked (SPEC §12.8).
+
+        None for an unknown member and for a revoked key alike, for the checks that refuse
+        both the same way (grants §9.4.2 step 5, notices §10). Ingress tells them apart
+        (§9.2.2, §9.2.4), so it asks ``member`` and ``is_revoked`` in turn.
+        """
+        member = self.member(member_id)
+        return None if member is None or self.is_revoked(member.signing_key.keyid) else member
 
     def member_ids(self) -> tuple[str, ...]:
         """All member ids, in roster order."""

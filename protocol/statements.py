@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from enum import StrEnum
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from protocol._model import Model
 from protocol.encoding import pae, sha256_hex
-from protocol.errors import MalformedError, SignatureError
+from protocol.errors import LocalProtocolError, MalformedError, SignatureError
 from protocol.keys import (
     PublicSigningKey,
     SignatureAlg,
@@ -30,6 +30,7 @@ __all__ = [
     "PayloadType",
     "Signature",
     "Signed",
+    "parse_unverified",
     "sign",
     "sign_many",
     "verify",
@@ -37,6 +38,8 @@ __all__ = [
 ]
 
 _MAX_SIGNATURES = 8
+#: The largest payload: a roster of 256 hybrid members is about 1.3 MB (SPEC §4.1).
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 M = TypeVar("M", bound=Model)
 
@@ -60,17 +63,30 @@ class PayloadType(StrEnum):
 class Signature(Model):
     """One signature: the signer's key id, the algorithm and the signature bytes."""
 
-    keyid: str = Field(max_length=128)
-    alg: str = Field(max_length=32)
+    keyid: str = Field(pattern=r"^[0-9a-f]{64}$")
+    alg: str = Field(pattern=r"^[a-z0-9-]{1,32}$")
     sig: bytes = Field(max_length=8192)
 
 
 class Signed(Model):
     """A signed statement (SPEC §4.1)."""
 
+    # The statement's own JSON form (files, other messages) is read strictly but need not be
+    # canonical: nothing signs it. Its payload is what must be canonical (SPEC §4.4).
+    _canonical: ClassVar[bool] = False
+
     payload_type: str = Field(max_length=128)
-    payload: bytes
+    payload: bytes = Field(max_length=MAX_PAYLOAD_BYTES)
     signatures: tuple[Signature, ...] = Field(max_length=_MAX_SIGNATURES)
+
+    @model_validator(mode="after")
+    def _one_signature_per_key_and_alg(self) -> Signed:
+        # SPEC §4.1: a verifier looks signatures up by (keyid, alg); two under one pair would
+        # leave it to choose, and two implementations might choose differently.
+        pairs = [(s.keyid, s.alg) for s in self.signatures]
+        if len(set(pairs)) != len(pairs):
+            raise ValueError("two signatures with the same keyid and alg")
+        return self
 
     @property
     def digest(self) -> str:
@@ -81,10 +97,17 @@ class Signed(Model):
         return {(s.keyid, s.alg): s.sig for s in self.signatures}
 
 
+def _check_signers(signers: Sequence[SigningKey]) -> None:
+    if not signers:
+        raise LocalProtocolError("at least one signer is required")
+    keyids = [signer.keyid for signer in signers]
+    if len(set(keyids)) != len(keyids):  # SPEC §4.1: one signature per (keyid, alg)
+        raise LocalProtocolError("the same key signs only once")
+
+
 def sign(payload_type: PayloadType, statement: Model, signers: Sequence[SigningKey]) -> Signed:
     """Serialise ``statement`` once and sign those exact bytes with every signer."""
-    if not signers:
-        raise ValueError("at least one signer is required")
+    _check_signers(signers)
     payload = statement.to_bytes()
     message = pae(payload_type.value, payload)
     signatures = tuple(
@@ -100,8 +123,7 @@ def sign_many(statements: Sequence[tuple[PayloadType, Model]], signers: Sequence
     the root once, and each returned statement carries its own inclusion proof with that
     root signature, so it verifies alone, wherever it travels.
     """
-    if not signers:
-        raise ValueError("at least one signer is required")
+    _check_signers(signers)
     if not statements:
         return []
     payloads = [(payload_type.value, statement.to_bytes()) for payload_type, statement in statements]
@@ -166,6 +188,3 @@ def parse_unverified(signed: Signed, payload_type: PayloadType, model: type[M]) 
     if signed.payload_type != payload_type.value:
         raise MalformedError(f"expected a {payload_type.name} statement, got {signed.payload_type!r}")
     return model.from_bytes(signed.payload)
-
-
-__all__ += ["parse_unverified"]

@@ -66,8 +66,7 @@ def signing_key(member_id: str) -> SigningKey:
 
 
 def hpke_keys(member_id: str) -> HpkeKeyPair:
-    mlkem_seed = hashlib.sha512(f"mlkem:{member_id}".encode()).digest()
-    return HpkeKeyPair.from_seeds(_seed(member_id, "x25519"), mlkem_seed, _seed(member_id, "mlkem-x25519"))
+    return HpkeKeyPair.from_seeds(_seed(member_id, "x25519"), _seed(member_id, "xwing"))
 
 
 SECRETARIAT = SigningKey.from_seeds(_seed("SECRETARIAT", "sign"), None)

@@ -10,6 +10,7 @@ key comes from the seeds in the files.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -17,13 +18,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protocol import envelope as envelope_mod
 from protocol.agreement import Agreement, AgreementBook
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
-from protocol.encoding import hpke_info, pae
+from protocol.encoding import canonical_json, hpke_info, pae
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, batch_key_info, seal_info
-from protocol.errors import IntelshareError, OpenError
+from protocol.errors import IntelshareError, OpenError, SignatureError
+from protocol.item import item_from_plaintext
 from protocol.keys import (
     BATCH_ROOT_TYPE,
     HpkeKeyPair,
@@ -36,7 +40,18 @@ from protocol.keys import (
 )
 from protocol.merkle import inclusion_proofs, leaf_hash, root_from_inclusion_proof, tree_hash
 from protocol.notices import Correction, Recall
-from protocol.policy import RULES, Decision, PolicyContext, Reason, TimeWindow, Transfer, check_egress, check_ingress
+from protocol.policy import (
+    INGRESS_ONLY,
+    RULES,
+    Decision,
+    PolicyContext,
+    Reason,
+    TimeWindow,
+    Transfer,
+    check_egress,
+    check_ingress,
+    open_envelope,
+)
 from protocol.receipt import Receipt
 from protocol.roster import Roster, accept_roster
 from protocol.statements import PayloadType, Signed, sign_many, verify
@@ -51,6 +66,8 @@ FILES = (
     "decisions.json",
     "agreements_rosters.json",
     "batch-signatures.json",
+    "encoding.json",
+    "xwing.json",
 )
 
 MODELS: dict[PayloadType, type[Any]] = {
@@ -105,8 +122,7 @@ def _envelope(doc: dict[str, Any]) -> Envelope:
 def _hpke(seeds: dict[str, str]) -> HpkeKeyPair:
     return HpkeKeyPair.from_seeds(
         bytes.fromhex(seeds["x25519_seed_hex"]),
-        bytes.fromhex(seeds["mlkem768_seed_hex"]),
-        bytes.fromhex(seeds["mlkem_x25519_seed_hex"]),
+        bytes.fromhex(seeds["xwing_seed_hex"]),
     )
 
 
@@ -124,6 +140,50 @@ def _outcome(fn: Callable[[], object]) -> str:
 
 def _at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+# --- an independent X-Wing and RFC 9180 key schedule, to pin down the hybrid KEM (SPEC §5.4.2) ----
+
+XWING_KEM_ID = 0x647A
+XWING_LABEL = b"\\.//^\\"
+
+
+def xwing_decapsulate(seed: bytes, enc: bytes) -> bytes:
+    """X-Wing Decap from the 32-byte seed, with primitives only (SPEC §5.4.2)."""
+    expanded = hashlib.shake_256(seed).digest(96)
+    dk_m = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64])
+    sk_x = x25519.X25519PrivateKey.from_private_bytes(expanded[64:])
+    ct_m, ct_x = enc[:1088], enc[1088:]
+    ss_m = dk_m.decapsulate(ct_m)
+    ss_x = sk_x.exchange(x25519.X25519PublicKey.from_public_bytes(ct_x))
+    pk_x = sk_x.public_key().public_bytes_raw()
+    return hashlib.sha3_256(ss_m + ss_x + ct_x + pk_x + XWING_LABEL).digest()
+
+
+def _hkdf_extract(salt: bytes, ikm: bytes) -> bytes:
+    return hmac.new(salt or bytes(32), ikm, hashlib.sha256).digest()
+
+
+def _hkdf_expand(prk: bytes, info: bytes, length: int) -> bytes:
+    out, block, counter = b"", b"", 1
+    while len(out) < length:
+        block = hmac.new(prk, block + info + bytes([counter]), hashlib.sha256).digest()
+        out, counter = out + block, counter + 1
+    return out[:length]
+
+
+def hpke_base_key_schedule(suite_id: bytes, shared_secret: bytes, info: bytes, nk: int) -> tuple[bytes, bytes]:
+    """RFC 9180 §5.1 KeySchedule for mode_base with HKDF-SHA256: the AEAD key and base nonce."""
+
+    def extract(salt: bytes, label: bytes, ikm: bytes) -> bytes:
+        return _hkdf_extract(salt, b"HPKE-v1" + suite_id + label + ikm)
+
+    def expand(prk: bytes, label: bytes, context: bytes, length: int) -> bytes:
+        return _hkdf_expand(prk, length.to_bytes(2, "big") + b"HPKE-v1" + suite_id + label + context, length)
+
+    context = b"\x00" + extract(b"", b"psk_id_hash", b"") + extract(b"", b"info_hash", info)
+    secret = extract(shared_secret, b"secret", b"")
+    return expand(secret, b"key", context, nk), expand(secret, b"base_nonce", context, 12)
 
 
 # --- presence -----------------------------------------------------------------------------
@@ -164,7 +224,7 @@ def test_hpke_info_generic(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", _cases("hpke_info.json", "headers"), ids=_ids(_cases("hpke_info.json", "headers")))
 def test_hpke_info_header(case: dict[str, Any]) -> None:
-    header = EnvelopeHeader.from_bytes(json.dumps(case["header"]).encode("utf-8"))
+    header = EnvelopeHeader.from_bytes(canonical_json(case["header"]))
     assert seal_info(header).hex() == case["info_hex"]
     # The documented field order reproduces the same bytes from the JSON alone.
     order = _load("hpke_info.json")["info_field_order"]
@@ -188,6 +248,12 @@ def test_member_keys(case: dict[str, Any]) -> None:
     assert hpke.mlkem768_x25519 is not None
     assert hpke.mlkem768_x25519.hex() == case["mlkem768_x25519_public_hex"]
     assert len(hpke.mlkem768_x25519) == 1184 + 32
+    # X-Wing key generation (SPEC §5.4.2): SHAKE256(seed, 96) = ML-KEM-768 seed d||z, X25519 key.
+    expanded = hashlib.shake_256(bytes.fromhex(case["xwing_seed_hex"])).digest(96)
+    assert expanded.hex() == case["xwing_expanded_hex"]
+    mlkem_public = mlkem.MLKEM768PrivateKey.from_seed_bytes(expanded[:64]).public_key().public_bytes_raw()
+    x25519_public = x25519.X25519PrivateKey.from_private_bytes(expanded[64:]).public_key().public_bytes_raw()
+    assert hpke.mlkem768_x25519 == mlkem_public + x25519_public
     assert json.loads(hpke.to_bytes()) == case["hpke_public_keys_json"]
 
 
@@ -240,7 +306,7 @@ def test_signatures_cover_every_payload_type() -> None:
 )
 def test_hybrid_signature(case: dict[str, Any]) -> None:
     doc = _load("signatures.json")["hybrid"]
-    public = PublicSigningKey.from_bytes(json.dumps(doc["public_signing_key"]).encode("utf-8"))
+    public = PublicSigningKey.from_bytes(canonical_json(doc["public_signing_key"]))
     assert public.ml_dsa_65 is not None
     assert public.ml_dsa_65.hex() == doc["ml_dsa_65_public_hex"]
     outcome = _outcome(lambda: verify(_signed(case["signed"]), PayloadType(case["expected_payload_type"]), [public]))
@@ -267,7 +333,7 @@ def test_envelope_opens(case: dict[str, Any]) -> None:
     plaintext = bytes.fromhex(case["plaintext_hex"])
     # enc, the sealed 32-byte batch key and its tag, then the plaintext's AEAD ciphertext and tag.
     assert len(env.ciphertext) == case["enc_length"] + 32 + 16 + len(plaintext) + 16
-    opened = envelope_mod.open(
+    opened = open_envelope(
         env,
         recipient_id=case["recipient"],
         recipient_keys=_hpke(doc["members"][case["recipient"]]),
@@ -279,9 +345,10 @@ def test_envelope_opens(case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", _cases("envelopes.json", "negative"), ids=_ids(_cases("envelopes.json", "negative")))
 def test_envelope_does_not_open(case: dict[str, Any]) -> None:
+    # SPEC §13, §8.6: the negative envelope vectors MUST NOT open.
     doc = _load("envelopes.json")
     with pytest.raises(OpenError) as info:
-        envelope_mod.open(
+        open_envelope(
             _envelope(case["envelope"]),
             recipient_id=case["recipient"],
             recipient_keys=_hpke(doc["members"][case["recipient"]]),
@@ -300,8 +367,10 @@ def test_envelopes_cover_every_suite() -> None:
 
 def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
     roster = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=[_secretariat(doc)], current=None)
-    # Agreements were accepted before any revocation: under the default roster.
-    held_under = accept_roster(_signed(doc["rosters"]["default"]), secretariat=[_secretariat(doc)], current=None)
+    # The roster the node held when it accepted the agreements, which the scenario names (SPEC §6.2).
+    held_under = accept_roster(
+        _signed(doc["rosters"][sc["agreements_roster"]]), secretariat=[_secretariat(doc)], current=None
+    )
     book = AgreementBook()
     for name in sc["agreements"]:
         book.accept(_signed(doc["agreements"][name]), held_under)
@@ -347,6 +416,7 @@ def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
 
 @pytest.mark.parametrize("sc", _cases("decisions.json", "scenarios"), ids=_ids(_cases("decisions.json", "scenarios")))
 def test_decision(sc: dict[str, Any]) -> None:
+    # SPEC §9.1, §13: the receiver re-checks everything; every scenario gives its reason.
     decision = _decide(_load("decisions.json"), sc)
     expected = sc["expected"]
     assert (decision.allowed, decision.reason.value, decision.rule) == (
@@ -354,6 +424,20 @@ def test_decision(sc: dict[str, Any]) -> None:
         expected["reason"],
         expected["rule"],
     ), decision.detail
+
+
+def test_revoked_sender_scenario_holds_agreements_from_before_the_revocation() -> None:
+    # SPEC §6.2 rule 2a, §9.2.4: the scenario's agreements could not be accepted under the roster
+    # that revokes KZ's key; the vector says they were accepted under the roster held before it.
+    doc = _load("decisions.json")
+    (sc,) = [sc for sc in doc["scenarios"] if sc["expected"]["reason"] == "KEY_REVOKED"]
+    assert (sc["roster"], sc["agreements_roster"]) == ("kz-key-revoked", "default")
+    revoking = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=[_secretariat(doc)], current=None)
+    kz_signed = [name for name in sc["agreements"] if "KZ" in name]
+    assert kz_signed
+    for name in kz_signed:
+        with pytest.raises(SignatureError):
+            AgreementBook().accept(_signed(doc["agreements"][name]), revoking)
 
 
 def test_decisions_cover_every_reason() -> None:
@@ -367,6 +451,9 @@ def test_decisions_cover_every_reason() -> None:
         assert sc["expected"]["rule"] == RULES[Reason(sc["expected"]["reason"])]
     kinds = {sc["kind"] for sc in doc.get("scenarios", [])}
     assert kinds == {"egress", "ingress"}
+    # SPEC §9.5: egress never gives a reason only ingress gives.
+    egress = {Reason(sc["expected"]["reason"]) for sc in doc.get("scenarios", []) if sc["kind"] == "egress"}
+    assert egress.isdisjoint(INGRESS_ONLY)
 
 
 # --- agreements_rosters.json --------------------------------------------------------------
@@ -411,7 +498,7 @@ def test_agreement_steps(case: dict[str, Any]) -> None:
     "case", _cases("agreements_rosters.json", "terms"), ids=_ids(_cases("agreements_rosters.json", "terms"))
 )
 def test_direction_terms(case: dict[str, Any]) -> None:
-    agreement = Agreement.from_bytes(json.dumps(case["agreement"]).encode("utf-8"))
+    agreement = Agreement.from_bytes(canonical_json(case["agreement"]))
     terms = agreement.terms(case["sender"], case["recipient"])
     expected = case["expected"]
     assert terms.ceiling.name == expected["ceiling"]
@@ -427,7 +514,7 @@ def test_direction_terms(case: dict[str, Any]) -> None:
     ids=_ids(_cases("agreements_rosters.json", "invalid_agreements")),
 )
 def test_invalid_agreement(case: dict[str, Any]) -> None:
-    outcome = _outcome(lambda: Agreement.from_bytes(json.dumps(case["payload_json"]).encode("utf-8")))
+    outcome = _outcome(lambda: Agreement.from_bytes(canonical_json(case["payload_json"])))
     assert outcome == case["expected"]
 
 
@@ -524,7 +611,102 @@ def test_batch_cases_cover_both_outcomes() -> None:
 )
 def test_batch_hybrid_case(case: dict[str, Any]) -> None:
     doc = _load("batch-signatures.json")["hybrid"]
-    public = PublicSigningKey.from_bytes(json.dumps(doc["public_signing_key"]).encode("utf-8"))
+    public = PublicSigningKey.from_bytes(canonical_json(doc["public_signing_key"]))
     assert json.loads(public.to_bytes()) == _load("keys.json")["hybrid"]["public_signing_key_json"]
     outcome = _outcome(lambda: verify(_signed(case["signed"]), PayloadType(case["expected_payload_type"]), [public]))
     assert outcome == ("accepted" if case["valid"] else "SignatureError")
+
+
+# --- encoding.json ------------------------------------------------------------------------
+
+
+def _parse_payload(payload_type: str, payload: bytes) -> Any:
+    """The strict parser of SPEC §4.4.3 for a payload type, or for item content ('item')."""
+    if payload_type == "item":
+        return item_from_plaintext(payload)
+    return MODELS[PayloadType(payload_type)].from_bytes(payload)
+
+
+@pytest.mark.parametrize("case", _cases("encoding.json", "accept"), ids=_ids(_cases("encoding.json", "accept")))
+def test_canonical_payload_is_accepted(case: dict[str, Any]) -> None:
+    # SPEC §4.4: the payload is the JCS encoding of its value, parses, and encodes back to itself.
+    # SPEC §13: the accept vectors MUST be accepted.
+    payload = bytes.fromhex(case["payload_hex"])
+    assert case["payload_utf8"].encode("utf-8") == payload
+    assert canonical_json(case["value"]) == payload
+    assert _parse_payload(case["payload_type"], payload).to_bytes() == payload
+
+
+@pytest.mark.parametrize("case", _cases("encoding.json", "refuse"), ids=_ids(_cases("encoding.json", "refuse")))
+def test_non_canonical_payload_is_refused(case: dict[str, Any]) -> None:
+    # SPEC §4.4.3: every strictness rule, one refused payload at a time.
+    # SPEC §13: the refuse vectors MUST be refused.
+    payload = bytes.fromhex(case["payload_hex"])
+    if case["payload_utf8"] is not None:
+        assert case["payload_utf8"].encode("utf-8") == payload
+    assert _outcome(lambda: _parse_payload(case["payload_type"], payload)) == case["expected"] == "MalformedError"
+
+
+def test_refusal_vectors_cover_every_parsing_rule() -> None:
+    # SPEC §4.4.3: rules 1 to 6 each have refusal vectors.
+    rules = {c["rule"] for c in _cases("encoding.json", "refuse")}
+    assert rules == {f"§4.4.3 rule {n}" for n in range(1, 7)}
+
+
+def test_encoding_vectors_exercise_escapes_markings_and_fractions() -> None:
+    # SPEC §4.4.1, §4.4.2: the accept vectors hold what the earlier vectors never did.
+    payloads = [bytes.fromhex(c["payload_hex"]) for c in _cases("encoding.json", "accept")]
+    joined = b"".join(payloads)
+    for needle in (b"\\u0000", b"\\u001f", b'\\"', b"\\\\", b"\\n", b"\\t", b"/", "\u2028".encode()):
+        assert needle in joined, needle
+    for marking in ("ÇOK GİZLİ", "TAM MƏXFİ", "СОВЕРШЕННО СЕКРЕТНО"):
+        assert marking.encode() in joined, marking
+    for fraction in (b".004500Z", b".000001Z", b".999999Z"):
+        assert fraction in joined, fraction
+
+
+def test_pretty_printed_statement_is_accepted() -> None:
+    # SPEC §4.4.3: a Signed statement's own JSON need not be canonical.
+    doc = _load("encoding.json")
+    signed = Signed.from_bytes(doc["pretty_statement"].encode("utf-8"))
+    assert _parse_payload(signed.payload_type, signed.payload).to_bytes() == signed.payload
+
+
+@pytest.mark.parametrize(
+    "case", _cases("encoding.json", "statement_refuse"), ids=_ids(_cases("encoding.json", "statement_refuse"))
+)
+def test_malformed_statement_is_refused(case: dict[str, Any]) -> None:
+    # SPEC §4.1, §4.4.3
+    assert _outcome(lambda: Signed.from_bytes(case["statement_utf8"].encode("utf-8"))) == case["expected"]
+
+
+# --- xwing.json ---------------------------------------------------------------------------
+
+
+def test_xwing_draft_vector() -> None:
+    # SPEC §5.4.2: the published X-Wing vector: the seed gives the key the reference publishes,
+    # and the combiner (label last) gives the shared secret.
+    draft = _load("xwing.json")["draft"]
+    seed = bytes.fromhex(draft["seed_hex"])
+    assert HpkeKeyPair.from_seeds(bytes(32), seed).public().mlkem768_x25519 == bytes.fromhex(draft["pk_hex"])
+    assert xwing_decapsulate(seed, bytes.fromhex(draft["ct_hex"])).hex() == draft["ss_hex"]
+
+
+@pytest.mark.parametrize("case", _cases("xwing.json", "hpke"), ids=_ids(_cases("xwing.json", "hpke")))
+def test_xwing_hpke_sealed_batch_key(case: dict[str, Any]) -> None:
+    # SPEC §5.4.2, §8.2: KEM 0x647A in HPKE base mode; the reference opens it, and so does an
+    # independent X-Wing decapsulation and RFC 9180 key schedule.
+    doc = _load("xwing.json")
+    sealed, info = bytes.fromhex(case["sealed_hex"]), bytes.fromhex(case["info_hex"])
+    plaintext = bytes.fromhex(case["plaintext_hex"])
+    keys = HpkeKeyPair.from_seeds(bytes(32), bytes.fromhex(case["xwing_seed_hex"]))
+    assert keys.public().mlkem768_x25519 == bytes.fromhex(case["public_key_hex"])
+    suite = envelope_mod.Suite.MLKEM768X25519_AES256GCM
+    assert envelope_mod._open_batch_key(keys, suite, info, sealed) == plaintext
+    suite_id = bytes.fromhex(doc["suite_id_hex"])
+    assert suite_id == b"HPKE" + bytes.fromhex(doc["kem_id"]) + bytes.fromhex("00010002")
+    shared_secret = xwing_decapsulate(bytes.fromhex(case["xwing_seed_hex"]), sealed[:1120])
+    assert shared_secret.hex() == case["shared_secret_hex"]
+    key, nonce = hpke_base_key_schedule(suite_id, shared_secret, info, 32)
+    assert (key.hex(), nonce.hex()) == (case["key_hex"], case["base_nonce_hex"])
+    assert AESGCM(key).decrypt(nonce, sealed[1120:], None) == plaintext

@@ -99,10 +99,13 @@ def _check(rows: list[Any], encoded: _Encoded) -> list[Scanned]:
 def scan_chunks(session: Session, after_seq: int = 0) -> Iterator[list[Scanned]]:
     """The entries after ``after_seq`` in seq order, a chunk at a time, each checked against its hash."""
     connection = session.connection().execution_options(stream_results=True, yield_per=STREAM_BATCH)
-    cursor = connection.exec_driver_sql(_SELECT.format(after=int(after_seq))).cursor
-    assert cursor is not None
+    result = connection.exec_driver_sql(_SELECT.format(after=int(after_seq)))
+    # SQLite's cursor hands rows over as they are; a server-side cursor's result may hold
+    # rows it already fetched, so elsewhere rows come through the result.
+    cursor = result.cursor if connection.dialect.name == "sqlite" else None
+    fetch = cursor.fetchmany if cursor is not None else result.fetchmany
     encoded = _Encoded()
-    while rows := cursor.fetchmany(STREAM_BATCH):
+    while rows := fetch(STREAM_BATCH):
         chunk = _check(list(rows), encoded)
         yield [entry if entry.intact else entry._replace(intact=_slow_intact(session, entry.seq)) for entry in chunk]
 

@@ -141,6 +141,7 @@ def held(fed: LocalFederation, envelope: Envelope) -> int:
 
 @integration
 def test_honest_batch_gets_one_receipt_batch_in_order(fed: LocalFederation, sim: PeerSimulator, tr: DeskClient) -> None:
+    # SPEC §11.1: the node serves DeliverBatches.
     envelopes = to_tr(sim, 4)
     assert len({root_signature(e.header) for e in envelopes}) == 1  # the headers are batch-signed
     (receipts,) = sim.send_batches([envelopes], to="TR", tls="KZ")
@@ -723,6 +724,7 @@ def test_record_receipt_for_unknown_envelope(session_factory: sessionmaker[Sessi
 
 
 def test_record_receipt_from_wrong_receiver(session_factory: sessionmaker[Session], sim: PeerSimulator) -> None:
+    # SPEC §11.3: the receipt's receiver MUST be the entry's recipient.
     kz_state, (envelope,) = outbox_to_tr(session_factory, sim, 1)
     (good,) = verified(kz_state, [envelope], tr_receipts(sim, [envelope], [True]))
     from_az = good.receipt.model_copy(update={"receiver": "AZ"})
@@ -745,6 +747,7 @@ def test_record_same_receipt_twice_in_one_call(session_factory: sessionmaker[Ses
 
 
 def test_check_receipts_refuses_a_lifted_batch_signature(sim: PeerSimulator) -> None:
+    # SPEC §11.3: a receipt MUST verify with the recipient's roster key.
     kz_state = node_state(sim, "KZ")
     envelopes = to_tr(sim, 2)
     first, second = tr_receipts(sim, envelopes, [True, True])

@@ -197,6 +197,7 @@ def test_delivery_shows_label_in_both_markings(fed: LocalFederation, desks: dict
 def test_egress_refusal(
     fed: LocalFederation, desks: dict[str, DeskClient], recipient: str, overrides: dict[str, Any], reason: Reason
 ) -> None:
+    # SPEC §3.2: the node records the core's decision (reason and rule), not its own.
     kz = desks["KZ"]
     head = kz.status().audit_head
     lab = label(fed, "KZ", **overrides)
@@ -216,10 +217,24 @@ def test_egress_reshare_without_consent_refused(fed: LocalFederation, desks: dic
     assert not [e for e in desks["AZ"].inbox(1000) if e.item_id == item_id]
 
 
+def test_desk_refuses_a_label_this_node_cannot_originate(fed: LocalFederation, desks: dict[str, DeskClient]) -> None:
+    # SPEC §11.8: the label's originator MUST be this node, its marking this node's for the band.
+    kz = desks["KZ"]
+    head = kz.status().audit_head
+    foreign = label(fed, "TR", releasable_to=["KZ"])
+    with pytest.raises(DeskError, match="cannot originate items for TR"):
+        kz.submit(foreign, report(foreign), ["TR"])
+    mismarked = label(fed, "KZ", releasable_to=["TR"]).model_copy(update={"originator_marking": "GİZLİ"})
+    with pytest.raises(DeskError, match="marking for"):
+        kz.submit(mismarked, report(mismarked), ["TR"])
+    assert kz.status().audit_head == head  # refused before anything was written
+
+
 # --------------------------------------------------------------------------- 3. consent
 
 
 def test_consent_by_rule_reshare_and_recall(fed: LocalFederation, desks: dict[str, DeskClient]) -> None:
+    # SPEC §10.1: the holder forwards the same signed recall, which AZ verifies.
     kz, tr, az = desks["KZ"], desks["TR"], desks["AZ"]
     item_id, _ = share(kz, label(fed, "KZ", releasable_to=["TR"]), ["TR"])
 
@@ -328,6 +343,7 @@ def kz_item(sim: PeerSimulator, **kwargs: Any) -> Item:
 
 
 def test_accepts_a_well_formed_envelope(fed: LocalFederation, sim: PeerSimulator) -> None:
+    # SPEC §11.1: the node serves Deliver.
     envelope = sim.envelope(kz_item(sim), sender="KZ", recipient="TR")
     receipt = sim.receipt(sim.send(envelope, to="TR", tls="KZ"), "TR")
     assert (receipt.accepted, receipt.reason, receipt.envelope_digest) == (True, "ALLOWED", envelope.digest)
@@ -335,6 +351,7 @@ def test_accepts_a_well_formed_envelope(fed: LocalFederation, sim: PeerSimulator
 
 def test_tls_identity_differs_from_signed_sender(fed: LocalFederation, sim: PeerSimulator) -> None:
     """AZ's connection carries an envelope KZ signed: SENDER_IDENTITY_MISMATCH."""
+    # SPEC §9.2.3
     envelope = sim.envelope(kz_item(sim), sender="KZ", recipient="TR")
     refused(fed, sim, "TR", Reason.SENDER_IDENTITY_MISMATCH, lambda: sim.send(envelope, to="TR", tls="AZ"))
 
@@ -455,6 +472,7 @@ def test_forged_consent_at_ingress(fed: LocalFederation, sim: PeerSimulator) -> 
 
 
 def test_band_above_ceiling_at_ingress(fed: LocalFederation, sim: PeerSimulator) -> None:
+    # SPEC §3.2, §9.1: the receiving node runs the core's checks again.
     envelope = sim.envelope(kz_item(sim, band=Band.TOP_SECRET), sender="KZ", recipient="TR")
     refused(fed, sim, "TR", Reason.BAND_ABOVE_CEILING, lambda: sim.send(envelope, to="TR", tls="KZ"))
 
@@ -558,6 +576,7 @@ def test_ca_issued_certificate_not_in_roster(
     fed: LocalFederation, desks: dict[str, DeskClient], sim: PeerSimulator, claims: str
 ) -> None:
     """A certificate from the federation CA that the roster does not name is refused."""
+    # SPEC §11.2: a member's SAN with another key: the fingerprint MUST match.
     head = desks["TR"].status().audit_head
     envelope = sim.envelope(kz_item(sim), sender="KZ", recipient="TR")
     error = _rpc_error(lambda: sim.send(envelope, to="TR", tls=sim.federation_ca_cert(claims)))
@@ -589,6 +608,7 @@ def pair(tmp_path: Path) -> Iterator[LocalFederation]:
 
 
 def test_kill9_between_commit_and_reply(pair: LocalFederation) -> None:
+    # SPEC §11.7: the test hook makes a node exit unanswered after a commit: never in production.
     kz_node, tr_node = pair.nodes["KZ"], pair.nodes["TR"]
     kz_node.start()
     tr_node.start(extra_env={UNSAFE_CRASH_ENV: "1"})

@@ -47,6 +47,7 @@ def test_correction_supersedes_the_held_version_and_recall_withdraws_it(tmp_path
 
 def test_recall_survives_a_holder_outage_and_a_sender_crash(tmp_path: Path) -> None:
     """The recall is committed with the decision to recall, and delivered when it can be (SPEC §11.9)."""
+    # SPEC §11.9: the notice is committed with the recall itself.
     fed = LocalFederation.create(EXAMPLE, tmp_path / "fed", now=datetime.now(UTC))
     with fed.running(["KZ", "TR"]):
         kz, tr = fed.desk("KZ"), fed.desk("TR")

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
 from support import NOW, Ctx, agreement, book, grant, label, make_origin, member, roster, signed_agreement
 
-from protocol.agreement import AgreementBook, ReshareRule, TrustModel, check_markings, pair_key
+from protocol.agreement import (
+    Agreement,
+    AgreementBook,
+    DirectionTerms,
+    ReshareRule,
+    TrustModel,
+    check_markings,
+    pair_key,
+)
 from protocol.classification import Band
 from protocol.envelope import OriginAttestation
 from protocol.errors import ConfigurationError, RollbackError
 from protocol.policy import Reason, Transfer, check_egress
 from protocol.roster import Roster
+from protocol.statements import Signed
 
 # --- validation ------------------------------------------------------------------------------
 
@@ -43,6 +53,7 @@ def test_parties_are_sorted_and_distinct() -> None:
     ],
 )
 def test_agreement_validation(overrides: dict[str, object], message: str) -> None:
+    # SPEC §6.1: the senior party's ceiling MUST NOT be above the junior's.
     with pytest.raises(ValueError, match=message):
         agreement("KZ", "TR", **overrides)
 
@@ -104,6 +115,7 @@ def test_terms_for_a_pair_outside_the_agreement() -> None:
 
 
 def test_check_markings_needs_a_marking_for_every_band_up_to_the_ceiling() -> None:
+    # SPEC §5.2, §6.2 rule 3: every band up to the ceiling MUST have markings.
     ros = roster()
     thin = member("TR").model_copy(update={"markings": {Band.UNCLASSIFIED: "TASNİF DIŞI", Band.SECRET: "GİZLİ"}})
     thin_roster = Roster.model_validate(ros.model_dump() | {"members": (thin, member("KZ"))})
@@ -118,6 +130,7 @@ def test_check_markings_needs_both_parties_in_roster() -> None:
 
 
 def test_check_markings_needs_known_topics() -> None:
+    # SPEC §5.2: every agreement topic MUST be in the vocabulary.
     with pytest.raises(ConfigurationError, match="vocabulary"):
         check_markings(agreement("KZ", "TR", topics=("weather",)), roster())
 
@@ -155,6 +168,7 @@ def test_second_agreement_for_the_same_pair() -> None:
 
 
 def test_party_not_in_roster() -> None:
+    # SPEC §6.2 rule 1: both parties MUST be in the roster.
     with pytest.raises(ConfigurationError, match="not in the roster"):
         AgreementBook().accept(signed_agreement(agreement("KZ", "KG")), roster())
 
@@ -164,6 +178,35 @@ def test_newer_version_replaces_older() -> None:
     assert held.get("KZ", "TR").max_retention_days == 30  # type: ignore[union-attr]
     with pytest.raises(RollbackError):
         held.accept(signed_agreement(agreement("KZ", "TR")), roster())
+
+
+def test_agreements_with_the_same_fields_are_equal_whatever_was_asked_of_them() -> None:
+    # SPEC §6.2 rule 4 (issue 11 point 7): asking for terms must not change equality.
+    asked, fresh = agreement("KZ", "TR"), agreement("KZ", "TR")
+    asked.terms("KZ", "TR")
+    assert asked == fresh
+
+
+def test_the_held_statement_written_back_unchanged_is_the_same_text() -> None:
+    # SPEC §6.2 rule 4: after the pair exchanged items (terms asked), the same statement read
+    # back from a file (pretty-printed there) is the held agreement, not a rollback.
+    held = AgreementBook()
+    statement = signed_agreement(agreement("KZ", "TR"))
+    first = held.accept(statement, roster())
+    origin, _ = make_origin()
+    att = OriginAttestation.from_bytes(origin.payload)
+    ctx = Ctx().policy(held)
+    assert check_egress(Transfer("KZ", "TR", att, origin.digest, ()), ctx).allowed
+    written_back = Signed.from_bytes(json.dumps(json.loads(statement.to_bytes()), indent=2).encode())
+    assert held.accept(written_back, roster()) is first
+    assert held.in_force("KZ", "TR", NOW)
+
+
+def test_same_version_with_other_payload_bytes_is_a_rollback() -> None:
+    # SPEC §6.2 rule 4: "the same text" is the same payload bytes.
+    held = book(agreement("KZ", "TR"))
+    with pytest.raises(RollbackError, match="differs from the held text"):
+        held.accept(signed_agreement(agreement("KZ", "TR", title="another text")), roster())
 
 
 # --- the label may relax the re-sharing ban only where the originator agreed (SPEC §9.4) -----
@@ -180,6 +223,30 @@ def _reshare(controlled: bool, releasable: tuple[str, ...], *, rule: ReshareRule
 
 def test_label_decides_allows_release_list_without_consent() -> None:
     assert _reshare(False, ("TR", "AZ"), rule=ReshareRule.LABEL_DECIDES) is Reason.ALLOWED
+
+
+def test_reshare_rule_is_read_from_the_originator_to_sender_direction(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SPEC §9.3.10 step 3: terms(originator, sender), the terms the sender received it under.
+    asked: list[tuple[str, str, str]] = []
+    real_terms = Agreement.terms
+
+    def spy(self: Agreement, sender: str, recipient: str) -> DirectionTerms:
+        asked.append((self.agreement_id, sender, recipient))
+        return real_terms(self, sender, recipient)
+
+    monkeypatch.setattr(Agreement, "terms", spy)
+    assert _reshare(False, ("TR", "AZ"), rule=ReshareRule.LABEL_DECIDES) is Reason.ALLOWED
+    assert ("KZ-TR", "KZ", "TR") in asked
+    assert ("KZ-TR", "TR", "KZ") not in asked
+
+
+@pytest.mark.parametrize("model", list(TrustModel))
+def test_both_directions_of_a_pair_have_the_same_reshare_rule(model: TrustModel) -> None:
+    # SPEC §9.3.10 step 3, §6.3: why the direction changes no decision today.
+    for rule in ReshareRule:
+        extra: dict[str, object] = {"senior_party": "TR"} if model is TrustModel.HIERARCHICAL else {}
+        a = agreement("KZ", "TR", trust_model=model, reshare_rule=rule, **extra)
+        assert a.terms("KZ", "TR").reshare_rule is a.terms("TR", "KZ").reshare_rule
 
 
 def test_label_decides_still_needs_the_release_list() -> None:

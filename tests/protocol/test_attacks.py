@@ -41,10 +41,9 @@ from support import (
 from protocol.agreement import AgreementBook
 from protocol.classification import Band
 from protocol.envelope import OriginAttestation, attest
-from protocol.envelope import open as open_envelope
-from protocol.errors import OpenError, RollbackError, SignatureError
-from protocol.notices import Correction, NoticeMismatchError, Recall, verify_correction, verify_recall
-from protocol.policy import IngressResult, Reason, Transfer, check_egress
+from protocol.errors import NoticeMismatchError, OpenError, RollbackError, SignatureError
+from protocol.notices import Correction, Recall, verify_correction, verify_recall
+from protocol.policy import IngressResult, Reason, Transfer, check_egress, open_envelope
 from protocol.roster import Roster, accept_roster
 from protocol.statements import PayloadType, Signed, sign
 
@@ -71,6 +70,7 @@ def test_forged_sender_with_stolen_tls_identity() -> None:
 
 
 def test_forged_sender_with_wrong_certificate_fingerprint() -> None:
+    # SPEC §9.2.3: the fingerprint MUST equal the roster's.
     ros = roster()
     pinned = ros.model_copy(
         update={"members": tuple(m.model_copy(update={"tls_fingerprint": "a" * 64}) for m in ros.members)}
@@ -84,6 +84,7 @@ def test_forged_sender_with_wrong_certificate_fingerprint() -> None:
 
 def test_forged_originator_attestation() -> None:
     # TR makes up an item and attests it in KZ's name with its own key.
+    # SPEC §9.2.9 step 6: the origin MUST verify with the originator's identity.
     lab = label("KZ", releasable_to=("AZ",))
     forged, pt = attest(item_id="item-9", label=lab, item=report(), originator_key=signing_key("TR"), now=NOW)
     env = make_envelope("TR", "AZ", forged, pt)
@@ -120,12 +121,14 @@ def test_label_marking_mismatch_signed_by_originator() -> None:
 
 
 def test_label_with_topic_outside_vocabulary() -> None:
+    # SPEC §9.2.10 step 4: label topics MUST be in the vocabulary.
     origin, pt = make_origin(label("KZ", topics=("terrorism", "weather")))
     assert _reason(ingress(make_envelope("KZ", "TR", origin, pt), "TR")) is Reason.TOPIC_NOT_COVERED
 
 
 def test_attestation_label_originator_mismatch() -> None:
     # KZ attests an item whose label names TR as originator: the label is inconsistent.
+    # SPEC §9.2.10 step 2: label originator and version MUST match.
     origin, pt = make_origin(label("KZ"))
     att = OriginAttestation.from_bytes(origin.payload)
     bad = att.model_copy(update={"label": att.label.model_copy(update={"originator": "TR"})})
@@ -138,6 +141,7 @@ def test_attestation_label_originator_mismatch() -> None:
 
 def test_swapped_origin_attestation() -> None:
     # An on-path attacker swaps in the attestation of a less restrictive item.
+    # SPEC §9.2.9 step 2: origin_digest MUST be the carried origin's.
     origin, pt = make_origin()
     other, _ = make_origin(label("KZ", band=Band.RESTRICTED), item_id="item-2")
     env = replace(make_envelope("KZ", "TR", origin, pt), origin=other)
@@ -154,12 +158,14 @@ def test_swapped_label_by_sender_cannot_be_opened() -> None:
 
 
 def test_header_and_origin_name_different_items() -> None:
+    # SPEC §9.2.10 step 1: item id and version MUST match the header.
     origin, pt = make_origin(item_id="item-1")
     env = resign_header(make_envelope("KZ", "TR", origin, pt), "KZ", item_id="item-2")
     assert _reason(ingress(env, "TR")) is Reason.LABEL_INVALID
 
 
 def test_consents_stripped_from_envelope() -> None:
+    # SPEC §9.2.9 step 1: consent_refs MUST equal the carried consents.
     origin, pt = make_origin()
     g = grant(origin, grantor="KZ", holder="TR", grantee="AZ")
     env = replace(make_envelope("TR", "AZ", origin, pt, consents=(g,)), consents=())
@@ -170,17 +176,20 @@ def test_consents_stripped_from_envelope() -> None:
 
 
 def test_reshare_without_consent() -> None:
+    # SPEC §9.3.10 step 3, §9.4.2: a third party needs a valid chain.
     origin, pt = make_origin()
     assert _reason(ingress(make_envelope("TR", "AZ", origin, pt), "AZ")) is Reason.THIRD_PARTY_WITHOUT_CONSENT
 
 
 def test_reshare_with_self_signed_consent() -> None:
+    # SPEC §9.3.10 step 4: the carried consents MUST form a valid chain.
     origin, pt = make_origin()
     g = grant(origin, grantor="TR", holder="TR", grantee="AZ")  # TR consents on KZ's behalf
     assert _reason(ingress(make_envelope("TR", "AZ", origin, pt, consents=(g,)), "AZ")) is Reason.CONSENT_INVALID
 
 
 def test_reshare_with_consent_for_another_item() -> None:
+    # SPEC §9.4.2 step 2: a grant MUST be for the transferred item.
     origin, pt = make_origin(item_id="item-1")
     other, _ = make_origin(item_id="item-2")
     g = grant(other, grantor="KZ", holder="TR", grantee="AZ")
@@ -202,6 +211,7 @@ def test_reshare_by_grantee_without_its_own_grant() -> None:
 
 
 def test_reshare_chain_grant_in_originators_name() -> None:
+    # SPEC §9.4.2 step 4: the grantor MUST be the originator or the previous grantee.
     origin, pt = make_origin()
     g1 = grant(origin, grantor="KZ", holder="TR", grantee="AZ", transferable=True)
     g2 = grant(origin, grantor="KZ", holder="AZ", grantee="UZ", signer="AZ", grant_id="0" * 31 + "2")
@@ -217,6 +227,7 @@ def test_reshare_chain_with_valid_transferable_grants_is_allowed() -> None:
 
 
 def test_malformed_consent() -> None:
+    # SPEC §9.4.2 step 1: a grant MUST parse as a CONSENT_GRANT.
     origin, pt = make_origin()
     g = with_payload(grant(origin, grantor="KZ", holder="TR", grantee="AZ"), b"[]")
     assert _reason(ingress(make_envelope("TR", "AZ", origin, pt, consents=(g,)), "AZ")) is Reason.CONSENT_INVALID
@@ -327,6 +338,7 @@ def test_agreement_same_version_other_text() -> None:
 
 def test_envelope_sent_under_superseded_agreement() -> None:
     # TR tightened the agreement (v2); KZ still seals under v1, which v2 would refuse.
+    # SPEC §9.2.10 step 5: the header MUST name the held agreement version.
     loose = book(agreement("KZ", "TR"))
     tight = book(agreement("KZ", "TR"), agreement("KZ", "TR", version=2, raw_data_allowed=False))
     origin, pt = make_origin(item=raw())
@@ -335,11 +347,13 @@ def test_envelope_sent_under_superseded_agreement() -> None:
 
 
 def test_agreement_signed_by_outsider() -> None:
+    # SPEC §6.2 rule 2b: at least one party MUST have signed.
     with pytest.raises(SignatureError):
         AgreementBook().accept(signed_agreement(agreement("KZ", "TR"), signers=("AZ",)), roster())
 
 
 def test_agreement_forged_countersignature() -> None:
+    # SPEC §6.2 rule 2c: every party that signed MUST verify.
     ag = agreement("KZ", "TR")
     kz_only = signed_agreement(ag, signers=("KZ",))
     tr_sig = sign(PayloadType.AGREEMENT, agreement("KZ", "TR", version=2), [signing_key("TR")]).signatures[0]
@@ -434,6 +448,7 @@ REVOKED_KZ = roster(version=2, revoked=(signing_key("KZ").keyid,))
 
 
 def test_revoked_sender_key() -> None:
+    # SPEC §5.1, §9.2.4: a revoked key MUST NOT be trusted.
     origin, pt = make_origin()
     env = make_envelope("KZ", "TR", origin, pt)
     assert _reason(ingress(env, "TR", ctx=Ctx().policy(ros=REVOKED_KZ))) is Reason.KEY_REVOKED
@@ -442,6 +457,7 @@ def test_revoked_sender_key() -> None:
 
 
 def test_revoked_originator_key_on_relayed_item() -> None:
+    # SPEC §5.1, §9.2.9 step 5: nor an originator's revoked key.
     origin, pt = make_origin()
     g = grant(origin, grantor="KZ", holder="TR", grantee="AZ")
     env = make_envelope("TR", "AZ", origin, pt, consents=(g,))
@@ -452,6 +468,7 @@ def test_revoked_originator_key_on_relayed_item() -> None:
 
 def test_revoked_grantor_key() -> None:
     # The originator's key is fine; the intermediate grantor's (AZ) was revoked.
+    # SPEC §5.1, §9.4.2 step 5: nor a grantor's revoked key.
     origin, pt = make_origin()
     g1 = grant(origin, grantor="KZ", holder="TR", grantee="AZ", transferable=True)
     g2 = grant(origin, grantor="AZ", holder="AZ", grantee="UZ", grant_id="0" * 31 + "2")
@@ -474,6 +491,7 @@ def test_recall_with_revoked_key() -> None:
 
 
 def test_agreement_signed_with_a_revoked_key_is_refused() -> None:
+    # SPEC §6.2 rule 2a, §12.8
     compromised = signing_key("KZ").keyid
     book = AgreementBook()
     with pytest.raises(SignatureError, match="revoked"):

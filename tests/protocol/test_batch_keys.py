@@ -37,10 +37,9 @@ from protocol.envelope import (
     decrypt,
     seal_many,
 )
-from protocol.envelope import open as open_envelope
 from protocol.errors import OpenError
 from protocol.keys import HpkeKeyPair
-from protocol.policy import Reason, check_ingress
+from protocol.policy import Reason, check_ingress, open_envelope
 
 KZ = signing_key("KZ")
 #: enc (32 bytes for X25519) and the sealed 32-byte batch key with its 16-byte tag.

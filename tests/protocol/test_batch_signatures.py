@@ -36,7 +36,6 @@ from support import (
 import protocol.keys as keys_mod
 from protocol.encoding import pae
 from protocol.envelope import Envelope, OriginAttestation, SealRequest, Suite, ToAttest, attest_many, seal_many
-from protocol.envelope import open as open_envelope
 from protocol.errors import LocalProtocolError, OpenError, SignatureError
 from protocol.keys import (
     BATCH_ROOT_TYPE,
@@ -48,7 +47,7 @@ from protocol.keys import (
     keyid_of,
 )
 from protocol.merkle import inclusion_proofs, leaf_hash, root_from_inclusion_proof
-from protocol.policy import IngressResult, Reason, check_ingress
+from protocol.policy import IngressResult, Reason, check_ingress, open_envelope
 from protocol.receipt import Receipt
 from protocol.roster import Roster
 from protocol.statements import PayloadType, Signature, Signed, sign, sign_many, verify, verify_and_parse
@@ -197,9 +196,9 @@ def test_empty_batch() -> None:
 
 
 def test_sign_many_needs_a_signer() -> None:
-    with pytest.raises(ValueError, match="signer"):
+    with pytest.raises(LocalProtocolError, match="signer"):
         sign_many([(PayloadType.RECEIPT, _receipt(0))], [])
-    with pytest.raises(ValueError, match="signer"):
+    with pytest.raises(LocalProtocolError, match="signer"):
         sign_many([], [])
 
 

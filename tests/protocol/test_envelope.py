@@ -24,13 +24,13 @@ from support import (
     with_payload,
 )
 
-from protocol.envelope import OriginAttestation, Suite, attest, decrypt, seal
-from protocol.envelope import open as open_envelope
+from protocol.classification import Band
+from protocol.envelope import Envelope, OriginAttestation, Suite, _open_batch_key, attest, batch_key_info, decrypt, seal
 from protocol.errors import ConfigurationError, LocalProtocolError, OpenError
 from protocol.item import RawData, item_from_bytes
 from protocol.keys import HpkePublicKeys
 from protocol.label import SourceReliability
-from protocol.policy import Decision, Reason, Transfer, check_egress, check_transfers
+from protocol.policy import Decision, Reason, Transfer, check_egress, check_transfers, open_envelope
 from protocol.statements import PayloadType, sign
 
 
@@ -42,6 +42,7 @@ def _open(env: object, recipient: str = "TR") -> object:
 
 
 def test_attest_refuses_report_with_other_grading() -> None:
+    # SPEC §8.1, §7.2.1: the originator MUST NOT attest a report graded otherwise.
     with pytest.raises(LocalProtocolError, match="grading"):
         attest(item_id="i", label=label("KZ"), item=report("A1"), originator_key=signing_key("KZ"), now=NOW)
 
@@ -53,6 +54,7 @@ def test_seal_refuses_plaintext_other_than_attested() -> None:
 
 
 def test_seal_refuses_suite_the_recipient_has_no_key_for() -> None:
+    # SPEC §5.4.2: MUST NOT seal with a KEM key not published.
     origin, pt = make_origin()
     classic_only = member("TR").model_copy(update={"hpke_keys": HpkePublicKeys(x25519=member("TR").hpke_keys.x25519)})
     with pytest.raises(ConfigurationError):
@@ -126,6 +128,7 @@ def test_open_refuses_stripped_consents() -> None:
 
 
 def test_open_has_one_opaque_error() -> None:
+    # SPEC §3.4, §8.6: one opaque error, whatever failed.
     origin, pt = make_origin()
     env = make_envelope("KZ", "TR", origin, pt)
     with pytest.raises(OpenError) as info:
@@ -156,6 +159,7 @@ def test_decrypt_checks_content_kind() -> None:
 
 
 def test_decrypt_checks_report_grading_against_label() -> None:
+    # SPEC §7.2.1: a report's grading MUST equal the label's.
     lab = label("KZ", source_reliability=SourceReliability.A)
     with pytest.raises(OpenError):
         _decrypt_with({"label": lab})
@@ -186,6 +190,7 @@ def test_raw_data_round_trips() -> None:
 
 
 def test_ingress_origin_that_does_not_parse() -> None:
+    # SPEC §9.2.9 step 3: the origin MUST parse as an ORIGIN statement.
     origin, pt = make_origin()
     env = make_envelope("KZ", "TR", origin, pt)
     bad = with_payload(origin, b"{}")
@@ -247,3 +252,96 @@ def test_envelope_id_and_nonce_carry_the_creation_time() -> None:
     assert first.envelope_id < second.envelope_id
     assert first.nonce < second.nonce
     assert first.envelope_id[:12] == first.nonce[:12] == f"{int(first.created_at.timestamp() * 1000):012x}"
+
+
+# --- one verification recipe: opening is the ingress steps without policy (SPEC §8.6) ---------
+
+
+def test_open_checks_the_label_as_ingress_does() -> None:
+    # SPEC §8.6, §9.2.10: a marking that is not the originator's is refused by both.
+    origin, pt = make_origin(label(originator_marking="GİZLİ"))  # TR's marking on KZ's item
+    env = make_envelope("KZ", "TR", origin, pt)
+    assert ingress(env, "TR").decision.reason is Reason.LABEL_INVALID
+    with pytest.raises(OpenError):
+        _open(env)
+
+
+def _variants() -> list[tuple[str, Envelope, Reason, bool]]:
+    """(name, envelope, ingress reason, whether open_envelope opens it)."""
+    origin, pt = make_origin()
+    good = make_envelope("KZ", "TR", origin, pt)
+    other_origin, _ = make_origin(label(topics=("cyber",)))
+    ts_origin, ts_pt = make_origin(label(band=Band.TOP_SECRET))
+    flipped = good.ciphertext[:-1] + bytes([good.ciphertext[-1] ^ 1])
+    return [
+        ("valid", good, Reason.ALLOWED, True),
+        (
+            "header does not parse",
+            replace(good, header=with_payload(good.header, b"{")),
+            Reason.ENVELOPE_MALFORMED,
+            False,
+        ),
+        ("unknown sender", resign_header(good, "AZ", sender="HU"), Reason.UNKNOWN_MEMBER, False),
+        ("wrong signer", resign_header(good, "AZ"), Reason.SENDER_SIGNATURE_INVALID, False),
+        ("other recipient", make_envelope("KZ", "AZ", origin, pt), Reason.NOT_ADDRESSED_TO_RECEIVER, False),
+        ("origin swapped", replace(good, origin=other_origin), Reason.ORIGIN_SIGNATURE_INVALID, False),
+        (
+            "topic outside the vocabulary",
+            make_envelope("KZ", "TR", *make_origin(label(topics=("piracy",)))),
+            Reason.TOPIC_NOT_COVERED,
+            False,
+        ),
+        ("ciphertext flipped", replace(good, ciphertext=flipped), Reason.ENVELOPE_UNOPENABLE, False),
+        (
+            "above the ceiling: policy only",
+            make_envelope("KZ", "TR", ts_origin, ts_pt),
+            Reason.BAND_ABOVE_CEILING,
+            True,
+        ),
+    ]
+
+
+@pytest.mark.parametrize(("name", "env", "reason", "opens"), _variants(), ids=[v[0] for v in _variants()])
+def test_open_and_ingress_agree_on_verification(name: str, env: Envelope, reason: Reason, opens: bool) -> None:
+    # SPEC §8.6: open refuses what ingress refuses at a verification step; policy refusals
+    # (§9.3, §9.4) are ingress's alone.
+    assert ingress(env, "TR").decision.reason is reason, name
+    try:
+        _open(env)
+        opened = True
+    except OpenError:
+        opened = False
+    assert opened is opens, name
+
+
+def test_a_batch_key_of_another_length_does_not_open() -> None:
+    # SPEC §8.2: the sealed batch key is 32 bytes; anything else is the opaque open error.
+    suite = Suite.X25519_AES256GCM
+    info = batch_key_info(sender="KZ", recipient="TR", suite=suite)
+    sealed = suite._primitive().encrypt(bytes(31), hpke_keys("TR").public().for_kem(suite.kem), info=info)
+    with pytest.raises(OpenError):
+        _open_batch_key(hpke_keys("TR"), suite, info, sealed)
+
+
+def test_naive_now_is_refused() -> None:
+    # SPEC §3.3: now MUST be timezone-aware; a naive one is the caller's mistake.
+    naive = NOW.replace(tzinfo=None)
+    origin, pt = make_origin()
+    with pytest.raises(LocalProtocolError, match="timezone-aware"):
+        Ctx().policy(now=naive)
+    with pytest.raises(LocalProtocolError, match="timezone-aware"):
+        attest(item_id="item-1", label=label(), item=report(), originator_key=signing_key("KZ"), now=naive)
+    with pytest.raises(LocalProtocolError, match="timezone-aware"):
+        make_envelope("KZ", "TR", origin, pt, now=naive)
+
+
+def test_receiver_reads_no_time_from_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    # SPEC §4.7: a receiver MUST NOT read a time from an id or rely on ordering: ids that are
+    # not time-ordered at all (and carry another time than created_at) are accepted.
+    ids = iter(["ffffffffffff" + "0" * 20, "000000000000" + "f" * 20])
+    monkeypatch.setattr("protocol.envelope.time_ordered_id", lambda now: next(ids))
+    origin, pt = make_origin()
+    env = make_envelope("KZ", "TR", origin, pt)
+    header = header_of(env)
+    assert (header.envelope_id[:12], header.nonce[:12]) == ("ffffffffffff", "000000000000")
+    assert ingress(env, "TR").decision.allowed

@@ -52,7 +52,8 @@ def test_hybrid_identity_refuses_malformed_pq_key() -> None:
 def test_malformed_ed25519_signature_is_false_not_an_exception() -> None:
     public = signing_key("KZ").public()
     assert not public.verify(MESSAGE, {(public.keyid, SignatureAlg.ED25519): b"too short"})
-    bad_key = PublicSigningKey(ed25519=b"\x00" * 5)
+    # Bypasses the model's length check to reach the primitive with bytes it refuses.
+    bad_key = PublicSigningKey.model_construct(ed25519=b"\x00" * 5)
     assert not bad_key.verify(MESSAGE, {(bad_key.keyid, SignatureAlg.ED25519): b"\x00" * 64})
 
 
@@ -119,4 +120,13 @@ def test_for_kem_with_truncated_hybrid_key() -> None:
 
 def test_for_kem_with_invalid_x25519_key() -> None:
     with pytest.raises(ConfigurationError, match="invalid"):
-        HpkePublicKeys(x25519=b"\x00" * 31).for_kem(KemName.X25519)
+        HpkePublicKeys.model_construct(x25519=b"\x00" * 31).for_kem(KemName.X25519)
+
+
+def test_for_kem_with_invalid_mlkem_key() -> None:
+    # Right length, but its coefficients are not below q: FIPS 203's modulus check refuses it.
+    public = hpke_keys("TR").public()
+    assert public.mlkem768_x25519 is not None
+    bad = HpkePublicKeys(x25519=public.x25519, mlkem768_x25519=b"\xff" * 1184 + public.mlkem768_x25519[1184:])
+    with pytest.raises(ConfigurationError, match="invalid"):
+        bad.for_kem(KemName.MLKEM768_X25519)

@@ -6,8 +6,8 @@ import pytest
 from support import correction, label, make_origin, recall, roster, signing_key, with_payload
 
 from protocol.envelope import OriginAttestation
-from protocol.errors import MalformedError, SignatureError
-from protocol.notices import NoticeMismatchError, Recall, verify_correction, verify_recall
+from protocol.errors import MalformedError, NoticeMismatchError, SignatureError
+from protocol.notices import Recall, verify_correction, verify_recall
 from protocol.statements import PayloadType, Signed, sign
 
 

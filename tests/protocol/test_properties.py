@@ -40,11 +40,10 @@ from support import (
 from protocol.agreement import Agreement, ReshareRule, TrustModel
 from protocol.classification import Band
 from protocol.envelope import Envelope, OriginAttestation, Suite, seal
-from protocol.envelope import open as open_envelope
 from protocol.errors import OpenError
 from protocol.item import RawData, ReportTemplate
 from protocol.label import DEFAULT_TOPICS, Category, InformationCredibility, SourceReliability
-from protocol.policy import Reason, Transfer, check_egress
+from protocol.policy import Reason, Transfer, check_egress, open_envelope
 from protocol.statements import Signed
 
 MEMBERS = ("KZ", "TR", "AZ", "UZ")

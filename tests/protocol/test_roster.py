@@ -51,6 +51,7 @@ def test_lookups() -> None:
     ],
 )
 def test_roster_refuses_duplicates(field: str, value: object, what: str) -> None:
+    # SPEC §5.1: no two members with one id, TLS identity or key id.
     clash = member("TR").model_copy(update={field: value})
     with pytest.raises(ValueError, match=f"duplicate {what}"):
         Roster.model_validate(roster().model_dump() | {"members": (member("KZ"), clash)})
@@ -63,12 +64,13 @@ def _roster_json_with(marking_for_secret: str) -> bytes:
 
 
 def test_roster_with_ambiguous_markings_is_malformed() -> None:
+    # SPEC §5.1, §5.2: one member's markings MUST be one-to-one.
     with pytest.raises(MalformedError, match="used for both"):
         Roster.from_bytes(_roster_json_with("ÇOK GİZLİ"))  # TR's TOP SECRET marking
 
 
 def test_roster_with_empty_marking_is_malformed() -> None:
-    with pytest.raises(MalformedError, match="empty marking"):
+    with pytest.raises(MalformedError, match="marking has 1 to 64"):
         Roster.from_bytes(_roster_json_with(" "))
 
 
@@ -84,3 +86,12 @@ def test_roster_version_must_be_positive() -> None:
 def test_roster_rollback_is_typed() -> None:
     with pytest.raises(RollbackError, match="not newer"):
         accept_roster(signed_roster(roster(version=1)), secretariat=SECRETARIAT_KEYS, current=roster(version=1))
+
+
+def test_trusted_signer_is_a_known_member_with_an_unrevoked_key() -> None:
+    # SPEC §12.8, §9.4.2 step 5, §10.1: the one place an unknown or revoked signer is refused.
+    revoked = roster(revoked=(signing_key("KZ").keyid,))
+    assert roster().trusted_signer("KZ") == roster().member("KZ")
+    assert revoked.trusted_signer("KZ") is None
+    assert revoked.member("KZ") is not None
+    assert roster().trusted_signer("HU") is None

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
@@ -31,10 +33,18 @@ from protocol import envelope as env  # noqa: E402
 from protocol.agreement import Agreement, AgreementBook, ReshareRule, TrustModel  # noqa: E402
 from protocol.classification import Band  # noqa: E402
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation  # noqa: E402
-from protocol.encoding import hpke_info, pae  # noqa: E402
+from protocol.encoding import canonical_json, hpke_info, pae  # noqa: E402
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite, seal_info  # noqa: E402
 from protocol.errors import IntelshareError, OpenError  # noqa: E402
-from protocol.keys import BATCH_ROOT_TYPE, SigningKey, batch_root_message, encode_batch_signature, keyid_of  # noqa: E402
+from protocol.item import Attachment, RawData, ReportTemplate, item_from_plaintext  # noqa: E402
+from protocol.keys import (  # noqa: E402
+    BATCH_ROOT_TYPE,
+    HpkeKeyPair,
+    SigningKey,
+    batch_root_message,
+    encode_batch_signature,
+    keyid_of,
+)
 from protocol.label import Category  # noqa: E402
 from protocol.merkle import inclusion_proofs, leaf_hash  # noqa: E402
 from protocol.notices import Correction, Recall  # noqa: E402
@@ -46,11 +56,13 @@ from protocol.policy import (  # noqa: E402
     Transfer,
     check_egress,
     check_ingress,
+    open_envelope,
 )
 from protocol.receipt import Receipt  # noqa: E402
 from protocol.roster import Roster, accept_roster  # noqa: E402
 from protocol.statements import PayloadType, Signature, Signed, sign, sign_many, verify  # noqa: E402
 from tests import support as S  # noqa: E402, N812
+from tests.test_vectors import MODELS, hpke_base_key_schedule, xwing_decapsulate  # noqa: E402
 
 NOW = S.NOW
 MEMBERS = tuple(S.MARKINGS)
@@ -85,8 +97,7 @@ def member_seeds(member_id: str) -> dict[str, str]:
     return {
         "ed25519_seed_hex": S._seed(member_id, "sign").hex(),
         "x25519_seed_hex": S._seed(member_id, "x25519").hex(),
-        "mlkem768_seed_hex": hashlib.sha512(f"mlkem:{member_id}".encode()).digest().hex(),
-        "mlkem_x25519_seed_hex": S._seed(member_id, "mlkem-x25519").hex(),
+        "xwing_seed_hex": S._seed(member_id, "xwing").hex(),
     }
 
 
@@ -236,6 +247,7 @@ def gen_keys() -> None:
                 "ed25519_public_hex": signing.ed25519.hex(),
                 "keyid": signing.keyid,
                 "x25519_public_hex": hpke.x25519.hex(),
+                "xwing_expanded_hex": hashlib.shake_256(S._seed(m, "xwing")).digest(96).hex(),
                 "mlkem768_x25519_public_hex": hpke.mlkem768_x25519.hex(),
                 "public_signing_key_json": obj(signing),
                 "hpke_public_keys_json": obj(hpke),
@@ -250,8 +262,10 @@ def gen_keys() -> None:
             "description": (
                 "Seeds to public keys (SPEC §5.4). Ed25519 public key from its 32-byte seed (RFC 8032); "
                 "ML-DSA-65 public key from its 32-byte seed xi (FIPS 204 ML-DSA.KeyGen_internal); "
-                "ML-KEM-768 from its 64-byte seed d||z (FIPS 203); the mlkem768-x25519 public key is "
-                "the ML-KEM-768 encapsulation key (1184 bytes) followed by the X25519 key (32 bytes). "
+                "X-Wing (MLKEM768-X25519) from its 32-byte seed: xwing_expanded = SHAKE256(seed, 96), whose "
+                "first 64 bytes are the ML-KEM-768 seed d||z (FIPS 203 KeyGen_internal(d, z)) and last 32 "
+                "the X25519 private key; the mlkem768-x25519 public key is the ML-KEM-768 encapsulation "
+                "key (1184 bytes) followed by that X25519 public key (32 bytes). "
                 "keyid = lower-case hex SHA-256 of the raw public key."
             ),
             "members": members,
@@ -464,7 +478,7 @@ def gen_signatures() -> None:
 
 def try_open(e: Envelope, recipient: str, roster: Roster) -> bool:
     try:
-        env.open(e, recipient_id=recipient, recipient_keys=S.hpke_keys(recipient), roster=roster)
+        open_envelope(e, recipient_id=recipient, recipient_keys=S.hpke_keys(recipient), roster=roster)
     except OpenError:
         return False
     return True
@@ -669,6 +683,7 @@ def gen_decisions() -> None:
                 "name": name,
                 "kind": "egress",
                 "roster": roster,
+                "agreements_roster": "default",
                 "agreements": agreements or default,
                 "now": ts(now),
                 "recalled": [list(r) for r in recalled],
@@ -691,6 +706,7 @@ def gen_decisions() -> None:
         peer: str | None = None,
         agreements: list[str] | None = None,
         roster: str = "default",
+        agreements_roster: str = "default",
         recalled: tuple[Any, ...] = (),
         revoked_grants: tuple[str, ...] = (),
         seen_nonces: tuple[str, ...] = (),
@@ -707,6 +723,7 @@ def gen_decisions() -> None:
                 "name": name,
                 "kind": "ingress",
                 "roster": roster,
+                "agreements_roster": agreements_roster,
                 "agreements": agreements or default,
                 "now": ts(now),
                 "recalled": [list(r) for r in recalled],
@@ -892,7 +909,17 @@ def gen_decisions() -> None:
     ingress("header does not parse", malformed, "TR", peer="KZ", expect=Reason.ENVELOPE_MALFORMED)
     ingress("sender not in roster", resign_header(good, "AZ", sender="HU"), "TR", expect=Reason.UNKNOWN_MEMBER)
     ingress("TLS peer is not the signer", good, "TR", peer="AZ", expect=Reason.SENDER_IDENTITY_MISMATCH)
-    ingress("sender key revoked", good, "TR", roster="kz-key-revoked", expect=Reason.KEY_REVOKED)
+    # The pair's agreements were accepted under the default roster; then the secretariat revoked
+    # KZ's key. Under the revoking roster they could not be accepted any more (§6.2 rule 2a), but
+    # a held agreement stays held (§6.2: revocation is checked when a statement is accepted).
+    ingress(
+        "sender key revoked",
+        good,
+        "TR",
+        roster="kz-key-revoked",
+        agreements_roster="default",
+        expect=Reason.KEY_REVOKED,
+    )
     wrong_key = Envelope(
         sign(PayloadType.HEADER, EnvelopeHeader.from_bytes(good.header.payload), [S.signing_key("AZ")]),
         good.origin,
@@ -1017,7 +1044,9 @@ def gen_decisions() -> None:
         {
             "description": (
                 "Policy decisions (SPEC §9). Load each roster with the secretariat key, accept the named "
-                "agreement statements in order into an empty agreement book, then run check_egress on "
+                "agreement statements in order into an empty agreement book under the roster named by "
+                "'agreements_roster' (the one the node held when it accepted them, SPEC §6.2), then, "
+                "under 'roster', run check_egress on "
                 "the transfer or check_ingress on the envelope (receiver's HPKE keys from keys.json). "
                 "is_recalled(item_id, version) is membership in 'recalled'; is_grant_revoked is membership "
                 "in 'revoked_grants'; is_replay(header, digest) is header.nonce in 'seen_nonces'."
@@ -1039,13 +1068,13 @@ def evaluate(sc: dict[str, Any], rosters: dict[str, Any], signed_ag: dict[str, S
         current=None,
     )
     held_under = accept_roster(
-        Signed.from_bytes(json.dumps(rosters["default"]).encode()),
+        Signed.from_bytes(json.dumps(rosters[sc["agreements_roster"]]).encode()),
         secretariat=[key_for("SECRETARIAT").public()],
         current=None,
     )
     book = AgreementBook()
     for name in sc["agreements"]:
-        book.accept(signed_ag[name], held_under)  # held from before any revocation
+        book.accept(signed_ag[name], held_under)
     now = datetime.fromisoformat(sc["now"])
     recalled = {(r[0], r[1]) for r in sc["recalled"]}
     revoked = set(sc["revoked_grants"])
@@ -1276,7 +1305,7 @@ def gen_agreements_rosters() -> None:
     invalid_docs = []
     for name, changes in invalid:
         doc = {**base, **changes}
-        assert outcome(lambda doc=doc: Agreement.from_bytes(json.dumps(doc).encode())) == "MalformedError", name
+        assert outcome(lambda doc=doc: Agreement.from_bytes(canonical_json(doc))) == "MalformedError", name
         invalid_docs.append({"name": name, "payload_json": doc, "expected": "MalformedError"})
     write(
         "agreements_rosters.json",
@@ -1550,6 +1579,454 @@ def gen_batch_signatures() -> None:
     )
 
 
+# --- encoding.json ------------------------------------------------------------------------
+
+#: The item content parser's "type" in encoding.json: plaintexts are not statements (SPEC §7.2).
+ITEM = "item"
+
+
+def _payload_case(name: str, ptype: str, payload: bytes, **extra: Any) -> dict[str, Any]:
+    try:
+        text: str | None = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {"name": name, "payload_type": ptype, "payload_utf8": text, "payload_hex": payload.hex(), **extra}
+
+
+def _parse(ptype: str, payload: bytes) -> Any:
+    return item_from_plaintext(payload) if ptype == ITEM else MODELS[PayloadType(ptype)].from_bytes(payload)
+
+
+def _once(payload: bytes, old: bytes, new: bytes) -> bytes:
+    assert payload.count(old) >= 1, (old, payload[:200])
+    return payload.replace(old, new, 1)
+
+
+def gen_encoding() -> None:
+    escapes = ConsentDenial(
+        request_id="a" * 32,
+        item_id="item-1",
+        item_version=1,
+        origin_digest=hashlib.sha256(b"origin").hexdigest(),
+        denier="KZ",
+        reason=(
+            'quote " backslash \\ slash / tab \t newline \n return \r backspace \b form feed \f '
+            "nul \x00 unit separator \x1f delete \x7f line separator \u2028 paragraph separator \u2029 "
+            "é ı İ Ə Ж 🛰"
+        ),
+        issued_at=NOW,
+    )
+    tr_origin, _ = S.make_origin(S.label("TR", band=Band.TOP_SECRET, releasable_to=("AZ", "KZ")))
+    az_origin, _ = S.make_origin(S.label("AZ", band=Band.SECRET, releasable_to=("TR",)))
+    kz_origin, _ = S.make_origin(S.label("KZ", band=Band.TOP_SECRET, releasable_to=("TR",)))
+    largest, _ = S.make_origin(S.label(item_version=2**31 - 1, topics=("cyber", "terrorism")))
+    receipt = Receipt(
+        envelope_id="00112233445566778899aabbccddeeff",
+        envelope_digest=hashlib.sha256(b"header").hexdigest(),
+        sender="KZ",
+        receiver="TR",
+        accepted=False,
+        reason=Reason.BAND_ABOVE_CEILING.value,
+        rule=RULES[Reason.BAND_ABOVE_CEILING],
+        received_at=NOW + timedelta(microseconds=4500),
+    )
+    recall = Recall(
+        recall_id="d" * 32,
+        item_id="item-1",
+        item_version=1,
+        origin_digest=hashlib.sha256(b"origin").hexdigest(),
+        originator="KZ",
+        reason="source withdrawn",
+        issued_at=NOW + timedelta(microseconds=1),
+    )
+    grant = ConsentGrant(
+        grant_id="b" * 32,
+        request_id=None,
+        item_id="item-1",
+        item_version=1,
+        origin_digest=hashlib.sha256(b"origin").hexdigest(),
+        grantor="KZ",
+        holder="TR",
+        grantee="AZ",
+        expires_at=NOW + timedelta(days=30, microseconds=999999),
+        transferable=True,
+        conditions=("no onward transfer", "dönüş yok"),
+        issued_at=NOW,
+    )
+    asymmetric = S.agreement(
+        "TR",
+        "KZ",
+        ceilings={"TR": Band.CONFIDENTIAL, "KZ": Band.TOP_SECRET},
+        max_retention_days=36500,
+        title="Türkiye–Қазақстан: СЕКРЕТНО / GİZLİ",
+    )
+    revoking = S.roster(revoked=(S.signing_key("UZ").keyid, S.signing_key("AZ").keyid))
+    report = ReportTemplate(
+        title="Aktau geçişi: hücre hareketi",
+        summary="Üç kişi / three members\tcrossed.",
+        body='Line 1\nLine 2\r\n"quoted" \\ back\u2028slash',
+        assessment="Вероятно: подготовка логистики.",
+        grading="B2",
+        attachments=(Attachment(name="map.bin", media_type="application/octet-stream", data=b"\xfb\xff\xfe\x00"),),
+    )
+    raw_item = RawData(description="sensor log", media_type="text/plain", data=b"\xfb\xff\xfe\x00")
+    accept: list[tuple[str, str, bytes]] = [
+        ("escapes and raw UTF-8 in free text", PayloadType.CONSENT_DENIAL.value, escapes.to_bytes()),
+        ("Turkish marking ÇOK GİZLİ", PayloadType.ORIGIN.value, tr_origin.payload),
+        ("Azerbaijani marking TAM MƏXFİ", PayloadType.ORIGIN.value, az_origin.payload),
+        ("Cyrillic marking СОВЕРШЕННО СЕКРЕТНО", PayloadType.ORIGIN.value, kz_origin.payload),
+        ("largest item version 2^31 - 1", PayloadType.ORIGIN.value, largest.payload),
+        ("fraction of a second: .004500", PayloadType.RECEIPT.value, receipt.to_bytes()),
+        ("fraction of a second: .000001", PayloadType.RECALL.value, recall.to_bytes()),
+        ("fraction .999999, non-ASCII conditions, null request_id", PayloadType.CONSENT_GRANT.value, grant.to_bytes()),
+        ("asymmetric ceilings, map keys sorted, largest retention", PayloadType.AGREEMENT.value, asymmetric.to_bytes()),
+        ("roster: markings maps sorted by band name, sets sorted", PayloadType.ROSTER.value, revoking.to_bytes()),
+        ("report content with escapes and an attachment", ITEM, report.to_bytes()),
+        ("raw content, bytes fb ff fe 00", ITEM, raw_item.to_bytes()),
+    ]
+    accepted = []
+    for name, ptype, payload in accept:
+        parsed = _parse(ptype, payload)
+        assert parsed.to_bytes() == payload == canonical_json(json.loads(payload)), name
+        accepted.append(_payload_case(name, ptype, payload, value=json.loads(payload)))
+
+    origin = S.make_origin()[0].payload
+    rec = receipt.to_bytes()
+    head = fixed_header(Suite.X25519_AES256GCM).to_bytes()
+    ag = asymmetric.to_bytes()
+    ros = revoking.to_bytes()
+    raw_bytes = raw_item.to_bytes()
+    den = escapes.to_bytes()
+    o, r, h, a, ro, it, d = (
+        PayloadType.ORIGIN.value,
+        PayloadType.RECEIPT.value,
+        PayloadType.HEADER.value,
+        PayloadType.AGREEMENT.value,
+        PayloadType.ROSTER.value,
+        ITEM,
+        PayloadType.CONSENT_DENIAL.value,
+    )
+    two_revoked = json.loads(ros)["revoked_keyids"]
+    refuse: list[tuple[str, str, str, bytes]] = [
+        # §4.4.3 rule 1: one JSON object in UTF-8
+        ("empty payload", "1", r, b""),
+        ("an array, not an object", "1", r, b"[]"),
+        ("byte order mark before the object", "1", r, b"\xef\xbb\xbf" + rec),
+        ("invalid UTF-8 in a string", "1", d, _once(den, "é".encode(), b"\xe9")),
+        ("NaN", "1", r, _once(rec, b'"accepted":false', b'"accepted":NaN')),
+        ("a lone surrogate escape", "1", d, _once(den, "🛰".encode(), b"\\ud800")),
+        ("a control character unescaped in a string", "1", d, _once(den, b"\\u001f", b"\x1f")),
+        ("two objects", "1", r, rec + rec),
+        # rule 2: duplicate keys
+        (
+            "duplicate key: a second recipient",
+            "2",
+            h,
+            _once(head, b'"recipient":"TR"', b'"recipient":"TR","recipient":"AZ"'),
+        ),
+        (
+            "duplicate key in a nested object",
+            "2",
+            o,
+            _once(origin, b'"band":"SECRET"', b'"band":"SECRET","band":"SECRET"'),
+        ),
+        # rule 3: unknown and missing members
+        ("unknown member", "3", r, rec[:-1] + b',"zzz":1}'),
+        ("unknown member in a nested object", "3", o, _once(origin, b'"band":"SECRET"', b'"band":"SECRET","bandx":1')),
+        ("missing member that has a local default", "3", o, _once(origin, b'"originator_controlled":true,', b"")),
+        ("missing optional member (null)", "3", o, _once(origin, b',"supersedes":null', b"")),
+        ("missing required member", "3", r, _once(rec, b'"accepted":false,', b"")),
+        # rule 4: JSON types
+        ("integer as a string", "4", o, _once(origin, b'"item_version":1,', b'"item_version":"1",')),
+        ("integer as 1.0", "4", o, _once(origin, b'"item_version":1,', b'"item_version":1.0,')),
+        ("integer as 1e0", "4", o, _once(origin, b'"item_version":1,', b'"item_version":1e0,')),
+        ("integer as true", "4", o, _once(origin, b'"item_version":1,', b'"item_version":true,')),
+        ("boolean as 0", "4", r, _once(rec, b'"accepted":false', b'"accepted":0')),
+        ("boolean as 1", "4", r, _once(rec, b'"accepted":false', b'"accepted":1')),
+        ('boolean as "yes"', "4", r, _once(rec, b'"accepted":false', b'"accepted":"yes"')),
+        ('boolean as "false"', "4", r, _once(rec, b'"accepted":false', b'"accepted":"false"')),
+        ("timestamp as a Unix integer", "4", r, _once(rec, b'"2026-11-22T12:00:00.004500Z"', b"1795435200")),
+        ("band as its id", "4", o, _once(origin, b'"band":"SECRET"', b'"band":3')),
+        # rule 5: bounds, spellings, sets, markings, cross-field rules
+        ("item_version 0", "5", o, _once(origin, b'"item_version":1,', b'"item_version":0,')),
+        ("item_version 2^31", "5", o, _once(origin, b'"item_version":1,', b'"item_version":2147483648,')),
+        ("item_version 2^63", "5", o, _once(origin, b'"item_version":1,', b'"item_version":9223372036854775808,')),
+        (
+            "string longer than its bound",
+            "5",
+            d,
+            _once(den, b'"reason":"quote', b'"reason":"' + b"x" * 1024 + b"quote"),
+        ),
+        ("item id longer than 128", "5", o, _once(origin, b'"item_id":"item-1"', b'"item_id":"' + b"i" * 129 + b'"')),
+        ("timestamp with a space for T", "5", r, _once(rec, b"2026-11-22T12", b"2026-11-22 12")),
+        ("timestamp with lower-case t", "5", r, _once(rec, b"2026-11-22T12", b"2026-11-22t12")),
+        ("timestamp with lower-case z", "5", r, _once(rec, b".004500Z", b".004500z")),
+        ("timestamp with +00:00", "5", r, _once(rec, b".004500Z", b".004500+00:00")),
+        ("timestamp with +03:00", "5", r, _once(rec, b"12:00:00.004500Z", b"15:00:00.004500+03:00")),
+        ("timestamp without a zone", "5", r, _once(rec, b".004500Z", b".004500")),
+        (
+            "timestamp with .000000",
+            "5",
+            o,
+            _once(origin, b'"attested_at":"2026-11-22T12:00:00Z"', b'"attested_at":"2026-11-22T12:00:00.000000Z"'),
+        ),
+        ("timestamp with three fraction digits", "5", r, _once(rec, b".004500Z", b".004Z")),
+        ("timestamp with nine fraction digits", "5", r, _once(rec, b".004500Z", b".004500000Z")),
+        ("timestamp on 30 February", "5", r, _once(rec, b"2026-11-22T", b"2026-02-30T")),
+        ("timestamp with a leap second", "5", r, _once(rec, b"12:00:00.004500Z", b"23:59:60.004500Z")),
+        ("band in lower case", "5", o, _once(origin, b'"band":"SECRET"', b'"band":"secret"')),
+        ("band with surrounding space", "5", o, _once(origin, b'"band":"SECRET"', b'"band":" SECRET"')),
+        ("band title TOP SECRET", "5", a, _once(ag, b'"KZ":"TOP_SECRET"', b'"KZ":"TOP SECRET"')),
+        ("band hyphenated TOP-SECRET", "5", a, _once(ag, b'"KZ":"TOP_SECRET"', b'"KZ":"TOP-SECRET"')),
+        (
+            "band as a map key in lower case",
+            "5",
+            ro,
+            _once(ros, '"SECRET":"GİZLİ"'.encode(), '"secret":"GİZLİ"'.encode()),
+        ),
+        (
+            "enumeration in another case",
+            "5",
+            o,
+            _once(origin, b'"category":"intelligence"', b'"category":"Intelligence"'),
+        ),
+        (
+            "set unsorted: topics",
+            "5",
+            a,
+            _once(ag, b'"topics":["cyber","drug-trafficking"', b'"topics":["drug-trafficking","cyber"'),
+        ),
+        (
+            "set repeated: topics",
+            "5",
+            o,
+            _once(origin, b'"topics":["terrorism"]', b'"topics":["terrorism","terrorism"]'),
+        ),
+        (
+            "set unsorted: releasable_to",
+            "5",
+            o,
+            _once(tr_origin.payload, b'"releasable_to":["AZ","KZ"]', b'"releasable_to":["KZ","AZ"]'),
+        ),
+        ("set unsorted: parties", "5", a, _once(ag, b'"parties":["KZ","TR"]', b'"parties":["TR","KZ"]')),
+        (
+            "set unsorted: revoked_keyids",
+            "5",
+            ro,
+            _once(
+                ros,
+                json.dumps(two_revoked).replace(" ", "").encode(),
+                json.dumps(two_revoked[::-1]).replace(" ", "").encode(),
+            ),
+        ),
+        (
+            "marking not in NFC (İ as I + U+0307)",
+            "5",
+            o,
+            _once(tr_origin.payload, "GİZLİ".encode(), "GI\u0307ZLI\u0307".encode()),
+        ),
+        (
+            "marking with a trailing space",
+            "5",
+            o,
+            _once(tr_origin.payload, "ÇOK GİZLİ".encode(), "ÇOK GİZLİ ".encode()),
+        ),
+        ("public key of the wrong length", "5", ro, _once(ros, b'"x25519":"', b'"x25519":"AAAA')),
+        (
+            "valid_until not after valid_from",
+            "5",
+            a,
+            _once(ag, b'"valid_until":"2027-11-22T12:00:00Z"', b'"valid_until":"2025-11-22T12:00:00Z"'),
+        ),
+        ("item of an unknown kind", "5", it, _once(raw_bytes, b'"kind":"raw"', b'"kind":"other"')),
+        # rule 6: bytes are exactly the canonical encoding
+        ("space after a colon", "6", r, _once(rec, b'"accepted":false', b'"accepted": false')),
+        ("space before the object", "6", r, b" " + rec),
+        ("line break after the object", "6", r, rec + b"\n"),
+        ("members in declaration order, not sorted", "6", r, receipt.model_dump_json().encode()),
+        ("needless escape \\u0041", "6", r, _once(rec, b'"sender":"KZ"', b'"sender":"\\u004bZ"')),
+        ("needless escape \\/", "6", d, _once(den, b"slash / tab", b"slash \\/ tab")),
+        ("U+2028 escaped", "6", d, _once(den, "\u2028".encode(), b"\\u2028")),
+        ("non-ASCII escaped", "6", d, _once(den, "é".encode(), b"\\u00e9")),
+        ("control escape in upper-case hex", "6", d, _once(den, b"\\u001f", b"\\u001F")),
+        ("tab as \\u0009", "6", d, _once(den, b"\\t", b"\\u0009")),
+        ("bytes: standard base64 alphabet", "6", it, _once(raw_bytes, b'"-__-AA=="', b'"+//+AA=="')),
+        ("bytes: no padding", "6", it, _once(raw_bytes, b'"-__-AA=="', b'"-__-AA"')),
+        ("bytes: non-zero bits after the last byte", "6", it, _once(raw_bytes, b'"-__-AA=="', b'"-__-AB=="')),
+    ]
+    refused = []
+    for name, rule, ptype, payload in refuse:
+        assert payload != b"" or name == "empty payload", name
+        got = outcome(lambda ptype=ptype, payload=payload: _parse(ptype, payload))
+        assert got == "MalformedError", (name, got)
+        refused.append(_payload_case(name, ptype, payload, rule=f"§4.4.3 rule {rule}", expected="MalformedError"))
+
+    signed = sign(PayloadType.RECEIPT, receipt, [S.signing_key("TR")])
+    sig = obj(signed.signatures[0])
+    other = obj(sign(PayloadType.RECEIPT, recall, [S.signing_key("TR")]).signatures[0])
+    doc = obj(signed)
+    statement_refuse = [
+        ("two signatures with the same keyid and alg", {**doc, "signatures": [sig, {**other, "keyid": sig["keyid"]}]}),
+        ("duplicate key in the statement", None),
+        ("unknown member in the statement", {**doc, "extra": 1}),
+        ("signature key id not 64 hex", {**doc, "signatures": [{**sig, "keyid": sig["keyid"].upper()}]}),
+    ]
+    statements_out = []
+    for name, value in statement_refuse:
+        data = (
+            json.dumps(doc).replace('"payload_type"', '"payload_type": "x", "payload_type"', 1).encode()
+            if value is None
+            else json.dumps(value).encode()
+        )
+        assert outcome(lambda data=data: Signed.from_bytes(data)) == "MalformedError", name
+        statements_out.append({"name": name, "statement_utf8": data.decode(), "expected": "MalformedError"})
+    pretty = json.dumps(doc, indent=2)
+    assert Signed.from_bytes(pretty.encode()) == signed
+
+    write(
+        "encoding.json",
+        {
+            "description": (
+                "Canonical JSON and strict parsing (SPEC §4.4). 'accept': payloads that MUST parse; each is "
+                "exactly the RFC 8785 (JCS) encoding of 'value' and parses back to bytes equal to itself. "
+                "'refuse': payloads that MUST be refused as malformed, each breaking the named rule of "
+                "§4.4.3 in an otherwise valid payload. payload_type 'item' is decrypted item content (SPEC "
+                "§7.2, §8.6 step 9), parsed by the same rules. payload_utf8 is null where the bytes are not "
+                "UTF-8. 'statements': the JSON form of a Signed statement (SPEC §4.1) is read strictly but "
+                "need not be canonical: 'pretty_statement' MUST be accepted, 'statement_refuse' MUST NOT."
+            ),
+            "accept": accepted,
+            "refuse": refused,
+            "pretty_statement": pretty,
+            "statement_refuse": statements_out,
+        },
+    )
+
+
+# --- xwing.json ---------------------------------------------------------------------------
+
+
+def gen_xwing() -> None:
+    seed = bytes.fromhex(XWING_DRAFT_SEED_HEX)
+    draft_pk = HpkeKeyPair.from_seeds(bytes(32), seed).public().mlkem768_x25519
+    assert draft_pk is not None
+    assert draft_pk.hex() == XWING_DRAFT_PK_HEX
+    assert xwing_decapsulate(seed, bytes.fromhex(XWING_DRAFT_CT_HEX)).hex() == XWING_DRAFT_SS_HEX
+    suite = Suite.MLKEM768X25519_AES256GCM
+    suite_id = b"HPKE" + (0x647A).to_bytes(2, "big") + (1).to_bytes(2, "big") + (2).to_bytes(2, "big")
+    cases = []
+    for sender, recipient in (("KZ", "TR"), ("AZ", "UZ")):
+        info = env.batch_key_info(sender=sender, recipient=recipient, suite=suite)
+        batch_key = hashlib.sha256(f"batch key {sender}->{recipient}".encode()).digest()
+        sealed = suite._primitive().encrypt(batch_key, S.hpke_keys(recipient).public().for_kem(suite.kem), info=info)
+        enc, ciphertext = sealed[:1120], sealed[1120:]
+        xwing_seed = S._seed(recipient, "xwing")
+        ss = xwing_decapsulate(xwing_seed, enc)
+        key, nonce = hpke_base_key_schedule(suite_id, ss, info, 32)
+        assert AESGCM(key).decrypt(nonce, ciphertext, None) == batch_key
+        cases.append(
+            {
+                "name": f"batch key {sender} to {recipient}",
+                "recipient": recipient,
+                "xwing_seed_hex": xwing_seed.hex(),
+                "public_key_hex": S.hpke_keys(recipient).public().mlkem768_x25519.hex(),  # type: ignore[union-attr]
+                "info_hex": info.hex(),
+                "sealed_hex": sealed.hex(),
+                "shared_secret_hex": ss.hex(),
+                "key_hex": key.hex(),
+                "base_nonce_hex": nonce.hex(),
+                "plaintext_hex": batch_key.hex(),
+            }
+        )
+    write(
+        "xwing.json",
+        {
+            "description": (
+                "The hybrid KEM (SPEC §5.4.2, §8.2): X-Wing, HPKE KEM id 0x647A. 'draft': the published "
+                "test vector 1 of draft-connolly-cfrg-xwing-kem-08 Appendix C: the 32-byte decapsulation "
+                "key (seed), the encapsulation key it generates, a ciphertext and the shared secret X-Wing "
+                "Decap gives. 'hpke': batch keys sealed with HPKE base mode, single-shot, empty AAD, to a "
+                "member's X-Wing key under the suite MLKEM768X25519_AES256GCM and info_hex (the batch_info "
+                "of §8.3); sealed = enc (1120 bytes) || AES-256-GCM ciphertext. shared_secret is X-Wing "
+                "Decap(enc, seed) = SHA3-256(ss_M || ss_X || ct_X || pk_X || 5c2e2f2f5e5c); key and "
+                "base_nonce are RFC 9180's KeySchedule(mode_base) with suite_id = 'HPKE' || 647a 0001 "
+                "0002. HPKE encryption is randomised: open-only."
+            ),
+            "kem_id": "647a",
+            "suite_id_hex": suite_id.hex(),
+            "label_hex": b"\\.//^\\".hex(),
+            "draft": {
+                "source": "draft-connolly-cfrg-xwing-kem-08, Appendix C, test vector 1",
+                "seed_hex": XWING_DRAFT_SEED_HEX,
+                "pk_hex": XWING_DRAFT_PK_HEX,
+                "ct_hex": XWING_DRAFT_CT_HEX,
+                "ss_hex": XWING_DRAFT_SS_HEX,
+            },
+            "hpke": cases,
+        },
+    )
+
+
+#: X-Wing's published test vector 1 (draft-connolly-cfrg-xwing-kem-08, Appendix C): the
+#: decapsulation key (seed), the encapsulation key, a ciphertext and its shared secret.
+XWING_DRAFT_SEED_HEX = "7f9c2ba4e88f827d616045507605853ed73b8093f6efbc88eb1a6eacfa66ef26"
+XWING_DRAFT_PK_HEX = (
+    "e2236b35a8c24b39b10aa1323a96a919a2ced88400633a7b07131713fc14b2b5b19cfc3da5fa1a92c49f25513e0fd30d"
+    "6b1611c9ab9635d7086727a4b7d21d34244e66969cf15b3b2a785329f61b096b277ea037383479a6b556de7231fe4b7f"
+    "a9c9ac24c0699a0018a5253401bacfa905ca816573e56a2d2e067e9b7287533ba13a937dedb31fa44baced4076992361"
+    "0034ae31e619a170245199b3c5c39864859fe1b4c9717a07c30495bdfb98a0a002ccf56c1286cef5041dede3c44cf16b"
+    "f562c7448518026b3d8b9940680abd38a1575fd27b58da063bfac32c39c30869374c05c1aeb1898b6b303cc68be45534"
+    "6ee0af699636224a148ca2aea10463111c709f69b69c70ce8538746698c4c60a9aef0030c7924ceec42a5d36816f545e"
+    "ae13293460b3acb37ea0e13d70e4aa78686da398a8397c08eaf96882113fe4f7bad4da40b0501e1c753efe73053c8701"
+    "4e8661c33099afe8bede414a5b1aa27d8392b3e131e9a70c1055878240cad0f40d5fe3cdf85236ead97e2a97448363b2"
+    "808caafd516cd25052c5c362543c2517e4acd0e60ec07163009b6425fc32277acee71c24bab53ed9f29e74c66a0a3564"
+    "955998d76b96a9a8b50d1635a4d7a67eb42df5644d330457293a8042f53cc7a69288f17ed55827e82b28e82665a86a14"
+    "fbd96645eca8172c044f83bc0d8c0b4c8626985631ca87af829068f1358963cb333664ca482763ba3b3bb208577f9ba6"
+    "ac62c25f76592743b64be519317714cb4102cb7b2f9a25b2b4f0615de31decd9ca55026d6da0b65111b16fe52feed8a4"
+    "87e144462a6dba93728f500b6ffc49e515569ef25fed17aff520507368253525860f58be3be61c964604a6ac814e6935"
+    "596402a520a4670b3d284318866593d15a4bb01c35e3e587ee0c67d2880d6f2407fb7a70712b838deb96c5d7bf2b44bc"
+    "f6038ccbe33fbcf51a54a584fe90083c91c7a6d43d4fb15f48c60c2fd66e0a8aad4ad64e5c42bb8877c0ebec2b5e387c"
+    "8a988fdc23beb9e16c8757781e0a1499c61e138c21f216c29d076979871caa6942bafc090544bee99b54b16cb9a9a364"
+    "d6246d9f42cce53c66b59c45c8f9ae9299a75d15180c3c952151a91b7a10772429dc4cbae6fcc622fa8018c63439f890"
+    "630b9928db6bb7f9438ae4065ed34d73d486f3f52f90f0807dc88dfdd8c728e954f1ac35c06c000ce41a0582580e3bb5"
+    "7b672972890ac5e7988e7850657116f1b57d0809aaedec0bede1ae148148311c6f7e317346e5189fb8cd635b986f8c0b"
+    "dd27641c584b778b3a911a80be1c9692ab8e1bbb12839573cce19df183b45835bbb55052f9fc66a1678ef2a36dea7841"
+    "1e6c8d60501b4e60592d13698a943b509185db912e2ea10be06171236b327c71716094c964a68b03377f513a05bcd99c"
+    "1f346583bb052977a10a12adfc758034e5617da4c1276585e5774e1f3b9978b09d0e9c44d3bc86151c43aad185712717"
+    "340223ac381d21150a04294e97bb13bbda21b5a182b6da969e19a7fd072737fa8e880a53c2428e3d049b7d2197405296"
+    "ddb361912a7bcf4827ced611d0c7a7da104dde4322095339f64a61d5bb108ff0bf4d780cae509fb22c256914193ff734"
+    "9042581237d522828824ee3bdfd07fb03f1f942d2ea179fe722f06cc03de5b69859edb06eff389b27dce598445702162"
+    "23593d4ba32d9abac8cd049040ef6534"
+)
+XWING_DRAFT_CT_HEX = (
+    "b83aa828d4d62b9a83ceffe1d3d3bb1ef31264643c070c5798927e41fb07914a273f8f96e7826cd5375a283d7da88530"
+    "4c5de0516a0f0654243dc5b97f8bfeb831f68251219aabdd723bc6512041acbaef8af44265524942b902e68ffd23221c"
+    "da70b1b55d776a92d1143ea3a0c475f63ee6890157c7116dae3f62bf72f60acd2bb8cc31ce2ba0de364f52b8ed38c79d"
+    "719715963a5dd3842d8e8b43ab704e4759b5327bf027c63c8fa857c4908d5a8a7b88ac7f2be394d93c3706ddd4e698cc"
+    "6ce370101f4d0213254238b4a2e8821b6e414a1cf20f6c1244b699046f5a01caa0a1a55516300b40d2048c77cc73afba"
+    "79afeea9d2c0118bdf2adb8870dc328c5516cc45b1a2058141039e2c90a110a9e16b318dfb53bd49a126d6b73f215787"
+    "517b8917cc01cabd107d06859854ee8b4f9861c226d3764c87339ab16c3667d2f49384e55456dd40414b70a6af841585"
+    "f4c90c68725d57704ee8ee7ce6e2f9be582dbee985e038ffc346ebfb4e22158b6c84374a9ab4a44e1f91de5aac5197f8"
+    "9bc5e5442f51f9a5937b102ba3beaebf6e1c58380a4a5fedce4a4e5026f88f528f59ffd2db41752b3a3d90efabe46389"
+    "9b7d40870c530c8841e8712b733668ed033adbfafb2d49d37a44d4064e5863eb0af0a08d47b3cc888373bc05f7a33b84"
+    "1bc2587c57eb69554e8a3767b7506917b6b70498727f16eac1a36ec8d8cfaf751549f2277db277e8a55a9a5106b23a02"
+    "06b4721fa9b3048552c5bd5b594d6e247f38c18c591aea7f56249c72ce7b117afcc3a8621582f9cf71787e183dee0936"
+    "7976e98409ad9217a497df888042384d7707a6b78f5f7fb8409e3b535175373461b776002d799cbad62860be70573ecb"
+    "e13b246e0da7e93a52168e0fb6a9756b895ef7f0147a0dc81bfa644b088a9228160c0f9acf1379a2941cd28c06ebc80e"
+    "44e17aa2f8177010afd78a97ce0868d1629ebb294c5151812c583daeb88685220f4da9118112e07041fcc24d5564a99f"
+    "dbde28869fe0722387d7a9a4d16e1cc8555917e09944aa5ebaaaec2cf62693afad42a3f518fce67d273cc6c9fb5472b3"
+    "80e8573ec7de06a3ba2fd5f931d725b493026cb0acbd3fe62d00e4c790d965d7a03a3c0b4222ba8c2a9a16e2ac658f57"
+    "2ae0e746eafc4feba023576f08942278a041fb82a70a595d5bacbf297ce2029898a71e5c3b0d1c6228b485b1ade509b3"
+    "5fbca7eca97b2132e7cb6bc465375146b7dceac969308ac0c2ac89e7863eb8943015b24314cafb9c7c0e85fe543d5665"
+    "8c213632599efabfc1ec49dd8c88547bb2cc40c9d38cbd3099b4547840560531d0188cd1e9c23a0ebee0a03d5577d66b"
+    "1d2bcb4baaf21cc7fef1e03806ca96299df0dfbc56e1b2b43e4fc20c37f834c4af62127e7dae86c3c25a2f696ac8b589"
+    "dec71d595bfbe94b5ed4bc07d800b330796fda89edb77be0294136139354eb8cd37591578f9c600dd9be8ec6219fdd50"
+    "7adf3397ed4d68707b8d13b24ce4cd8fb22851bfe9d632407f31ed6f7cb1600de56f17576740ce2a32fc5145030145cf"
+    "b97e63e0e41d354274a079d3e6fb2e15"
+)
+XWING_DRAFT_SS_HEX = "d2df0522128f09dd8e2c92b1e905c793d8f57a54c3da25861f10bf4ca613e384"
+
+
 GENERATORS = {
     "pae.json": gen_pae,
     "hpke_info.json": gen_hpke_info,
@@ -1559,6 +2036,8 @@ GENERATORS = {
     "decisions.json": gen_decisions,
     "agreements_rosters.json": gen_agreements_rosters,
     "batch-signatures.json": gen_batch_signatures,
+    "encoding.json": gen_encoding,
+    "xwing.json": gen_xwing,
 }
 
 
