@@ -30,6 +30,7 @@ from protocol.checkpoint import (
     witness,
     witness_name,
 )
+from protocol.encoding import canonical_json
 from protocol.errors import IntelshareError
 from protocol.keys import SigningKey
 from protocol.merkle import (
@@ -54,7 +55,7 @@ def _at(text: str) -> datetime:
 
 
 def _roster(doc: dict[str, Any]) -> Roster:
-    return Roster.from_bytes(json.dumps(doc).encode("utf-8"))
+    return Roster.from_bytes(canonical_json(doc))
 
 
 def _key(member_id: str) -> SigningKey:

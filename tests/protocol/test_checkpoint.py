@@ -154,6 +154,7 @@ def test_empty_log_checkpoint() -> None:
     ],
 )
 def test_sign_checkpoint_refuses_impossible_checkpoints(size: int, root: bytes, now: datetime, message: str) -> None:
+    # SPEC §11.10.2: a log MUST NOT sign a checkpoint no tree of that size has.
     with pytest.raises(ValueError, match=message):
         sign_checkpoint(signing_key("KZ"), federation=FEDERATION, member_id="KZ", size=size, root=root, now=now)
 
@@ -241,6 +242,7 @@ def test_hybrid_checkpoint_carries_both_algorithms_over_one_message() -> None:
 
 @pytest.mark.parametrize("drop", [0, 1])
 def test_hybrid_checkpoint_needs_both_algorithms(drop: int) -> None:
+    # SPEC §11.10.3: every algorithm of the roster key MUST have signed.
     note = Log.of(4, key=HYBRID_KZ).checkpoint(NOW)
     lines = _lines(note)
     del lines[drop]
@@ -408,6 +410,7 @@ def test_a_checkpoint_up_to_max_future_ahead_is_witnessed() -> None:
 
 
 def test_witness_refusals_against_what_it_holds() -> None:
+    # SPEC §11.10.5: a witness MUST NOT co-sign what does not extend what it holds.
     log, tr = Log.of(10), Witness()
     tr.see(log.request(0, later(10)))
     held = tr.kept[ORIGIN]
