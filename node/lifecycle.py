@@ -230,6 +230,8 @@ class ControlRpc(StrEnum):
     REQUEST_CONSENT = "RequestConsent"
     SEND_CONSENT_DECISION = "SendConsentDecision"
     NOTIFY = "Notify"
+    #: A holder's signed acknowledgement of a notice, passed upstream (SPEC §10.3).
+    ACKNOWLEDGE = "Acknowledge"
 
 
 class ControlState(StrEnum):

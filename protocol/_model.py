@@ -30,10 +30,12 @@ from protocol.errors import MalformedError
 
 __all__ = [
     "MAX_INT",
+    "MAX_LOG_SEQ",
     "AgreementId",
     "Digest",
     "Hex32Id",
     "ItemId",
+    "LogSeq",
     "Marking",
     "MemberId",
     "Model",
@@ -58,6 +60,10 @@ ItemId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{
 AgreementId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 #: Versions and every other counter: 1 .. 2^31 - 1.
 Version = Annotated[int, Field(ge=1, le=MAX_INT)]
+#: The largest position in an audit log a statement names: exact in every JSON (SPEC §4.4).
+MAX_LOG_SEQ = 2**53 - 1
+#: A position in a node's audit log (its ``seq``, SPEC §11.4).
+LogSeq = Annotated[int, Field(ge=1, le=MAX_LOG_SEQ)]
 
 
 def _timestamp(value: object) -> datetime:

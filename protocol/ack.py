@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from protocol.policy import Reason
+from protocol.statements import Signed
 
 __all__ = ["Ack", "AckReason"]
 
@@ -44,11 +45,13 @@ class Ack:
     accepted: bool
     reason: AckReason | Reason
     detail: str
+    #: A signed statement the answer carries: a holder's acknowledgement of a notice (SPEC §10.3).
+    statement: Signed | None = None
 
     @classmethod
-    def done(cls, reason: AckReason, detail: str) -> Ack:
+    def done(cls, reason: AckReason, detail: str, statement: Signed | None = None) -> Ack:
         """The message was accepted; ``reason`` says what was done."""
-        return cls(True, reason, detail)
+        return cls(True, reason, detail, statement)
 
     @classmethod
     def refused(cls, reason: Reason | AckReason, detail: str) -> Ack:

@@ -7,17 +7,22 @@ signed bytes downstream; anyone can verify them against the roster.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from pydantic import Field
 
-from protocol._model import Digest, Hex32Id, ItemId, MemberId, Model, Timestamp, Version
+from protocol._model import MAX_INT, Digest, Hex32Id, ItemId, LogSeq, MemberId, Model, Timestamp, Version
 from protocol.errors import NoticeMismatchError, SignatureError
 from protocol.roster import Roster
 from protocol.statements import PayloadType, Signed, parse_unverified, verify
 
 __all__ = [
     "Correction",
+    "NoticeAck",
+    "NoticeKind",
     "Recall",
     "verify_correction",
+    "verify_notice_ack",
     "verify_recall",
 ]
 
@@ -46,6 +51,50 @@ class Correction(Model):
     originator: MemberId
     reason: str = Field(min_length=1, max_length=1024)
     issued_at: Timestamp
+
+
+class NoticeKind(StrEnum):
+    """What a notice is (SPEC §10)."""
+
+    RECALL = "recall"
+    CORRECTION = "correction"
+
+
+class NoticeAck(Model):
+    """A holder's signed word that it applied a recall or correction (SPEC §10.3).
+
+    Sent back to whoever passed the notice on, and forwarded upstream by every holder that
+    re-shared the item, so the originator holds the word of every holder, downstream too.
+    Names where the holder's entry applying the notice sits in its audit log.
+    """
+
+    notice_digest: Digest
+    kind: NoticeKind
+    item_id: ItemId
+    item_version: Version
+    originator: MemberId
+    holder: MemberId
+    #: The member the holder received the notice from.
+    received_from: MemberId
+    #: How many copies of the version the holder held.
+    copies: int = Field(ge=0, le=MAX_INT)
+    applied_at: Timestamp
+    log_seq: LogSeq
+    log_leaf: Digest
+
+
+def verify_notice_ack(signed: Signed, *, roster: Roster) -> NoticeAck:
+    """Verify a notice acknowledgement against its holder's roster key (SPEC §10.3).
+
+    ``MalformedError`` if it does not parse; ``SignatureError`` if its holder is unknown or
+    revoked, or did not sign it.
+    """
+    ack = parse_unverified(signed, PayloadType.NOTICE_ACK, NoticeAck)
+    holder = roster.trusted_signer(ack.holder)
+    if holder is None:
+        raise SignatureError(f"acknowledgement claims unknown or revoked holder {ack.holder}")
+    verify(signed, PayloadType.NOTICE_ACK, [holder.signing_key])
+    return ack
 
 
 def _verify_by_originator(signed: Signed, payload_type: PayloadType, originator: str, roster: Roster) -> None:

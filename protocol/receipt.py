@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from protocol._model import Digest, Hex32Id, MemberId, Model, Timestamp
+from protocol._model import Digest, Hex32Id, LogSeq, MemberId, Model, Timestamp
 
 __all__ = ["Receipt"]
 
@@ -25,3 +25,7 @@ class Receipt(Model):
     reason: str = Field(max_length=64)
     rule: str = Field(max_length=32)
     received_at: Timestamp
+    #: Where the receiver's INGRESS entry for this envelope sits in its audit log, and its
+    #: leaf hash: the sender holds the receiver's signed word for it (SPEC §11.3, §11.10.6).
+    log_seq: LogSeq
+    log_leaf: Digest

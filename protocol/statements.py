@@ -58,6 +58,8 @@ class PayloadType(StrEnum):
     CONSENT_REVOCATION = "application/vnd.intelshare.consent-revocation+json;v=1"
     RECALL = "application/vnd.intelshare.recall+json;v=1"
     CORRECTION = "application/vnd.intelshare.correction+json;v=1"
+    NOTICE_ACK = "application/vnd.intelshare.notice-ack+json;v=1"
+    AUDIT_BUNDLE = "application/vnd.intelshare.audit-bundle+json;v=1"
 
 
 class Signature(Model):

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protocol import envelope as envelope_mod
 from protocol.agreement import Agreement, AgreementBook
+from protocol.bundle import BundleManifest
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
 from protocol.encoding import canonical_json, hpke_info, pae
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, batch_key_info, seal_info
@@ -39,7 +40,7 @@ from protocol.keys import (
     keyid_of,
 )
 from protocol.merkle import inclusion_proofs, leaf_hash, root_from_inclusion_proof, tree_hash
-from protocol.notices import Correction, Recall
+from protocol.notices import Correction, NoticeAck, Recall
 from protocol.policy import (
     INGRESS_ONLY,
     RULES,
@@ -82,6 +83,8 @@ MODELS: dict[PayloadType, type[Any]] = {
     PayloadType.CONSENT_REVOCATION: ConsentRevocation,
     PayloadType.RECALL: Recall,
     PayloadType.CORRECTION: Correction,
+    PayloadType.NOTICE_ACK: NoticeAck,
+    PayloadType.AUDIT_BUNDLE: BundleManifest,
 }
 
 

@@ -10,7 +10,9 @@ every member's log and reports each ``Mismatch`` with the entries on both sides:
 - ``outcome_differs``: B's INGRESS and A's DELIVERY_CONFIRMED disagree on the decision;
 - ``reshare_without_consent``: a re-share carried a grant the originator's log never issued;
 - ``notice_not_applied``: a holder the recall or correction was sent to has no entry applying it;
-- ``notice_not_acknowledged``: the originator holds no signed acknowledgement from a holder.
+- ``notice_not_acknowledged``: the originator holds no signed acknowledgement from a holder;
+- ``signed_entry_differs``: A holds B's signed receipt or acknowledgement naming B's entry
+  ``#n`` and its leaf hash, and B's log has another entry there (rewritten after signing).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class MismatchKind:
     RESHARE_WITHOUT_CONSENT = "reshare_without_consent"
     NOTICE_NOT_APPLIED = "notice_not_applied"
     NOTICE_NOT_ACKNOWLEDGED = "notice_not_acknowledged"
+    SIGNED_ENTRY_DIFFERS = "signed_entry_differs"
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,7 @@ class LoggedEntry:
     envelope_id: str | None
     allowed: bool | None
     reason: str | None
+    entry_hash: str = ""
     detail: Mapping[str, Any] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -98,19 +102,20 @@ def load_entries(session: Session, member: str, *, item_id: str | None = None) -
         AuditEntryRow.envelope_id,
         AuditEntryRow.allowed,
         AuditEntryRow.reason,
+        AuditEntryRow.entry_hash,
         AuditEntryRow.detail,
     ).where(AuditEntryRow.event.in_([event.value for event in EVENTS]))
     if item_id is not None:
         query = query.where(AuditEntryRow.item_id == item_id)
     out = []
-    for seq, event, peer, item, version, envelope, allowed, reason, detail in session.execute(
+    for seq, event, peer, item, version, envelope, allowed, reason, leaf, detail in session.execute(
         query.order_by(AuditEntryRow.seq)
     ):
         try:
             parsed = json.loads(detail)
         except ValueError:
             parsed = {}
-        out.append(LoggedEntry(member, seq, event, peer, item, version, envelope, allowed, reason, parsed))
+        out.append(LoggedEntry(member, seq, event, peer, item, version, envelope, allowed, reason, leaf, parsed))
     return out
 
 
@@ -128,7 +133,7 @@ def reconcile(view: AuditView) -> list[Mismatch]:
                 logs[member] = load_entries(session, member)
         except FileNotFoundError:
             logs[member] = []  # a node that never ran
-    return _transfers(logs) + _consents(logs) + _notices(logs)
+    return _transfers(logs) + _consents(logs) + _notices(logs) + _signed_entries(logs)
 
 
 def _transfers(logs: Mapping[str, list[LoggedEntry]]) -> list[Mismatch]:
@@ -194,14 +199,14 @@ def _consents(logs: Mapping[str, list[LoggedEntry]]) -> list[Mismatch]:
 def _notices(logs: Mapping[str, list[LoggedEntry]]) -> list[Mismatch]:
     """Every holder a recall or correction was sent to (downstream too) applied and acknowledged it."""
     applied: dict[tuple[str, str], LoggedEntry] = {}  # (member, notice digest) -> applying entry
-    acknowledged: dict[tuple[str, str], LoggedEntry] = {}  # (holder, notice digest) -> the originator's entry
+    acknowledged: set[tuple[str, str, str]] = set()  # (member whose log holds it, holder, notice digest)
     for member, entries in logs.items():
         for e in entries:
             digest = str(e.detail.get("notice_digest", ""))
             if e.event in (AuditEvent.RECALL_RECEIVED.value, AuditEvent.CORRECTION_RECEIVED.value) and e.allowed:
                 applied[(member, digest)] = e
             if e.event == AuditEvent.NOTICE_ACKNOWLEDGED.value and e.allowed:
-                acknowledged[(str(e.detail.get("holder", "")), digest)] = e
+                acknowledged.add((member, str(e.detail.get("holder", "")), digest))
     out = []
     for member, entries in logs.items():
         for e in entries:
@@ -219,11 +224,45 @@ def _notices(logs: Mapping[str, list[LoggedEntry]]) -> list[Mismatch]:
                     what = e.event.split("_")[0].lower()
                     detail = f"{member} sent {what} {digest[:12]} to {holder}; {holder} never applied it"
                     out.append(Mismatch(MismatchKind.NOTICE_NOT_APPLIED, e.item_id, detail, (e,)))
-                elif originator in logs and (holder, digest) not in acknowledged:
+                elif originator in logs and (originator, holder, digest) not in acknowledged:
                     detail = f"{originator} holds no signed acknowledgement from {holder} of notice {digest[:12]}"
                     out.append(
                         Mismatch(
                             MismatchKind.NOTICE_NOT_ACKNOWLEDGED, e.item_id, detail, (e, applied[(holder, digest)])
                         )
                     )
+    return out
+
+
+#: Where a log keeps a counterparty's signed word naming one of the counterparty's entries:
+#: event -> (detail field naming the counterparty or None for the entry's peer, seq field, leaf field).
+_SIGNED_POSITIONS = {
+    AuditEvent.DELIVERY_CONFIRMED.value: (None, "receiver_seq", "receiver_leaf"),
+    AuditEvent.NOTICE_ACKNOWLEDGED.value: ("holder", "holder_seq", "holder_leaf"),
+}
+
+
+def _signed_entries(logs: Mapping[str, list[LoggedEntry]]) -> list[Mismatch]:
+    """Each signed receipt or acknowledgement names an entry its signer's log still has (SPEC §11.10.6)."""
+    by_position = {(m, e.seq): e for m, entries in logs.items() for e in entries}
+    out = []
+    for member, entries in logs.items():
+        for e in entries:
+            fields = _SIGNED_POSITIONS.get(e.event)
+            if fields is None:
+                continue
+            who, seq_field, leaf_field = fields
+            signer = (e.peer or "") if who is None else str(e.detail.get(who, ""))
+            seq, leaf = e.detail.get(seq_field), e.detail.get(leaf_field)
+            if signer not in logs or not isinstance(seq, int) or not isinstance(leaf, str):
+                continue
+            there = by_position.get((signer, seq))
+            if there is None or there.entry_hash != leaf:
+                now = "no entry reconciliation reads" if there is None else f"{there.event} {there.entry_hash[:12]}"
+                detail = (
+                    f"{member} holds {signer}'s signed word for {signer} #{seq} (leaf {leaf[:12]}); "
+                    f"{signer} #{seq} is now {now}"
+                )
+                both = (e,) if there is None else (e, there)
+                out.append(Mismatch(MismatchKind.SIGNED_ENTRY_DIFFERS, e.item_id, detail, both))
     return out

@@ -119,7 +119,6 @@ def _receipts(session: Session, roster: Roster, member: str, holder: str) -> lis
             )
         except (RemoteProtocolError, ValueError):
             continue
-        seq, leaf = getattr(parsed, "log_seq", None), getattr(parsed, "log_leaf", None)
-        if isinstance(seq, int) and isinstance(leaf, str):
-            pins.append(Pin(seq, f"{member}'s receipt for envelope {envelope_id} held by {holder}", leaf=leaf))
+        source = f"{member}'s receipt for envelope {envelope_id} held by {holder}"
+        pins.append(Pin(parsed.log_seq, source, leaf=parsed.log_leaf))
     return pins

@@ -140,14 +140,15 @@ class AuditWriter:
         self._advance(head, [row.entry_hash])
         return row
 
-    def append_many(self, *, now: datetime, entries: Sequence[Entry]) -> None:
+    def append_many(self, *, now: datetime, entries: Sequence[Entry]) -> list[tuple[int, str]]:
         """Append entries with one multi-row INSERT, executed at once (hot paths).
 
         Same encoding and chain as :meth:`append` (the canonical bytes are computed from
-        the same values); the rows are not ORM objects in the session.
+        the same values); the rows are not ORM objects in the session. Returns each
+        entry's (seq, entry_hash), in order.
         """
         if not entries:
-            return
+            return []
         head = self._current_head()
         connection = self._session.connection()
         at = driver_time(connection.dialect, utc(now))
@@ -178,6 +179,7 @@ class AuditWriter:
         # Straight to the driver on the session's connection: no ORM machinery, no autoflush.
         _AUDIT_INSERT.execute(connection, rows)
         self._advance(head, [row["entry_hash"] for row in rows])
+        return [(row["seq"], row["entry_hash"]) for row in rows]
 
 
 def _writer(session: Session) -> AuditWriter:
@@ -211,9 +213,9 @@ def append(
     return _writer(session).append(now=now, entry=entry)
 
 
-def append_many(session: Session, *, now: datetime, entries: Sequence[Entry]) -> None:
-    """Append many entries to ``session`` at ``now`` without committing (one INSERT)."""
-    _writer(session).append_many(now=now, entries=entries)
+def append_many(session: Session, *, now: datetime, entries: Sequence[Entry]) -> list[tuple[int, str]]:
+    """Append many entries to ``session`` at ``now`` without committing (one INSERT); their (seq, hash)."""
+    return _writer(session).append_many(now=now, entries=entries)
 
 
 def seal(session: Session, *, now: datetime) -> tuple[Frontier, str] | None:

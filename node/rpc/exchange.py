@@ -13,7 +13,7 @@ from node.codec import signed_from_pb, signed_to_pb
 from node.rpc.port import NodePort, Oversized
 from node.services.consent import receive_consent_decision, receive_consent_request
 from node.services.ingress import record_refused_connection
-from node.services.notices import receive_notice
+from node.services.notices import receive_ack, receive_notice
 from node.services.state import NodeState
 from node.services.witness import witness_checkpoint
 from node.transport import PeerIdentity, peer_identity
@@ -60,7 +60,10 @@ async def identify(port: NodePort, context: Context) -> tuple[Member, PeerIdenti
 
 
 def _ack_pb(ack: Ack) -> exchange_pb2.Ack:
-    return exchange_pb2.Ack(accepted=ack.accepted, reason=ack.reason.value, detail=ack.detail)
+    answer = exchange_pb2.Ack(accepted=ack.accepted, reason=ack.reason.value, detail=ack.detail)
+    if ack.statement is not None:
+        answer.statement.CopyFrom(signed_to_pb(ack.statement))
+    return answer
 
 
 def _statement(message: exchange_pb2.Signed) -> Signed | Ack:
@@ -111,6 +114,10 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
     async def Notify(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
         # Forwarding downstream (SPEC §10.1) is queued in the same commit.
         return await self._control(receive_notice, request, context)
+
+    async def Acknowledge(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
+        # A holder's signed word that it applied a notice, passed on towards the originator (SPEC §10.3).
+        return await self._control(receive_ack, request, context)
 
     async def Witness(self, request: exchange_pb2.WitnessRequest, context: Context) -> exchange_pb2.WitnessResponse:
         member, _ = await identify(self.port, context)

@@ -7,11 +7,15 @@ from datetime import timedelta
 
 import grpc
 
+from node.audit import AuditEvent
+from node.codec import signed_from_pb
 from node.lifecycle import ControlRpc
 from node.runtime.due import DuePoller, PumpContext
-from node.services import control
+from node.services import control, notices
 from node.services.control import DueControl
 from node.wire import exchange_pb2, exchange_pb2_grpc
+from protocol.errors import MalformedError
+from protocol.policy import Reason
 
 __all__ = ["ControlPump"]
 
@@ -43,6 +47,7 @@ class ControlPump:
                 ControlRpc.REQUEST_CONSENT: stub.RequestConsent,
                 ControlRpc.SEND_CONSENT_DECISION: stub.SendConsentDecision,
                 ControlRpc.NOTIFY: stub.Notify,
+                ControlRpc.ACKNOWLEDGE: stub.Acknowledge,
             }[due.rpc]
             ack: exchange_pb2.Ack = await method(
                 exchange_pb2.Signed.FromString(due.wire), timeout=context.settings.deadline_seconds
@@ -51,6 +56,8 @@ class ControlPump:
             await context.commit.run(
                 control.control_acknowledged, message_id=due.message_id, ack=answer, now=context.clock()
             )
+            if ack.HasField("statement"):  # the holder's signed acknowledgement of a notice (SPEC §10.3)
+                await self._keep_notice_ack(ack.statement, due.recipient)
             waiter = self._ack_waiters.pop(due.message_id, None)
             if waiter is not None and not waiter.done():
                 waiter.set_result(ack)
@@ -67,6 +74,23 @@ class ControlPump:
             context.background.spawn(self.poller.wake_after(seconds))
         finally:
             self.poller.release(due.message_id)
+
+    async def _keep_notice_ack(self, statement: exchange_pb2.Signed, holder: str) -> None:
+        """Record (or refuse, audited) the acknowledgement a notice's reply carried."""
+        context = self.context
+        try:
+            signed = signed_from_pb(statement)
+        except MalformedError as exc:
+            await context.commit.run(
+                notices.refuse_remote,
+                AuditEvent.NOTICE_ACKNOWLEDGED,
+                holder,
+                Reason.ENVELOPE_MALFORMED,
+                str(exc),
+                context.clock(),
+            )
+            return
+        await context.commit.run(notices.receive_ack, signed=signed, peer=holder, now=context.clock())
 
     async def await_ack(self, message_id: str, timeout: float) -> exchange_pb2.Ack | None:
         """Wait briefly for a queued control message's acknowledgement (None if not yet)."""

@@ -260,7 +260,12 @@ def record_receipts(
                 allowed=parsed.accepted,
                 reason=parsed.reason,
                 rule=parsed.rule,
-                detail={"receipt_digest": verified.signed.digest},
+                detail={
+                    "receipt_digest": verified.signed.digest,
+                    # Where the receiver says it logged the envelope (SPEC §11.3).
+                    "receiver_seq": parsed.log_seq,
+                    "receiver_leaf": parsed.log_leaf,
+                },
             )
         )
         out.append(SettledEntry(envelope_id, new_state, late_recall))

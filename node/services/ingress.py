@@ -13,10 +13,11 @@ one job of the group commit. Here, in order:
 2. replay and re-delivery are decided against the deliveries already committed or
    written earlier in this transaction (§9.2.8, §11.3): an identical envelope gets its
    stored receipt back and stores nothing; a reused envelope id or nonce is a REPLAY;
-3. the receipts are signed, the new ones under one batch signature (§4.6);
-4. accepted items (sealed at rest, §11.5), the delivery records and the INGRESS audit
-   entries are written in the caller's transaction; the runtime answers only after it
-   commits.
+3. the new receipts are signed under one batch signature (§4.6), after step 4's entries;
+4. the INGRESS audit entries are appended, and each receipt names where its entry sits
+   in this log (its seq and leaf hash, §11.3); accepted items (sealed at rest, §11.5)
+   and the delivery records are written in the caller's transaction; the runtime answers
+   only after it commits.
 """
 
 from __future__ import annotations
@@ -152,7 +153,10 @@ class _Decided:
     #: ``result.decision``, or REPLAY if the envelope id or nonce was used before.
     decision: Decision
     envelope_id: str
-    receipt: Receipt
+    #: The envelope's digest, which its receipt names.
+    digest: str
+    #: The member the receipt names as sender (the claimed one, or the TLS peer).
+    sender: str
     signed: Signed | None = None
 
 
@@ -242,25 +246,32 @@ def commit_ingress_batch(
             if seen.reused(header):
                 decision = Decision.refuse(Reason.REPLAY, f"envelope id or nonce of {header.sender} reused")
         envelope_id = header.envelope_id if header is not None else _claimed_envelope_id(envelope)
-        receipt = Receipt(
-            envelope_id=envelope_id,
-            envelope_digest=digest,
-            sender=header.sender if header else peer,
-            receiver=state.me,
-            accepted=decision.allowed,
-            reason=decision.reason.value,
-            rule=decision.rule,
-            received_at=now,
-        )
-        entry = _Decided(envelope, result, decision, envelope_id, receipt)
+        entry = _Decided(envelope, result, decision, envelope_id, digest, header.sender if header else peer)
         answers.append(entry)
         decided.append(entry)
         if header is not None and decision.reason is not Reason.REPLAY:
             first_of[envelope_id] = entry
             seen.add(header, digest)
-    for entry, signed in zip(decided, sign_receipts(state, [d.receipt for d in decided]), strict=True):
+    # The INGRESS entries first: each receipt names where its entry sits in this log (SPEC §11.3).
+    positions = _audit(session, state, decided, peer, now)
+    receipts = [
+        Receipt(
+            envelope_id=entry.envelope_id,
+            envelope_digest=entry.digest,
+            sender=entry.sender,
+            receiver=state.me,
+            accepted=entry.decision.allowed,
+            reason=entry.decision.reason.value,
+            rule=entry.decision.rule,
+            received_at=now,
+            log_seq=seq,
+            log_leaf=leaf,
+        )
+        for entry, (seq, leaf) in zip(decided, positions, strict=True)
+    ]
+    for entry, signed in zip(decided, sign_receipts(state, receipts), strict=True):
         entry.signed = signed
-    _record(session, state, decided, peer, now)
+    _store(session, state, decided, now)
     return [Signed.model_validate_json(a) if isinstance(a, bytes) else _signed(a) for a in answers]
 
 
@@ -269,13 +280,12 @@ def _signed(entry: _Decided) -> Signed:
     return entry.signed
 
 
-def _record(session: Session, state: NodeState, decided: Sequence[_Decided], peer: str, now: datetime) -> None:
-    """Inbox rows for accepted items, delivery records and INGRESS entries, in bulk."""
+def _store(session: Session, state: NodeState, decided: Sequence[_Decided], now: datetime) -> None:
+    """Inbox rows for accepted items and delivery records (with their signed receipts), in bulk."""
     connection = session.connection()
     at = driver_time(connection.dialect, now)
     inbox: list[dict[str, object]] = []
     deliveries: list[dict[str, object]] = []
-    entries: list[audit.Entry] = []
     for entry in decided:
         header, attestation, decision = entry.result.header, entry.result.attestation, entry.decision
         if decision.allowed and decision.reason is Reason.ALLOWED:
@@ -311,7 +321,7 @@ def _record(session: Session, state: NodeState, decided: Sequence[_Decided], pee
             deliveries.append(
                 {
                     "envelope_id": entry.envelope_id,
-                    "envelope_digest": entry.receipt.envelope_digest,
+                    "envelope_digest": entry.digest,
                     "sender": header.sender,
                     "nonce": header.nonce,
                     "accepted": decision.allowed,
@@ -320,6 +330,17 @@ def _record(session: Session, state: NodeState, decided: Sequence[_Decided], pee
                     "received_at": at,
                 }
             )
+    _INBOX_INSERT.execute(connection, inbox)
+    _DELIVERIES_INSERT.execute(connection, deliveries)
+
+
+def _audit(
+    session: Session, state: NodeState, decided: Sequence[_Decided], peer: str, now: datetime
+) -> list[tuple[int, str]]:
+    """One INGRESS entry per decision, in bulk; each entry's (seq, entry_hash)."""
+    entries: list[audit.Entry] = []
+    for entry in decided:
+        header, attestation, decision = entry.result.header, entry.result.attestation, entry.decision
         entries.append(
             audit.Entry(
                 AuditEvent.INGRESS,
@@ -333,16 +354,14 @@ def _record(session: Session, state: NodeState, decided: Sequence[_Decided], pee
                 rule=decision.rule,
                 detail={
                     "detail": decision.detail,
-                    "envelope_digest": entry.receipt.envelope_digest,
+                    "envelope_digest": entry.digest,
                     "claimed_sender": header.sender if header else None,
                     "band": attestation.label.band.name if attestation else None,
                     "consents": [c.digest for c in entry.envelope.consents],
                 },
             )
         )
-    _INBOX_INSERT.execute(connection, inbox)
-    _DELIVERIES_INSERT.execute(connection, deliveries)
-    audit.append_many(session, now=now, entries=entries)
+    return audit.append_many(session, now=now, entries=entries)
 
 
 def record_oversized_batch(session: Session, state: NodeState, *, peer: str, detail: str, now: datetime) -> None:

@@ -32,12 +32,13 @@ from node.lifecycle import (
 )
 from node.services.control import queue_control
 from node.services.state import NodeState, record_with_peer
-from node.store import ConsentGrantRow, InboxItem, NoticeRow, OriginalItem, OutboxEntry
+from node.store import ConsentGrantRow, InboxItem, NoticeAckRow, NoticeRow, OriginalItem, OutboxEntry
 from protocol.ack import Ack, AckReason
 from protocol.consent import ConsentGrant, ConsentRevocation
 from protocol.envelope import OriginAttestation
 from protocol.errors import RemoteProtocolError
-from protocol.notices import Correction, Recall, verify_correction, verify_recall
+from protocol.notices import Correction, NoticeAck, Recall, verify_correction, verify_notice_ack, verify_recall
+from protocol.notices import NoticeKind as NoticeAckKind
 from protocol.policy import Reason
 from protocol.statements import PayloadType, Signed, parse_unverified, sign, verify
 
@@ -46,6 +47,7 @@ __all__ = [
     "follow_late_delivery",
     "queue_correction",
     "recall",
+    "receive_ack",
     "receive_notice",
     "refuse_remote",
 ]
@@ -195,6 +197,9 @@ def queue_correction(
         ),
         [state.signing_key],
     )
+    # Kept, so the holders' acknowledgements can be matched to it (SPEC §10.3).
+    correction_id = str(json.loads(notice.payload)["correction_id"])
+    _keep(session, correction_id, NoticeKind.CORRECTION, previous.item_id, previous.item_version, state.me, notice, now)
     detail: dict[str, audit.DetailValue] = {"new_version": new.item_version}
     _notify_holders(
         session, state, AuditEvent.CORRECTION_SENT, previous.item_id, previous.item_version, notice, detail, now
@@ -269,7 +274,9 @@ def _apply_notice(session: Session, state: NodeState, *, signed: Signed, peer: s
     except RemoteProtocolError as exc:
         return refuse_remote(session, state, event, peer, Reason.ORIGIN_SIGNATURE_INVALID, str(exc), now)
     if session.get(NoticeRow, notice_id) is not None:
-        return Ack.done(AckReason.DUPLICATE, "notice already applied")
+        own = session.get(NoticeAckRow, (signed.digest, state.me))
+        statement = None if own is None else Signed.model_validate_json(own.statement)
+        return Ack.done(AckReason.DUPLICATE, "notice already applied", statement)
     applied = InboxEvent.CORRECTED if is_correction else InboxEvent.RECALLED
     for row in held:
         row.status = INBOX_ITEM.next(row.status, applied)  # a recall is final (the table says so)
@@ -290,11 +297,89 @@ def _apply_notice(session: Session, state: NodeState, *, signed: Signed, peer: s
         detail |= {"new_version": claimed.new_version, "new_origin_digest": claimed.new_origin_digest}
     reason = AckReason.SUPERSEDED if is_correction else AckReason.RECALLED
     item = (claimed.item_id, version)
-    record_with_peer(
+    entry = record_with_peer(
         session, state, event=event, peer=peer, allowed=True, reason=reason.value, detail=detail, now=now, item=item
     )
+    # This holder's signed word that it applied the notice, naming its entry (SPEC §10.3).
+    acknowledgement = sign(
+        PayloadType.NOTICE_ACK,
+        NoticeAck(
+            notice_digest=signed.digest,
+            kind=NoticeAckKind.CORRECTION if is_correction else NoticeAckKind.RECALL,
+            item_id=claimed.item_id,
+            item_version=version,
+            originator=claimed.originator,
+            holder=state.me,
+            received_from=peer,
+            copies=len(held),
+            applied_at=now,
+            log_seq=entry.seq,
+            log_leaf=entry.entry_hash,
+        ),
+        [state.signing_key],
+    )
+    session.add(
+        NoticeAckRow(notice_digest=signed.digest, holder=state.me, statement=_json(acknowledgement), received_at=now)
+    )
     status = "superseded" if is_correction else "recalled"
-    return Ack.done(reason, f"{len(held)} copies of v{version} {status}")
+    return Ack.done(reason, f"{len(held)} copies of v{version} {status}", acknowledgement)
+
+
+def receive_ack(session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime) -> Ack:
+    """A holder's signed acknowledgement of a notice, from it or passed on by a holder between (SPEC §10.3).
+
+    The originator keeps and audits it: it can then show who applied its notice,
+    downstream holders too. A holder that passed the notice on keeps it, audits it and
+    passes it on to whoever sent it the notice.
+    """
+    event = AuditEvent.NOTICE_ACKNOWLEDGED
+    try:
+        ack = verify_notice_ack(signed, roster=state.roster)
+    except RemoteProtocolError as exc:
+        return refuse_remote(session, state, event, peer, Reason.SENDER_SIGNATURE_INVALID, str(exc), now)
+    notices = session.scalars(
+        select(NoticeRow).where(NoticeRow.item_id == ack.item_id, NoticeRow.item_version == ack.item_version)
+    ).all()
+    if not any(Signed.model_validate_json(row.statement).digest == ack.notice_digest for row in notices):
+        detail = f"no notice {ack.notice_digest[:12]} of {ack.item_id} v{ack.item_version} here"
+        return refuse_remote(session, state, event, peer, AckReason.UNKNOWN_ITEM, detail, now)
+    if session.get(NoticeAckRow, (ack.notice_digest, ack.holder)) is not None:
+        return Ack.done(AckReason.DUPLICATE, "acknowledgement already recorded")
+    session.add(
+        NoticeAckRow(notice_digest=ack.notice_digest, holder=ack.holder, statement=_json(signed), received_at=now)
+    )
+    fields: dict[str, audit.DetailValue] = {
+        "holder": ack.holder,
+        "notice_digest": ack.notice_digest,
+        "kind": ack.kind.value,
+        "via": peer,
+        "ack_digest": signed.digest,
+        "holder_seq": ack.log_seq,
+        "holder_leaf": ack.log_leaf,
+    }
+    if ack.originator != state.me:  # pass it on towards the originator
+        own = session.get(NoticeAckRow, (ack.notice_digest, state.me))
+        if own is not None:
+            upstream = NoticeAck.from_bytes(Signed.model_validate_json(own.statement).payload).received_from
+            queue_control(session, recipient=upstream, rpc=ControlRpc.ACKNOWLEDGE, statement=signed, now=now)
+            fields["forwarded_to"] = upstream
+    item = (ack.item_id, ack.item_version)
+    record_with_peer(
+        session,
+        state,
+        event=event,
+        peer=peer,
+        allowed=True,
+        reason=AckReason.RECORDED.value,
+        detail=fields,
+        now=now,
+        item=item,
+    )
+    return Ack.done(AckReason.RECORDED, f"{ack.holder}'s acknowledgement of {ack.notice_digest[:12]}")
+
+
+def _json(statement: Signed) -> bytes:
+    return statement.model_dump_json().encode()
 
 
 def _receive_revocation(session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime) -> Ack:

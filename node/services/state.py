@@ -19,7 +19,7 @@ from node import audit
 from node.audit import AuditEvent
 from node.config import ConsentPolicy
 from node.lifecycle import NoticeKind
-from node.store import ConsentGrantRow, NoticeRow, OriginalItem
+from node.store import AuditEntryRow, ConsentGrantRow, NoticeRow, OriginalItem
 from protocol.agreement import AgreementBook
 from protocol.envelope import BatchKeys
 from protocol.keys import HpkeKeyPair, SigningKey, VerifiedRoots
@@ -122,13 +122,13 @@ def record_with_peer(
     detail: Mapping[str, audit.DetailValue],
     now: datetime,
     item: tuple[str, int | None] | None = None,
-) -> None:
-    """Audit what this node did with a peer: accepted or refused what it sent, or answered it.
+) -> AuditEntryRow:
+    """Audit what this node did with a peer: accepted or refused what it sent, or answered it; the entry.
 
     ``item`` is the item id and version the message concerned, when it names one.
     """
     item_id, item_version = item or (None, None)
-    audit.append(
+    return audit.append(
         session,
         now=now,
         event=event,

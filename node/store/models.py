@@ -341,3 +341,14 @@ class WitnessedCheckpoint(Base):
     #: The log's note with this node's cosignature lines.
     note: Mapped[bytes] = mapped_column(LargeBinary)
     witnessed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class NoticeAckRow(Base):
+    """A holder's signed acknowledgement of a recall or correction: this node's own, or one received (SPEC §10.3)."""
+
+    __tablename__ = "notice_acks"
+
+    notice_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String, primary_key=True)
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -57,14 +57,16 @@ class ReceiptBatch(_message.Message):
     def __init__(self, receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("accepted", "reason", "detail")
+    __slots__ = ("accepted", "reason", "detail", "statement")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
     detail: str
-    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    statement: Signed
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., statement: _Optional[_Union[Signed, _Mapping]] = ...) -> None: ...
 
 class WitnessRequest(_message.Message):
     __slots__ = ("request",)

@@ -60,6 +60,11 @@ class ExchangeStub:
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
                 _registered_method=True)
+        self.Acknowledge = channel.unary_unary(
+                '/intelshare.v1.Exchange/Acknowledge',
+                request_serializer=intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
+                _registered_method=True)
         self.Witness = channel.unary_unary(
                 '/intelshare.v1.Exchange/Witness',
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.WitnessRequest.SerializeToString,
@@ -106,6 +111,13 @@ class ExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Acknowledge(self, request, context):
+        """A holder's signed acknowledgement of a notice, passed upstream (SPEC §10.3).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Witness(self, request, context):
         """Witness a checkpoint of the caller's audit log (SPEC §11.10.5).
         """
@@ -138,6 +150,11 @@ def add_ExchangeServicer_to_server(servicer, server):
             ),
             'Notify': grpc.unary_unary_rpc_method_handler(
                     servicer.Notify,
+                    request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Signed.FromString,
+                    response_serializer=intelshare_dot_v1_dot_exchange__pb2.Ack.SerializeToString,
+            ),
+            'Acknowledge': grpc.unary_unary_rpc_method_handler(
+                    servicer.Acknowledge,
                     request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Signed.FromString,
                     response_serializer=intelshare_dot_v1_dot_exchange__pb2.Ack.SerializeToString,
             ),
@@ -281,6 +298,33 @@ class Exchange:
             request,
             target,
             '/intelshare.v1.Exchange/Notify',
+            intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
+            intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Acknowledge(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Exchange/Acknowledge',
             intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
             intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
             options,

@@ -46,13 +46,14 @@ from support import (
 )
 
 from protocol.agreement import Agreement, AgreementBook
+from protocol.bundle import BundleManifest
 from protocol.classification import Band
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
 from protocol.encoding import pae
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation
 from protocol.errors import IntelshareError, MalformedError, OpenError
 from protocol.item import item_from_plaintext
-from protocol.notices import Correction, Recall, verify_correction, verify_recall
+from protocol.notices import Correction, NoticeAck, NoticeKind, Recall, verify_correction, verify_recall
 from protocol.policy import Transfer, check_egress, open_envelope
 from protocol.receipt import Receipt
 from protocol.roster import Roster, accept_roster
@@ -71,6 +72,8 @@ MODELS: dict[PayloadType, type[Any]] = {
     PayloadType.CONSENT_REVOCATION: ConsentRevocation,
     PayloadType.RECALL: Recall,
     PayloadType.CORRECTION: Correction,
+    PayloadType.NOTICE_ACK: NoticeAck,
+    PayloadType.AUDIT_BUNDLE: BundleManifest,
 }
 
 #: Which member signs a statement of each type in the corpus.
@@ -85,6 +88,8 @@ SIGNER = {
     PayloadType.CONSENT_REVOCATION: "KZ",
     PayloadType.RECALL: "KZ",
     PayloadType.CORRECTION: "KZ",
+    PayloadType.NOTICE_ACK: "TR",
+    PayloadType.AUDIT_BUNDLE: "TR",
 }
 
 
@@ -129,6 +134,8 @@ def _corpus() -> Corpus:
                 reason="ALLOWED",
                 rule="§9.3",
                 received_at=NOW,
+                log_seq=7,
+                log_leaf="ab" * 32,
             ),
             "TR",
         ),
@@ -169,6 +176,35 @@ def _corpus() -> Corpus:
         ),
         PayloadType.RECALL: recall(origin),
         PayloadType.CORRECTION: correction(origin, new_origin, new_version=2),
+        PayloadType.NOTICE_ACK: signed(
+            PayloadType.NOTICE_ACK,
+            NoticeAck(
+                notice_digest="ab" * 32,
+                kind=NoticeKind.RECALL,
+                item_id="item-1",
+                item_version=1,
+                originator="KZ",
+                holder="TR",
+                received_from="KZ",
+                copies=1,
+                applied_at=NOW,
+                log_seq=9,
+                log_leaf="cd" * 32,
+            ),
+            "TR",
+        ),
+        PayloadType.AUDIT_BUNDLE: signed(
+            PayloadType.AUDIT_BUNDLE,
+            BundleManifest(
+                member="TR",
+                federation="OTS",
+                exported_at=NOW,
+                log_size=9,
+                log_root="ef" * 32,
+                tables={"audit_log": "01" * 32},
+            ),
+            "TR",
+        ),
     }
     return Corpus(statements, (report().to_bytes(), raw().to_bytes()), envelope, reshare, origin)
 

@@ -648,8 +648,10 @@ def tr_receipts(sim: PeerSimulator, envelopes: Sequence[Envelope], accepted: Seq
             reason="ALLOWED" if ok else Reason.BAND_ABOVE_CEILING.value,
             rule="",
             received_at=now,
+            log_seq=position,
+            log_leaf=sha256_hex(e.digest.encode()),  # a stand-in: TR's log is not read here
         )
-        for e, ok in zip(envelopes, accepted, strict=True)
+        for position, (e, ok) in enumerate(zip(envelopes, accepted, strict=True), start=1)
     ]
     return sign_many([(PayloadType.RECEIPT, s) for s in statements], [sim.signing_key("TR")])
 

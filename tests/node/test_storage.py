@@ -343,7 +343,9 @@ def test_migration_0005_stores_the_subtrees_of_an_existing_log(tmp_path: Path) -
     with engine.begin() as conn:  # back to revision 0004, as an old node left it
         conn.execute(text("DELETE FROM alembic_version"))
         conn.execute(text("INSERT INTO alembic_version VALUES ('0004')"))
-        for table in ("audit_subtrees", "audit_checkpoints", "audit_cosignatures", "witnessed_checkpoints"):
+        new_tables = ("audit_subtrees", "audit_checkpoints", "audit_cosignatures", "witnessed_checkpoints")
+        old_tables = (*new_tables, "notice_acks")
+        for table in old_tables:
             conn.execute(text(f"DROP TABLE {table}"))
         for column in ("item_id", "peer", "reason"):
             conn.execute(text(f"DROP INDEX ix_audit_log_{column}_seq"))

@@ -67,6 +67,8 @@ def _receipt(n: int) -> Receipt:
         reason="ALLOWED",
         rule="§9.3",
         received_at=NOW,
+        log_seq=7,
+        log_leaf="ab" * 32,
     )
 
 

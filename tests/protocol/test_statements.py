@@ -24,6 +24,8 @@ def _receipt(**changes: object) -> Receipt:
         "reason": "ALLOWED",
         "rule": "§9.3",
         "received_at": NOW,
+        "log_seq": 7,
+        "log_leaf": "ab" * 32,
     }
     fields.update(changes)
     return Receipt.model_validate(fields)

@@ -31,6 +31,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from protocol import envelope as env  # noqa: E402
 from protocol.agreement import Agreement, AgreementBook, ReshareRule, TrustModel  # noqa: E402
+from protocol.bundle import BundleManifest  # noqa: E402
 from protocol.classification import Band  # noqa: E402
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation  # noqa: E402
 from protocol.encoding import canonical_json, hpke_info, pae  # noqa: E402
@@ -47,7 +48,7 @@ from protocol.keys import (  # noqa: E402
 )
 from protocol.label import Category  # noqa: E402
 from protocol.merkle import inclusion_proofs, leaf_hash  # noqa: E402
-from protocol.notices import Correction, Recall  # noqa: E402
+from protocol.notices import Correction, NoticeAck, NoticeKind, Recall  # noqa: E402
 from protocol.policy import (  # noqa: E402
     RULES,
     PolicyContext,
@@ -312,6 +313,8 @@ def statements() -> list[tuple[PayloadType, str, Any]]:
                 reason=Reason.ALLOWED.value,
                 rule=RULES[Reason.ALLOWED],
                 received_at=NOW,
+                log_seq=42,
+                log_leaf=hashlib.sha256(b"ingress entry").hexdigest(),
             ),
         ),
         (
@@ -389,6 +392,35 @@ def statements() -> list[tuple[PayloadType, str, Any]]:
                 originator="KZ",
                 reason="wrong crossing point",
                 issued_at=NOW,
+            ),
+        ),
+        (
+            PayloadType.NOTICE_ACK,
+            "TR",
+            NoticeAck(
+                notice_digest=hashlib.sha256(b"recall").hexdigest(),
+                kind=NoticeKind.RECALL,
+                item_id="item-1",
+                item_version=1,
+                originator="KZ",
+                holder="TR",
+                received_from="KZ",
+                copies=1,
+                applied_at=NOW,
+                log_seq=17,
+                log_leaf=hashlib.sha256(b"recall entry").hexdigest(),
+            ),
+        ),
+        (
+            PayloadType.AUDIT_BUNDLE,
+            "TR",
+            BundleManifest(
+                member="TR",
+                federation="OTS",
+                exported_at=NOW,
+                log_size=17,
+                log_root=hashlib.sha256(b"root").hexdigest(),
+                tables={"audit_log": hashlib.sha256(b"rows").hexdigest()},
             ),
         ),
     ]
@@ -1629,6 +1661,8 @@ def gen_encoding() -> None:
         reason=Reason.BAND_ABOVE_CEILING.value,
         rule=RULES[Reason.BAND_ABOVE_CEILING],
         received_at=NOW + timedelta(microseconds=4500),
+        log_seq=2**53 - 1,
+        log_leaf=hashlib.sha256(b"ingress entry").hexdigest(),
     )
     recall = Recall(
         recall_id="d" * 32,

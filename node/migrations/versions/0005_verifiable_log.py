@@ -9,6 +9,7 @@ Create Date: 2026-12-02
 - ``audit_checkpoints``: the node's own signed checkpoints, one per commit that appended.
 - ``audit_cosignatures``: peers' cosignatures on them.
 - ``witnessed_checkpoints``: the checkpoints of peers' logs this node witnessed.
+- ``notice_acks``: holders' signed acknowledgements of recalls and corrections (SPEC §10.3).
 - indexes on the audit log by item, peer and reason, for auditors' pages.
 """
 
@@ -60,6 +61,20 @@ def upgrade() -> None:
         sa.Column("witnessed_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("member", "size", name=op.f("pk_witnessed_checkpoints")),
     )
+    op.create_table(
+        "notice_acks",
+        sa.Column("notice_digest", sa.String(64), nullable=False),
+        sa.Column("holder", sa.String(), nullable=False),
+        sa.Column("statement", sa.LargeBinary(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("notice_digest", "holder", name=op.f("pk_notice_acks")),
+    )
+    # Holders' acknowledgements travel upstream as control messages of their own.
+    with op.batch_alter_table("control_outbox") as batch:
+        batch.drop_constraint(op.f("ck_control_outbox_rpc"), type_="check")
+        batch.create_check_constraint(
+            "rpc", "rpc IN ('RequestConsent', 'SendConsentDecision', 'Notify', 'Acknowledge')"
+        )
     # An auditor's page by item, peer or reason is an index range, not a scan of the log.
     for column in ("item_id", "peer", "reason"):
         op.create_index(f"ix_audit_log_{column}_seq", "audit_log", [column, "seq"])
@@ -91,6 +106,10 @@ def _store_subtrees_of_existing_entries() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("control_outbox") as batch:
+        batch.drop_constraint(op.f("ck_control_outbox_rpc"), type_="check")
+        batch.create_check_constraint("rpc", "rpc IN ('RequestConsent', 'SendConsentDecision', 'Notify')")
+    op.drop_table("notice_acks")
     for column in ("item_id", "peer", "reason"):
         op.drop_index(f"ix_audit_log_{column}_seq", table_name="audit_log")
     for table in ("witnessed_checkpoints", "audit_cosignatures", "audit_checkpoints", "audit_subtrees"):
