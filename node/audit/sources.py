@@ -3,13 +3,13 @@
 An ``AuditView`` is the verified roster and, per member, a ``LogSource``: a node's own
 database (a federation directory on this machine) or an audit bundle (``node.audit.bundle``),
 both opened read-only. ``pins_for`` collects what the other members hold that commits to
-one member's log: checkpoints of it they witnessed, and receipts in which it named its
-INGRESS entry. The view needs no private key of any member.
+one member's log: checkpoints of it they witnessed, and receipts and notice
+acknowledgements in which it named one of its entries. The view needs no private key of any member.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +17,19 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from node.audit.bundle import BundleError, bundled_members, open_bundle
 from node.audit.verify import Pin
 from node.config import load_node_config
-from node.store import OutboxEntry, WitnessedCheckpoint, make_reader, make_sessionmaker
+from node.store import NoticeAckRow, OutboxEntry, WitnessedCheckpoint, make_reader, make_sessionmaker
 from protocol.checkpoint import verify_checkpoint
 from protocol.errors import ConfigurationError, RemoteProtocolError
 from protocol.keys import PublicSigningKey
+from protocol.notices import verify_notice_ack
 from protocol.receipt import Receipt
 from protocol.roster import Roster, accept_roster
 from protocol.statements import PayloadType, Signed, verify_and_parse
 
-__all__ = ["AuditView", "LogSource", "federation_view", "pins_for"]
+__all__ = ["AuditView", "LogSource", "bundle_view", "federation_view", "pins_for"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,15 @@ def federation_view(root: Path) -> AuditView:
     return AuditView(roster, sources)
 
 
+def bundle_view(roster: Roster, paths: Sequence[Path]) -> AuditView:
+    """Audit bundles (``node.audit.bundle``), each checked against the roster before it is read."""
+    opened = bundled_members([open_bundle(path, roster=roster) for path in paths])
+    for bundle in opened.values():
+        if bundle.manifest.federation != roster.federation:
+            raise BundleError(f"{bundle.path}: a bundle of federation {bundle.manifest.federation!r}")
+    return AuditView(roster, {m: LogSource(m, b.url, "bundle") for m, b in sorted(opened.items())})
+
+
 def pins_for(view: AuditView, member: str) -> list[Pin]:
     """What the other members hold that commits to ``member``'s log, each checked against the roster."""
     pins: list[Pin] = []
@@ -83,6 +94,7 @@ def pins_for(view: AuditView, member: str) -> list[Pin]:
             with source.session() as session:
                 pins += _witnessed(session, view.roster, member, holder)
                 pins += _receipts(session, view.roster, member, holder)
+                pins += _acknowledgements(session, view.roster, member, holder)
         except FileNotFoundError:
             continue  # a node that never ran holds nothing
     return pins
@@ -121,4 +133,17 @@ def _receipts(session: Session, roster: Roster, member: str, holder: str) -> lis
             continue
         source = f"{member}'s receipt for envelope {envelope_id} held by {holder}"
         pins.append(Pin(parsed.log_seq, source, leaf=parsed.log_leaf))
+    return pins
+
+
+def _acknowledgements(session: Session, roster: Roster, member: str, holder: str) -> list[Pin]:
+    """Notice acknowledgements ``holder`` holds in which ``member`` named the entry that applied it (SPEC §10.3)."""
+    pins = []
+    for row in session.scalars(select(NoticeAckRow).where(NoticeAckRow.holder == member)):
+        try:
+            ack = verify_notice_ack(Signed.model_validate_json(row.statement), roster=roster)
+        except (RemoteProtocolError, ValueError):
+            continue
+        source = f"{member}'s acknowledgement of notice {ack.notice_digest[:12]} held by {holder}"
+        pins.append(Pin(ack.log_seq, source, leaf=ack.log_leaf))
     return pins

@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from node.audit import AuditEvent
+    from node.audit.sources import AuditView
 
 from node.cli.base import (
+    BundleOpt,
     DirOpt,
     ExitCode,
     MemberOpt,
@@ -28,7 +30,7 @@ from node.cli.base import (
     print_table,
 )
 
-__all__ = ["audit_export", "audit_list", "audit_verify"]
+__all__ = ["audit_bundle", "audit_export", "audit_list", "audit_verify"]
 
 
 @contextmanager
@@ -168,28 +170,85 @@ def audit_export(
 
 
 @audit_app.command("verify")
-def audit_verify(directory: DirOpt, member: MemberOpt) -> None:
+def audit_verify(
+    directory: DirOpt,
+    member: Annotated[
+        str | None,
+        typer.Option(
+            "--member",
+            "-m",
+            help="Member id of the log; with --bundle, every bundled log if not given.",
+            envvar="INTELSHARE_MEMBER",
+        ),
+    ] = None,
+    bundle: BundleOpt = None,
+) -> None:
     """Verify a node's log: hash chain, Merkle tree, its signed checkpoints and what peers hold. Exit 1 if broken.
 
     Names the first entry that is not as the node wrote it: an edited, removed or
     reordered entry, a tail cut off, entries the node never signed, or a rewrite that
-    no longer agrees with a checkpoint a peer witnessed or a receipt a peer holds.
+    no longer agrees with a checkpoint a peer witnessed, or a receipt or acknowledgement
+    a peer holds. With ``--bundle``, the logs and what the peers hold are read from audit
+    bundles, each checked against the roster first.
     """
+    view = audit_view(directory, bundle)
+    if member is None and not bundle:
+        fail("--member is required without --bundle", ExitCode.USAGE)
+    members = [member.upper()] if member else sorted(view.sources)
+    broken = False
+    for name in members:
+        if bundle and name not in view.sources:
+            fail(f"no bundle of {name} among those given", ExitCode.NOT_FOUND)
+        broken |= not _verify_one(directory, view, name, from_bundle=bool(bundle))
+    if broken:
+        raise typer.Exit(ExitCode.FAILED)
+
+
+def _verify_one(directory: Path, view: AuditView, member: str, *, from_bundle: bool) -> bool:
+    """Verify one member's log against what the others hold; print the outcome; whether it verifies."""
     from node import audit
     from node.audit.sources import pins_for
 
-    view = audit_view(directory)
-    member = member.upper()
     pins = pins_for(view, member)
-    with _audit_session(directory, member) as session:
+    sessions = view.sources[member].session() if from_bundle else _audit_session(directory, member)
+    with sessions as session:
         report = audit.verify(session, roster=view.roster, member=member, pins=pins)
     if report.ok:
         signed = "no checkpoint yet" if report.checkpoint is None else f"signed checkpoint at {report.checkpoint}"
         console.print(
             f"[green]audit log of {member} verifies[/]: {report.entries} entries, head {report.head_seq}, "
-            f"{signed}, {report.compared} comparisons with checkpoints and peers' receipts and witnessed checkpoints"
+            f"{signed}, {report.compared} comparisons with checkpoints and what peers hold"
         )
-        return
+        return True
     for problem in report.problems:
-        err.print(f"[red]entry {problem.seq}: {problem.kind}[/] — {problem.message}")
-    raise typer.Exit(1)
+        err.print(f"[red]{member} entry {problem.seq}: {problem.kind}[/] — {problem.message}")
+    return False
+
+
+@audit_app.command("bundle")
+def audit_bundle(
+    directory: DirOpt,
+    member: MemberOpt,
+    output: Annotated[Path, typer.Option("--out", "-o", help="The bundle file to write (must not exist).")],
+) -> None:
+    """Write the node's audit data, signed, for an auditor who cannot reach it: metadata only, no content."""
+    from datetime import UTC, datetime
+
+    from node.audit.bundle import write_bundle
+    from node.config import load_material, load_node_config
+
+    if not output.parent.is_dir():
+        fail(f"cannot write {output}: no folder {output.parent}", ExitCode.INVALID)
+    material = load_material(load_node_config(config_path(directory, member)))
+    manifest = write_bundle(
+        material.config.database_url,
+        output,
+        member=material.config.member_id,
+        federation=material.roster.federation,
+        key=material.signing_key,
+        now=datetime.now(UTC),
+    )
+    console.print(
+        f"bundle of {manifest.member} written to {output}: {manifest.log_size} entries, "
+        f"root {manifest.log_root[:16]}…, {len(manifest.tables)} tables, signed by {manifest.member}"
+    )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from node.audit.sources import AuditView
 
 __all__ = [
+    "BundleOpt",
     "DirOpt",
     "ExitCode",
     "MemberOpt",
@@ -74,6 +75,13 @@ MemberOpt = Annotated[
     str, typer.Option("--member", "-m", help="Member id of the node, e.g. TR.", envvar="INTELSHARE_MEMBER")
 ]
 VersionOpt = Annotated[int, typer.Option("--version", help="Item version.")]
+BundleOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--bundle",
+        help="Read this audit bundle (intelshare audit bundle) instead of the nodes' databases; repeatable.",
+    ),
+]
 
 
 class ExitCode(IntEnum):
@@ -182,13 +190,18 @@ def open_desk(directory: Path, member: str) -> Iterator[DeskClient]:
         client.close()
 
 
-def audit_view(directory: Path) -> AuditView:
-    """A federation directory as an auditor sees it (read-only, no private key), or fail with one line."""
-    from node.audit.sources import federation_view
+def audit_view(directory: Path, bundles: Sequence[Path] | None = None) -> AuditView:
+    """A federation directory as an auditor sees it (read-only, no private key), or fail with one line.
+
+    With ``bundles``, the logs are those bundles, each checked against the directory's
+    roster before it is read, and no node's database is opened.
+    """
+    from node.audit.sources import bundle_view, federation_view
 
     if not (directory / "roster.json").is_file():
         fail(f"{directory} is not a federation directory (no roster.json)")
-    return federation_view(directory)
+    view = federation_view(directory)
+    return bundle_view(view.roster, bundles) if bundles else view
 
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.tree import Tree
 
-from node.cli.base import DirOpt, ExitCode, audit_app, audit_view, console, fail, print_table
+from node.cli.base import BundleOpt, DirOpt, ExitCode, audit_app, audit_view, console, fail, print_table
 
 if TYPE_CHECKING:
     from node.audit.sources import AuditView
@@ -21,11 +21,11 @@ __all__ = ["audit_reconcile", "audit_trace"]
 
 
 @audit_app.command("reconcile")
-def audit_reconcile(directory: DirOpt) -> None:
+def audit_reconcile(directory: DirOpt, bundle: BundleOpt = None) -> None:
     """Compare every node's log with the others': transfers, consents, recalls and corrections. Exit 1 on a mismatch."""
     from node.audit.reconcile import reconcile
 
-    mismatches = reconcile(audit_view(directory))
+    mismatches = reconcile(audit_view(directory, bundle))
     if not mismatches:
         console.print("[green]the federation's logs reconcile[/]: every transfer, consent and notice on both sides")
         return
@@ -99,9 +99,10 @@ def _tree(result: Trace) -> Tree:
 def audit_trace(
     item: Annotated[str, typer.Argument(help="Item id, or a unique prefix of one.")],
     directory: DirOpt,
+    bundle: BundleOpt = None,
 ) -> None:
     """The item's path across the federation: originator, recipients, re-shares, notices, holders."""
     from node.audit.trace import trace
 
-    view = audit_view(directory)
+    view = audit_view(directory, bundle)
     console.print(_tree(trace(view, _item_id(view, item))))

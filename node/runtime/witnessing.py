@@ -46,7 +46,8 @@ class WitnessPump:
     async def run(self) -> None:
         """Rounds until cancelled."""
         loop = asyncio.get_running_loop()
-        last_round, last_size = loop.time(), self.log_size()
+        # The first round comes at once: a node that was down asks for what its peers missed.
+        last_round, last_size = loop.time() - self.settings.interval_seconds, -1
         while True:
             await asyncio.sleep(_TICK_SECONDS)
             size = self.log_size()
