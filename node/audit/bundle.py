@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import Column, LargeBinary, MetaData, String, Table, delete, insert, select
 from sqlalchemy.engine import Connection
 
+from node.audit.entries import format_time
 from node.store import Base, make_engine, make_reader, upgrade
 from protocol.bundle import BundleManifest
 from protocol.errors import IntelshareError, RemoteProtocolError
@@ -181,10 +182,13 @@ def _lines(conn: Connection, name: str) -> Iterator[bytes]:
 
 
 def _plain(value: Any) -> Any:
+    """A column value as the digest writes it (SPEC §11.10.8)."""
     if isinstance(value, bytes | memoryview):
         return bytes(value).hex()
-    if isinstance(value, datetime | Enum):
-        return str(value.isoformat() if isinstance(value, datetime) else value.value)
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, Enum):
+        return value.value
     return value
 
 

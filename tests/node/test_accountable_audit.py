@@ -36,6 +36,7 @@ from protocol.bundle import BundleManifest
 from protocol.classification import Band
 from protocol.keys import SigningKey
 from protocol.policy import Reason
+from protocol.receipt import Receipt
 from protocol.statements import PayloadType, Signed, sign
 
 pytestmark = pytest.mark.integration
@@ -231,6 +232,15 @@ def test_acknowledgements_reach_the_originator_through_the_reshare(history: Hist
     applied = seq_of(history.root, "AZ", "RECALL_RECEIVED", history.first)
     ((leaf,),) = query(history.root, "AZ", "SELECT entry_hash FROM audit_log WHERE seq = ?", applied)
     assert acks["AZ"][1:] == (applied, leaf)
+
+
+def test_receipts_name_the_receivers_ingress_entry(history: History) -> None:
+    # SPEC §11.3: the receipt TR signed names the seq and leaf of TR's INGRESS entry.
+    ((receipt,),) = query(history.root, "KZ", "SELECT receipt FROM outbox WHERE item_id = ?", history.second)
+    named = Receipt.from_bytes(Signed.model_validate_json(receipt).payload)
+    ingress = seq_of(history.root, "TR", "INGRESS", history.second)
+    ((leaf,),) = query(history.root, "TR", "SELECT entry_hash FROM audit_log WHERE seq = ?", ingress)
+    assert (named.log_seq, named.log_leaf) == (ingress, leaf)
 
 
 def test_trace_shows_the_path_the_holders_and_the_acknowledgements(history: History) -> None:
