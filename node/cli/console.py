@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from node.cli.base import DirOpt, ExitCode, app, audit_view, console, fail
+from node.cli.base import DirOpt, ExitCode, app, audit_view, fail
 
 __all__ = ["run_console"]
 
@@ -70,6 +70,7 @@ def run_console(
     sock = _listen(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"audit console of {view.roster.federation} on http://{shown}:{bound}/ (read-only; Ctrl-C stops it)")
+    # One plain line (never wrapped): programs read the address from it.
+    typer.echo(f"audit console of {view.roster.federation} on http://{shown}:{bound}/ (read-only; Ctrl-C stops it)")
     config = uvicorn.Config(create_app(view, access=access, hosts=hosts), log_level="warning", access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
