@@ -50,6 +50,8 @@ KINDS: dict[str, str] = {
     MismatchKind.NOTICE_NOT_ACKNOWLEDGED: "the originator holds no signed acknowledgement from a holder",
 }
 _BODY_LIMIT = 4096
+#: Mismatches shown per kind (a log rewritten wholesale can leave thousands).
+SHOWN_PER_KIND = 100
 
 
 def _member(request: Request) -> str:
@@ -240,7 +242,11 @@ def reconciliation_page(request: Request) -> Response:
     for m in mismatches:
         by_kind.setdefault(m.kind, []).append(m)
     kinds = dict.fromkeys([*KINDS, *sorted(by_kind)])  # the known kinds in order, then any new one
-    groups = [(kind, KINDS.get(kind, ""), by_kind[kind]) for kind in kinds if kind in by_kind]
+    groups = [
+        (kind, KINDS.get(kind, ""), by_kind[kind][:SHOWN_PER_KIND], len(by_kind[kind]))
+        for kind in kinds
+        if kind in by_kind
+    ]
     return render(request, "reconciliation.html", {"groups": groups, "total": len(mismatches)})
 
 
