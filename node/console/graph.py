@@ -20,8 +20,8 @@ from protocol.roster import Roster
 
 __all__ = ["Box", "Edge", "Graph", "layout"]
 
-BOX_W, BOX_H = 210, 88
-GAP_X, GAP_Y = 210, 44
+BOX_W, BOX_H = 190, 88
+GAP_X, GAP_Y = 180, 44
 #: Height of one line of an arrow's label.
 LINE = 14
 MARGIN = 16
@@ -60,8 +60,8 @@ class Edge:
     sender: str
     recipient: str
     path: str
-    #: The label's lines: one or two per attempt.
-    labels: tuple[str, ...]
+    #: The label's lines, one to three per attempt, each with whether its attempt was refused.
+    labels: tuple[tuple[str, bool], ...]
     label_x: int
     label_y: int
     #: "sent" if any attempt went through, else "refused".
@@ -132,12 +132,15 @@ def _kind(member: str, trace: Trace, holdings: Sequence[Holding]) -> str:
 
 
 def attempt_lines(t: Transfer) -> tuple[str, ...]:
-    """``v1 sent · KZ-TR:1 · grant 03202b3b``, or ``v1 refused`` and the reason code on a second line."""
+    """``v1 sent · KZ-TR:1`` (and ``grant 03202b3b`` below), or ``v1 refused`` and the reason below.
+
+    The reason code is written in words (``third party without consent``): narrower, and
+    the tables under the picture give the code itself.
+    """
     if not t.allowed:
-        return (f"v{t.version or '?'} refused", t.reason)
+        return (f"v{t.version or '?'} refused", t.reason.replace("_", " ").lower())
     under = f" · {t.agreement}" if t.agreement else ""
-    grants = "".join(f" · grant {g[:8]}" for g in t.grants)
-    return (f"v{t.version or '?'} sent{under}{grants}",)
+    return (f"v{t.version or '?'} sent{under}", *(f"grant {g[:8]}" for g in t.grants))
 
 
 def _path(a: Box, b: Box) -> tuple[str, int, int]:
@@ -164,7 +167,10 @@ def layout(trace: Trace, roster: Roster, bands: Mapping[str, Band], default_band
     pairs: dict[tuple[str, str], list[Transfer]] = {}
     for t in trace.transfers:
         pairs.setdefault((t.sender, t.recipient), []).append(t)
-    labels = {pair: tuple(line for t in attempts for line in attempt_lines(t)) for pair, attempts in pairs.items()}
+    labels = {
+        pair: tuple((line, not t.allowed) for t in attempts for line in attempt_lines(t))
+        for pair, attempts in pairs.items()
+    }
     # Room above the first row for the tallest label of an arrow between boxes there.
     top = MARGIN + max(0, max((len(lines) for lines in labels.values()), default=0) - 3) * LINE
     boxes: dict[str, Box] = {}
