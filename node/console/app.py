@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,14 +38,26 @@ _HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",
     "x-frame-options": "DENY",
     "cache-control": "no-store",
 }
 
 
+def _same_origin(request: Request) -> bool:
+    """Whether a form was posted from the console's own pages (a browser always says where from)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's cross-site form: programs send none
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
 class Guard:
-    """Every request presents a credential (unless none is required); every response gets the safety headers."""
+    """Every request presents a credential (unless none is required); every response gets the safety headers.
+
+    A form posted from another site's page is refused: the console's only posts (sign in,
+    verify again) come from its own pages.
+    """
 
     def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
@@ -62,6 +76,9 @@ class Guard:
             await send(message)
 
         path = scope["path"]
+        if scope["method"] not in ("GET", "HEAD") and not _same_origin(Request(scope)):
+            await PlainTextResponse("cross-site request refused", status_code=403)(scope, receive, with_headers)
+            return
         if path.startswith("/static/") or path == "/login":
             await self.app(scope, receive, with_headers)
             return

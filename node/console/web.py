@@ -15,13 +15,23 @@ from node.audit.sources import AuditView
 from node.console.access import Access
 from node.console.checks import Checks
 
-__all__ = ["Console", "console_of", "entry_url", "lang_of", "log_url", "render", "templates", "trace_url"]
+__all__ = [
+    "Console",
+    "console_of",
+    "entry_url",
+    "lang_of",
+    "log_url",
+    "peer_entry_url",
+    "render",
+    "templates",
+    "trace_url",
+]
 
 
 def log_url(member: str, **params: str | int | None) -> str:
     """The audit log page of ``member`` with the given filters and position."""
     query = urlencode({k: v for k, v in params.items() if v not in (None, "")})
-    return f"/nodes/{quote(member)}/log" + (f"?{query}" if query else "")
+    return f"/nodes/{quote(member, safe='')}/log" + (f"?{query}" if query else "")
 
 
 def entry_url(member: str, seq: int) -> str:
@@ -29,9 +39,15 @@ def entry_url(member: str, seq: int) -> str:
     return log_url(member, after=seq - 1) + f"#e{seq}"
 
 
+def peer_entry_url(peer: str, envelope_id: str, *, item_id: str | None, sender: str) -> str:
+    """The entry in ``peer``'s log about the same envelope (found by ``pages.envelope_page``)."""
+    query = urlencode({k: v for k, v in (("item", item_id), ("from", sender)) if v})
+    return f"/nodes/{quote(peer, safe='')}/envelopes/{quote(envelope_id, safe='')}?{query}"
+
+
 def trace_url(item_id: str) -> str:
     """The trace of an item."""
-    return f"/items/{quote(item_id)}"
+    return f"/items/{quote(item_id, safe='')}"
 
 
 #: The language a member's national markings are written in, by member id (a state's ISO 3166 code),
@@ -53,7 +69,9 @@ def templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.globals.update(log_url=log_url, entry_url=entry_url, trace_url=trace_url, lang_of=lang_of)
+    env.globals.update(
+        log_url=log_url, entry_url=entry_url, trace_url=trace_url, peer_entry_url=peer_entry_url, lang_of=lang_of
+    )
     return Jinja2Templates(env=env)
 
 

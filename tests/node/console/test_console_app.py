@@ -220,3 +220,21 @@ def test_checks_are_redone_when_a_database_changes(tampered_copy: LocalFederatio
         conn.execute("UPDATE audit_log SET actor = 'someone' WHERE seq = 3")
     result = checks.get("TR")
     assert (result.state, result.first_altered) == ("broken", 3)
+
+
+def test_a_form_posted_from_another_site_is_refused(fed: LocalFederation) -> None:
+    with client(fed) as http:
+        foreign = http.post("/verify", data={"next": "/"}, headers={"origin": "http://attacker.example"})
+        own = http.post("/verify", data={"next": "/"}, headers={"origin": "http://127.0.0.1"}, follow_redirects=False)
+    assert foreign.status_code == 403
+    assert own.status_code == 303
+
+
+def test_markup_written_into_a_log_is_shown_as_text(tampered_copy: LocalFederation) -> None:
+    """An insider who can write the database cannot make the console run their script."""
+    with sqlite3.connect(db_path(tampered_copy, "TR")) as conn:
+        conn.execute("""UPDATE audit_log SET reason = '<script>alert(1)</script>' WHERE seq = 2""")
+    with client(tampered_copy) as http:
+        page = http.get("/nodes/TR/log")
+    assert "<script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
