@@ -89,7 +89,7 @@ def serve(root: Path, *args: str, timeout: float = 30.0) -> Iterator[str]:
             process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def console_url(fed: LocalFederation) -> Iterator[str]:
     """The console over the untouched federation."""
     with serve(fed.root) as url:
@@ -104,9 +104,13 @@ def tampered_copy(fed: LocalFederation, tmp_path: Path) -> LocalFederation:
     return LocalFederation(root)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, with the flags a closed network needs."""
+    """Debian's Chromium, headless, with the flags a closed network needs.
+
+    Module-scoped: Playwright's synchronous API holds an event loop in this thread while
+    it runs, and later tests' ``asyncio.run`` must not find one.
+    """
     executable = shutil.which("chromium")
     if executable is None:
         pytest.skip("no chromium binary on PATH (apt-get install -y chromium; .ci/run installs it)")
