@@ -67,8 +67,9 @@ def test_filtering_a_nodes_log(fed: LocalFederation, scenario: Scenario, console
     page.goto(f"{console_url}/nodes/TR/log")
     page.get_by_label("Item", exact=True).fill(scenario.reshared)
     page.get_by_label("Event", exact=True).select_option("RESHARE")
-    page.get_by_role("button", name="Filter").click()
-    page.wait_for_url("**event=RESHARE**")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Filter").click()
+    assert "event=RESHARE" in page.url
     expected = rows(fed, "TR", "SELECT seq FROM audit_log WHERE item_id = ? AND event = 'RESHARE'", scenario.reshared)
     assert len(expected) == 2  # refused without consent, then sent with KZ's grant
     assert shown_seqs(page) == [seq for (seq,) in expected]
@@ -153,13 +154,13 @@ def test_browsing_leaves_the_databases_byte_identical(
     before = _hashes(fed)
     page = page_at()
     page.goto(console_url + "/")
-    page.get_by_role("button", name="Verify every log again").click()
-    page.wait_for_url(console_url + "/")
+    with page.expect_navigation():  # posted, then sent back to the federation page
+        page.get_by_role("button", name="Verify every log again").click()
+    assert page.url == console_url + "/"
     for member in MEMBERS:
         page.goto(f"{console_url}/nodes/{member}/log")
-        for link in page.locator("a.peer").all()[:2]:
-            link.click()
-            page.go_back()
+        for href in [link.get_attribute("href") for link in page.locator("a.peer").all()[:2]]:
+            page.goto(console_url + href)  # the same envelope in the peer's log
     for item in (scenario.reshared, scenario.recalled):
         page.goto(f"{console_url}/items/{item}")
     page.goto(console_url + "/reconciliation")
@@ -187,7 +188,8 @@ def test_an_edited_entry_marks_its_node_broken_at_that_entry(
         assert page.locator("#state-TR").inner_text().strip() == f"✘ broken at entry {seq}"
         assert page.locator("#state-KZ").inner_text().strip() == "✔ verifies"
         page.screenshot(path=str(screenshots / "federation-broken.png"), full_page=True)
-        page.get_by_role("link", name=f"show entry {seq}").first.click()
+        with page.expect_navigation():
+            page.get_by_role("link", name=f"show entry {seq}").first.click()
         entry = page.locator(f"#e{seq}")
         assert "failing" in (entry.get_attribute("class") or "")
         assert "does not verify" in entry.inner_text()
