@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from node.cli.base import DirOpt, ExitCode, app, audit_view, fail
+from node.cli.base import BundleOpt, DirOpt, ExitCode, app, audit_view, fail
 
 __all__ = ["run_console"]
 
@@ -44,13 +44,16 @@ def run_console(
         bool,
         typer.Option("--auditors", help="Let the federation's auditors sign in with their officer name and token."),
     ] = False,
+    bundle: BundleOpt = None,
 ) -> None:
     """Serve the read-only audit console: federation, audit logs, item traces, reconciliation.
 
     It opens every node's database read-only, with the nodes running or stopped, and never
-    reads a private key. On 127.0.0.1 by default; binding any other address requires a
-    token or auditors' credentials, which every request must then present. Put TLS in
-    front of it (or an SSH tunnel) when it is reached over a network.
+    reads a private key; with ``--bundle``, it shows audit bundles instead (each checked
+    against the roster first) and opens no node's database. On 127.0.0.1 by default;
+    binding any other address requires a token or auditors' credentials, which every
+    request must then present. Put TLS in front of it (or an SSH tunnel) when it is
+    reached over a network.
     """
     import uvicorn
 
@@ -60,7 +63,7 @@ def run_console(
     loopback = is_loopback(host)
     if not loopback and token is None and not auditors:
         fail(f"binding {host} serves other machines: pass --token (or --auditors)", ExitCode.USAGE)
-    view = audit_view(directory)
+    view = audit_view(directory, bundle)
     officers = [load_node_config(p).officers for p in sorted(directory.glob("nodes/*/node.toml"))] if auditors else []
     try:
         access = Access(token=token, auditors=officers)

@@ -1,7 +1,7 @@
 """The console as an ASGI application: routes, templates, static files, access and headers.
 
 ``create_app(view, access=…, hosts=…)`` serves one ``AuditView``: a federation
-directory's databases (``node.audit.sources.federation_view``) or, later, audit bundles
+directory's databases (``node.audit.sources.federation_view``) or audit bundles
 of the same shape. Every page is rendered on the server; the pages carry no script and
 load nothing but the console's own stylesheet, which the Content-Security-Policy
 enforces.

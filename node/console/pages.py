@@ -48,6 +48,7 @@ KINDS: dict[str, str] = {
     MismatchKind.RESHARE_WITHOUT_CONSENT: "a re-share carried a grant the originator's log never issued",
     MismatchKind.NOTICE_NOT_APPLIED: "a holder a recall or correction was sent to has no entry applying it",
     MismatchKind.NOTICE_NOT_ACKNOWLEDGED: "the originator holds no signed acknowledgement from a holder",
+    MismatchKind.SIGNED_ENTRY_DIFFERS: "a signed receipt or acknowledgement names an entry its signer's log lost",
 }
 _BODY_LIMIT = 4096
 #: Mismatches shown per kind (a log rewritten wholesale can leave thousands).
