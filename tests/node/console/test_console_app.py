@@ -238,3 +238,37 @@ def test_markup_written_into_a_log_is_shown_as_text(tampered_copy: LocalFederati
         page = http.get("/nodes/TR/log")
     assert "<script>" not in page.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+
+
+# --------------------------------------------------------------------------- bundles
+
+
+def test_the_console_shows_audit_bundles_without_the_nodes(
+    fed: LocalFederation, scenario: Scenario, tmp_path: Path
+) -> None:
+    # SPEC §11.10.8: the same pages over bundles, each checked against the roster first.
+    from node.audit.bundle import write_bundle
+    from node.audit.sources import bundle_view
+    from node.config import load_material
+
+    paths = []
+    for member in MEMBERS:
+        material = load_material(load_node_config(fed.root / "nodes" / member / "node.toml"))
+        path = tmp_path / f"{member}.bundle"
+        write_bundle(
+            material.config.database_url,
+            path,
+            member=member,
+            federation=material.roster.federation,
+            key=material.signing_key,
+            now=material.roster.issued_at,
+        )
+        paths.append(path)
+    view = bundle_view(federation_view(fed.root).roster, paths)
+    assert {source.kind for source in view.sources.values()} == {"bundle"}
+    with TestClient(create_app(view), base_url="http://127.0.0.1") as http:
+        trace = http.get(f"/items/{scenario.reshared}")
+        federation = http.get("/")
+    assert trace.status_code == 200
+    assert all(member in trace.text for member in ("KZ", "TR", "AZ"))
+    assert federation.text.count("verifies") >= len(MEMBERS)
