@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from node import audit
+from node import audit, demo_audit
 from node.client import DeskClient
 from node.codec import envelope_to_pb
 from node.config import load_material, load_node_config
@@ -329,6 +329,8 @@ def run_demo(directory: Path | None, federation_file: Path | None, console: Cons
     try:
         with fed.running(DEMO_MEMBERS):
             play(fed, t)
+            demo_audit.witnessed(fed, t, DEMO_MEMBERS)
+        demo_audit.audit_after(fed, t, DEMO_MEMBERS)
     except Exception as exc:  # any failure is reported, not hidden: the demo exits non-zero
         t.expect("the scenario ran to the end", False, f"{type(exc).__name__}: {exc}")
     failed = [c for c in t.checks if not c[1]]

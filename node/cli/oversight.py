@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from node.audit.sources import AuditView
     from node.audit.trace import Trace
 
-__all__ = ["audit_reconcile", "audit_trace"]
+__all__ = ["audit_reconcile", "audit_trace", "trace_tree"]
 
 
 @audit_app.command("reconcile")
@@ -61,7 +61,7 @@ def _item_id(view: AuditView, prefix: str) -> str:
     return found.pop()
 
 
-def _tree(result: Trace) -> Tree:
+def trace_tree(result: Trace) -> Tree:
     root = Tree(f"[bold]{result.item_id}[/] originated by [bold]{result.originator or '?'}[/]")
     nodes = {result.originator: root}
     pending = list(result.transfers)
@@ -105,4 +105,4 @@ def audit_trace(
     from node.audit.trace import trace
 
     view = audit_view(directory, bundle)
-    console.print(_tree(trace(view, _item_id(view, item))))
+    console.print(trace_tree(trace(view, _item_id(view, item))))

@@ -5,7 +5,7 @@ One federation (KZ, TR, AZ) plays a short history once: KZ shares an item with T
 asks KZ's consent and re-shares it to AZ, KZ shares a second item, an attacker-controlled
 peer sends TR an envelope it refuses, and KZ recalls the first item; the nodes witness
 each other's logs throughout. Each test then works on its own copy of the stopped
-federation. The insider (``insider.Insider``) rewrites a node's log with the node's own
+federation. The insider (``node.insider.Insider``) rewrites a node's log with the node's own
 key and covers every trace inside that node's database; only what the other members
 hold can name the rewrite. One named test per rewrite (SPEC §11.10.7).
 """
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from insider import Entry, Insider
 from peer_simulator import PeerSimulator
 from test_integration import FEDERATION_TOML, REPO, inbox_entry, request_state, share, wait_for
 
@@ -31,6 +30,7 @@ from node.audit.bundle import BundleError, open_bundle
 from node.audit.reconcile import MismatchKind, reconcile
 from node.audit.sources import AuditView, bundle_view, federation_view, pins_for
 from node.harness import LocalFederation, make_label
+from node.insider import Entry, Insider
 from node.store import make_reader, make_sessionmaker
 from protocol.bundle import BundleManifest
 from protocol.classification import Band

@@ -1,4 +1,4 @@
-"""An insider at one node, for the accountable-audit tests (SPEC §11.10.7, §12.10).
+"""An insider at one node, for the trainers' demo and the accountable-audit tests (SPEC §11.10.7, §12.10).
 
 The insider has what an administrator of a node's host has: write access to its
 database and its key files, with the node stopped. It rewrites the audit log the way
@@ -7,7 +7,8 @@ moves the head, rebuilds the stored subtrees, drops the node's own checkpoints a
 cosignatures that no longer fit, and signs a fresh checkpoint of the result with the
 node's own key. So nothing inside the node's database contradicts the rewrite; only what
 the other members hold (checkpoints they witnessed, receipts and acknowledgements the
-node signed) can.
+node signed) can. Like the demo's forged delivery, it is an attack kept beside the node so that trainers
+can show what the audit catches; nothing in the node calls it.
 """
 
 from __future__ import annotations
