@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from node.audit.entries import GENESIS_HASH, hash_hex
+from node.audit.entries import GENESIS_HASH, entry_bytes, hash_hex
 from node.audit.tree import completed_rows
 from node.config import load_material, load_node_config
 from node.store import (
@@ -78,6 +78,7 @@ class Insider:
         rows = []
         for position, entry in enumerate(after[first:], start=first + 1):
             row = AuditEntryRow(**(entry | {"seq": position, "prev_hash": prev}))
+            row.entry = entry_bytes(row).decode("utf-8")
             row.entry_hash = prev = hash_hex(row)
             rows.append(row)
         with self._session() as session:

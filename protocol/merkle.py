@@ -438,6 +438,47 @@ class Frontier:
         finally:
             self._size = size
 
+    def extend_aligned(self, leaves: Sequence[bytes]) -> list[list[bytes]]:
+        """Add ``2**k`` leaves at a size that is a multiple of ``2**k``; their tree's levels, leaves first.
+
+        The fast path for verifying a whole log: the block's perfect subtree is hashed a
+        level at a time and joins the frontier as one node, and the levels it returns give
+        the frontier at any size inside the block (:meth:`inside`).
+        """
+        count = len(leaves)
+        if count == 0 or count & (count - 1) or self._size % count:
+            raise ValueError("extend_aligned takes 2**k leaves at a multiple of 2**k")
+        if any(len(leaf) != HASH_SIZE for leaf in leaves):
+            raise ValueError(f"a leaf hash is {HASH_SIZE} bytes")
+        sha256 = _sha256
+        levels = [list(leaves)]
+        while len(levels[-1]) > 1:
+            below = levels[-1]
+            levels.append([sha256(b"\x01" + a + b).digest() for a, b in zip(below[0::2], below[1::2], strict=True)])
+        value, n = levels[-1][0], self._size >> (len(levels) - 1)
+        while n & 1:  # merge equal subtrees at the right edge, as append does for one leaf
+            value = sha256(b"\x01" + self._hashes.pop() + value).digest()
+            n >>= 1
+        self._hashes.append(value)
+        self._size += count
+        return levels
+
+    @staticmethod
+    def inside(before: Frontier, levels: Sequence[Sequence[bytes]], offset: int) -> Frontier:
+        """The frontier ``offset`` leaves into a block that :meth:`extend_aligned` added to ``before``.
+
+        ``before`` is the frontier as it was before the block (its size a multiple of the
+        block's); ``0 < offset < len(levels[0])`` (at the block's end, the frontier itself).
+        """
+        if not 0 < offset < len(levels[0]):
+            raise ValueError("offset is outside the block")
+        hashes, at = list(before.hashes), 0
+        for level in range(len(levels) - 1, -1, -1):
+            if offset >> level & 1:
+                hashes.append(levels[level][at >> level])
+                at += 1 << level
+        return Frontier.restore(before.size + offset, hashes)
+
     def root(self) -> bytes:
         """The root of the tree of :attr:`size` leaves (RFC 9162 §2.1.1)."""
         if not self._hashes:

@@ -66,6 +66,10 @@ class Comparisons:
             self._pins.setdefault(size, []).append((root, leaf, source))
         self.outcomes: list[Outcome] = []
 
+    def sizes(self) -> list[int]:
+        """Every size something commits to, ascending: where the pass must stop and compare."""
+        return sorted(self._own.keys() | self._pins.keys())
+
     def at(self, frontier: Frontier, leaf: str | None) -> None:
         """Compare everything that commits to the first ``frontier.size`` entries."""
         size = frontier.size

@@ -1,43 +1,78 @@
-"""Reading the whole audit log fast: raw rows, each checked against its hash (SPEC §11.4).
+"""Reading the whole audit log fast: each entry's stored bytes against its hash (SPEC §11.4).
 
-``audit verify`` of a million entries must take seconds, not minutes: building ORM
-objects and re-encoding a dict per entry cost about 90 µs an entry. Here rows come
-straight from the driver in chunks, and an entry's canonical bytes are assembled from
-its stored fields with one format string: the keys in their canonical (sorted) order,
-strings escaped by the C encoder the ``json`` module itself uses (remembered for the
-values that repeat: events, members, reasons), and ``detail`` as the stored text, which
-the writer stored canonical. An entry whose bytes do not hash to ``entry_hash`` on this
-fast path is checked again the slow way (``entries.hash_matches``), so only what the
-writer could not have written is reported.
+``audit verify`` of a million entries must take seconds. Each entry keeps the exact
+bytes its ``entry_hash`` covers (the ``entry`` column), so checking it is one SHA-256
+over stored bytes, done a chunk at a time; on PostgreSQL the server computes the hashes
+(``sha256``), on a core of its own.
+
+The columns an auditor's queries use (event, peer, reason, …) must say what the bytes
+say. ``disagreeing`` finds the entries whose columns do not, in one SQL statement that
+runs in the database's C code (SQLite's JSON functions, PostgreSQL's ``jsonb``); a
+caller can run it beside the scan, on a second connection, when the log is opened
+read-only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json.encoder
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any, NamedTuple
 
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from node.audit.entries import STREAM_BATCH, hash_matches
 from node.store import AuditEntryRow
 
-__all__ = ["Scanned", "scan", "scan_chunks"]
+__all__ = ["CHUNK", "Chunk", "Scanned", "disagreeing", "scan", "scan_chunks"]
 
-_ENCODE: Callable[[str], str] = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
-_SELECT = (
-    "SELECT seq, at, event, actor, peer, item_id, item_version, envelope_id, allowed, reason, rule, detail,"
-    " prev_hash, entry_hash FROM audit_log WHERE seq > {after} ORDER BY seq"
+#: Rows per chunk: a power of two, so the verifier can hash a chunk's tree a level at a time.
+CHUNK = 4096
+_SQLITE_ROWS = "SELECT seq, entry, prev_hash, entry_hash FROM audit_log WHERE seq > {after} ORDER BY seq"
+# The server hashes the stored bytes (with the RFC 9162 leaf prefix), on a core of its own.
+_POSTGRES_ROWS = (
+    "SELECT seq, prev_hash, entry_hash,"
+    " encode(sha256('\\x00'::bytea || convert_to(entry, 'UTF8')), 'hex') = entry_hash"
+    " FROM audit_log WHERE seq > {after} ORDER BY seq"
 )
-# The entry bytes of SPEC §11.4 with the leaf prefix: keys sorted, no whitespace.
-_TEMPLATE = (
-    '\x00{"actor":%s,"allowed":%s,"at":%s,"detail":%s,"envelope_id":%s,"event":%s,"item_id":%s,'
-    '"item_version":%s,"peer":%s,"prev_hash":%s,"reason":%s,"rule":%s,"seq":%d}'
-)
-_FLAG = {None: "null", False: "false", True: "true"}
-_REMEMBERED = 4096
+# Columns that say something else than the entry's bytes (SQLite: json_extract of true is 1).
+_SQLITE_DISAGREE = """SELECT seq FROM audit_log WHERE seq > {after} AND CASE WHEN json_valid(entry) THEN
+ json_extract(entry, '$.seq') IS NOT seq
+ OR json_extract(entry, '$.at') IS NOT substr(at, 1, 10) || 'T' || substr(at, 12) || 'Z'
+ OR json_extract(entry, '$.event') IS NOT event OR json_extract(entry, '$.actor') IS NOT actor
+ OR json_extract(entry, '$.peer') IS NOT peer OR json_extract(entry, '$.item_id') IS NOT item_id
+ OR json_extract(entry, '$.item_version') IS NOT item_version
+ OR json_extract(entry, '$.envelope_id') IS NOT envelope_id
+ OR json_extract(entry, '$.allowed') IS NOT allowed OR json_extract(entry, '$.reason') IS NOT reason
+ OR json_extract(entry, '$.rule') IS NOT rule OR json_extract(entry, '$.detail') IS NOT detail
+ OR json_extract(entry, '$.prev_hash') IS NOT prev_hash
+ ELSE 1 END ORDER BY seq"""
+_POSTGRES_DISAGREE = """SELECT seq FROM (SELECT *, entry::jsonb AS e FROM audit_log WHERE seq > {after}) AS l WHERE
+ e->>'seq' IS DISTINCT FROM seq::text
+ OR e->>'at' IS DISTINCT FROM to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+ OR e->>'event' IS DISTINCT FROM event OR e->>'actor' IS DISTINCT FROM actor
+ OR e->>'peer' IS DISTINCT FROM peer OR e->>'item_id' IS DISTINCT FROM item_id
+ OR e->>'item_version' IS DISTINCT FROM item_version::text
+ OR e->>'envelope_id' IS DISTINCT FROM envelope_id
+ OR e->>'allowed' IS DISTINCT FROM CASE WHEN allowed THEN 'true' WHEN NOT allowed THEN 'false' END
+ OR e->>'reason' IS DISTINCT FROM reason OR e->>'rule' IS DISTINCT FROM rule
+ OR e->'detail' IS DISTINCT FROM detail::jsonb OR e->>'prev_hash' IS DISTINCT FROM prev_hash
+ ORDER BY seq"""
+
+
+class Chunk(NamedTuple):
+    """Consecutive entries as the scan read them, column by column."""
+
+    seqs: tuple[int, ...]
+    #: Each entry's link to the one before (its ``prev_hash``).
+    prevs: tuple[str, ...]
+    hashes: tuple[str, ...]
+    #: The leaf hashes as bytes (32 zero bytes where ``entry_hash`` is not a hash).
+    leaves: list[bytes]
+    #: Indices of the entries whose stored bytes do not hash to ``entry_hash``.
+    bad: list[int]
 
 
 class Scanned(NamedTuple):
@@ -46,76 +81,88 @@ class Scanned(NamedTuple):
     seq: int
     entry_hash: str
     prev_hash: str
-    #: Whether the entry's fields hash to ``entry_hash``.
+    #: Whether the entry's stored bytes hash to ``entry_hash``.
     intact: bool
 
 
-class _Encoded(dict[Any, str]):
-    """JSON string literals, remembered for values that repeat."""
-
-    def __missing__(self, value: Any) -> str:
-        text = "null" if value is None else _ENCODE(value)
-        if len(self) < _REMEMBERED:
-            self[value] = text
-        return text
+def _leaf(entry_hash: Any) -> bytes:
+    try:
+        leaf = bytes.fromhex(entry_hash)
+    except (TypeError, ValueError):
+        leaf = b""
+    return leaf if len(leaf) == 32 else bytes(32)  # a mangled hash still takes its place in the tree
 
 
-def _time(at: Any) -> str:
-    """``at`` as the entry bytes write it: RFC 3339 UTC with microseconds and ``Z``."""
-    if isinstance(at, str):  # SQLite: "YYYY-MM-DD HH:MM:SS.ffffff", naive UTC (node.store.UTCDateTime)
-        if len(at) == 26 and at[10] == " ":
-            return f'"{at[:10]}T{at[11:]}Z"'
-        at = datetime.fromisoformat(at).replace(tzinfo=UTC)
-    return f'"{at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}"'
+def _digest(entry: Any) -> bytes:
+    try:
+        return hashlib.sha256(b"\x00" + entry.encode()).digest()
+    except AttributeError:  # not text: it hashes to nothing
+        return b""
 
 
-def _check(rows: list[Any], encoded: _Encoded) -> list[Scanned]:
-    out = []
-    sha256, template, flag = hashlib.sha256, _TEMPLATE, _FLAG
-    for seq, at, event, actor, peer, item_id, version, envelope_id, allowed, reason, rule, detail, prev, h in rows:
-        try:
-            text = template % (
-                encoded[actor],
-                flag[None if allowed is None else bool(allowed)],
-                _time(at),
-                detail,
-                "null" if envelope_id is None else _ENCODE(envelope_id),
-                encoded[event],
-                "null" if item_id is None else _ENCODE(item_id),
-                "null" if version is None else int(version),
-                encoded[peer],
-                _ENCODE(prev),
-                encoded[reason],
-                encoded[rule],
-                seq,
-            )
-            intact = sha256(text.encode()).hexdigest() == h
-        except (TypeError, ValueError):  # a field of the wrong type: the slow path says why
-            intact = False
-        out.append(Scanned(int(seq), str(h), str(prev), intact))
-    return out
+def _sqlite_chunk(rows: Sequence[Any]) -> Chunk:
+    seqs, entries, prevs, hashes = zip(*rows, strict=True)
+    sha256 = hashlib.sha256
+    try:
+        leaves = list(map(bytes.fromhex, hashes))
+        digests = [sha256(b"\x00" + entry.encode()).digest() for entry in entries]
+    except (AttributeError, TypeError, ValueError):  # a value of the wrong kind somewhere: row by row
+        leaves, digests = [_leaf(h) for h in hashes], [_digest(e) for e in entries]
+    bad = [] if digests == leaves else [i for i, (d, leaf) in enumerate(zip(digests, leaves, strict=True)) if d != leaf]
+    for i in bad:
+        leaves[i] = _leaf(hashes[i])
+    return Chunk(tuple(map(int, seqs)), tuple(map(str, prevs)), tuple(map(str, hashes)), leaves, bad)
 
 
-def scan_chunks(session: Session, after_seq: int = 0) -> Iterator[list[Scanned]]:
-    """The entries after ``after_seq`` in seq order, a chunk at a time, each checked against its hash."""
-    connection = session.connection().execution_options(stream_results=True, yield_per=STREAM_BATCH)
-    result = connection.exec_driver_sql(_SELECT.format(after=int(after_seq)))
-    # SQLite's cursor hands rows over as they are; a server-side cursor's result may hold
-    # rows it already fetched, so elsewhere rows come through the result.
-    cursor = result.cursor if connection.dialect.name == "sqlite" else None
-    fetch = cursor.fetchmany if cursor is not None else result.fetchmany
-    encoded = _Encoded()
-    while rows := fetch(STREAM_BATCH):
-        chunk = _check(list(rows), encoded)
-        yield [entry if entry.intact else entry._replace(intact=_slow_intact(session, entry.seq)) for entry in chunk]
+def _postgres_chunk(rows: Sequence[Any]) -> Chunk:
+    seqs, prevs, hashes, intact = zip(*rows, strict=True)
+    bad = [i for i, ok in enumerate(intact) if not ok]
+    leaves = [_leaf(h) for h in hashes] if bad else list(map(bytes.fromhex, hashes))
+    return Chunk(tuple(map(int, seqs)), tuple(map(str, prevs)), tuple(map(str, hashes)), leaves, bad)
+
+
+def scan_chunks(session: Session, after_seq: int = 0) -> Iterator[Chunk]:
+    """The entries after ``after_seq`` in seq order, ``CHUNK`` at a time, each checked against its hash."""
+    connection = session.connection()
+    streamed = {"stream_results": True, "yield_per": CHUNK}  # for this statement, not the connection
+    if connection.dialect.name == "postgresql":
+        result = connection.exec_driver_sql(_POSTGRES_ROWS.format(after=int(after_seq)), execution_options=streamed)
+        while rows := result.fetchmany(CHUNK):
+            yield _postgres_chunk(rows)
+        return
+    # SQLite's cursor hands rows over as they are: no copy through the result.
+    cursor = connection.exec_driver_sql(_SQLITE_ROWS.format(after=int(after_seq)), execution_options=streamed).cursor
+    assert cursor is not None
+    while rows := cursor.fetchmany(CHUNK):
+        yield _sqlite_chunk(rows)
 
 
 def scan(session: Session, after_seq: int = 0) -> Iterator[Scanned]:
-    """The entries after ``after_seq`` in seq order, each with whether it matches its hash."""
+    """The entries after ``after_seq`` in seq order, each with whether its bytes match its hash."""
     for chunk in scan_chunks(session, after_seq):
-        yield from chunk
+        bad = set(chunk.bad)
+        for i, seq in enumerate(chunk.seqs):
+            yield Scanned(seq, chunk.hashes[i], chunk.prevs[i], i not in bad)
 
 
-def _slow_intact(session: Session, seq: int) -> bool:
-    row = session.get(AuditEntryRow, seq, populate_existing=True)
-    return row is not None and hash_matches(row)
+def disagreeing(connection: Connection, after_seq: int = 0) -> list[int]:
+    """The entries after ``after_seq`` whose columns do not say what their stored bytes say."""
+    postgres = connection.dialect.name == "postgresql"
+    query = (_POSTGRES_DISAGREE if postgres else _SQLITE_DISAGREE).format(after=int(after_seq))
+    try:
+        # PostgreSQL aborts a transaction on an error: keep the caller's with a savepoint.
+        with connection.begin_nested() if postgres and connection.in_transaction() else nullcontext():
+            return [int(seq) for (seq,) in connection.exec_driver_sql(query)]
+    except DBAPIError:  # PostgreSQL: some entry's bytes are not JSON at all; find which, row by row
+        return _disagreeing_slowly(connection, after_seq)
+
+
+def _disagreeing_slowly(connection: Connection, after_seq: int) -> list[int]:
+    """Each entry's columns hashed as the writer encodes them (``entries.hash_matches``)."""
+    out = []
+    with Session(bind=connection) as session:
+        query = select(AuditEntryRow).where(AuditEntryRow.seq > after_seq).order_by(AuditEntryRow.seq)
+        for row in session.scalars(query.execution_options(yield_per=STREAM_BATCH)):
+            if not hash_matches(row):
+                out.append(int(row.seq))
+    return out

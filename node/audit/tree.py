@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from node.audit.entries import GENESIS_HASH, STREAM_BATCH
-from node.audit.scan import scan
+from node.audit.scan import disagreeing, scan
 from node.errors import LogTamperedError
 from node.store import AuditCheckpoint, AuditEntryRow, AuditHead, AuditSubtree
 from protocol.checkpoint import sign_checkpoint, verify_checkpoint
@@ -175,6 +175,9 @@ def open_log(session: Session, signer: CheckpointSigner, roster: Roster) -> LogT
     for entry in scan(session, after_seq=restarted or 0):  # what the last run appended, from its contents
         if not entry.intact:
             raise LogTamperedError(f"audit log: entry {entry.seq} does not match its hash (contents edited)")
+    edited = disagreeing(session.connection(), after_seq=restarted or 0)
+    if edited:
+        raise LogTamperedError(f"audit log: entry {edited[0]}'s fields no longer say what its hashed bytes say")
     return LogTree(frontier, prev, signer)
 
 

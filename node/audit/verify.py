@@ -16,16 +16,17 @@ first that does not, and is named when those are neighbours.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from node.audit.entries import GENESIS_HASH, STREAM_BATCH, hash_hex, hash_matches
 from node.audit.evidence import OWN, Comparisons, Outcome, own_checkpoints, signature_checker
-from node.audit.scan import scan
+from node.audit.scan import CHUNK, Chunk, disagreeing, scan_chunks
 from node.store import AuditEntryRow, AuditHead
 from protocol.merkle import Frontier
 from protocol.roster import Roster
@@ -215,6 +216,89 @@ def _check_head(
     return None
 
 
+class _Tree:
+    """The log's Merkle tree as the pass grows it, compared wherever something commits to it."""
+
+    def __init__(self, comparisons: Comparisons) -> None:
+        self.frontier = Frontier()
+        self._comparisons = comparisons
+        self._stops = comparisons.sizes()
+        self._next = 0  # index of the next size to compare at
+        while self._pending(0):
+            comparisons.at(self.frontier, None)
+            self._next += 1
+
+    def _pending(self, upto: int) -> bool:
+        """Whether the next size to compare at is at most ``upto``."""
+        return self._next < len(self._stops) and self._stops[self._next] <= upto
+
+    def grow(self, chunk: Chunk) -> None:
+        """Add a chunk's leaves; an aligned chunk of ``CHUNK`` is hashed a level at a time."""
+        leaves, base, compare = chunk.leaves, self.frontier.size, self._comparisons.at
+        if len(leaves) == CHUNK and base % CHUNK == 0:
+            before = self.frontier.copy()
+            levels = self.frontier.extend_aligned(leaves)
+            while self._pending(base + CHUNK - 1):
+                offset = self._stops[self._next] - base
+                compare(Frontier.inside(before, levels, offset), chunk.hashes[offset - 1])
+                self._next += 1
+            if self._pending(base + CHUNK):
+                compare(self.frontier, chunk.hashes[-1])
+                self._next += 1
+            return
+        done = 0
+        while self._pending(base + len(leaves)):
+            upto = self._stops[self._next] - base
+            self.frontier.extend(leaves[done:upto])
+            done = upto
+            compare(self.frontier, chunk.hashes[upto - 1])
+            self._next += 1
+        self.frontier.extend(leaves[done:])
+
+
+class _FieldsCheck:
+    """``scan.disagreeing`` on a second connection in a thread, when the log is read-only; else afterwards.
+
+    A read-only database has no uncommitted rows a second connection could miss, and the
+    database's own work (JSON functions in SQLite's C code, or PostgreSQL's server
+    process) then runs on the other core while this one hashes.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._thread: threading.Thread | None = None
+        self._found: list[int] = []
+        self._error: BaseException | None = None
+        engine = session.get_bind()
+        if isinstance(engine, Engine) and _read_only(session):
+            self._thread = threading.Thread(target=self._run, args=(engine,), daemon=True)
+            self._thread.start()
+
+    def _run(self, engine: Engine) -> None:
+        try:
+            with engine.connect() as connection:
+                self._found = disagreeing(connection)
+        except BaseException as exc:
+            self._error = exc
+
+    def result(self) -> list[int]:
+        """The disagreeing entries' seqs, ascending."""
+        if self._thread is None:
+            return disagreeing(self._session.connection())
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._found
+
+
+def _read_only(session: Session) -> bool:
+    """Whether the session's database refuses writes (``node.store.make_reader``)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        return bool(connection.exec_driver_sql("PRAGMA query_only").scalar())
+    return str(connection.exec_driver_sql("SHOW transaction_read_only").scalar()) == "on"
+
+
 def verify(
     session: Session, *, roster: Roster | None = None, member: str | None = None, pins: Sequence[Pin] = ()
 ) -> AuditReport:
@@ -233,40 +317,59 @@ def verify(
     signed = signature_checker(session, roster, member) if roster is not None and member is not None else None
     own = own_checkpoints(session) if signed is not None else []
     comparisons = Comparisons(own, [(p.size, p.root, p.leaf, p.source) for p in pins])
+    # Columns that no longer say what their entry's bytes say: found by the database, beside
+    # the pass when the log is opened read-only (a second connection sees the same log).
+    fields = _FieldsCheck(session)
     # An entry that does not match its hash is classified (moved or edited) after the
     # pass, when every such entry is known and their predecessors are found together.
     problems: list[AuditProblem | int] = []
     mismatched: list[int] = []
+    #: Broken links, by the entry whose link broke (reported as its predecessor rewritten).
+    links: dict[int, AuditProblem] = {}
     expected, prev_hash, prev_flagged, count = 1, GENESIS_HASH, False, 0
-    frontier = Frontier()
-    comparisons.at(frontier, None)
-    for entry in scan(session):
-        count += 1
-        gap = entry.seq > expected
-        if gap:
-            span = _span(expected, entry.seq - 1)
-            problems.append(AuditProblem(expected, "removed", f"{span} removed"))
-        flagged = not entry.intact
-        if flagged:
-            problems.append(entry.seq)
-            mismatched.append(entry.seq)
-        elif entry.prev_hash != prev_hash and not gap and not prev_flagged:
-            # Both rows hash correctly but do not link: the predecessor was replaced and
-            # re-hashed.
-            problems.append(
-                AuditProblem(
-                    entry.seq - 1,
-                    "edited",
-                    f"entry {entry.seq - 1} was rewritten: entry {entry.seq} does not link to it",
-                )
-            )
-        expected, prev_hash, prev_flagged = entry.seq + 1, entry.entry_hash, flagged
-        frontier.append(_leaf(entry.entry_hash))
-        comparisons.at(frontier, entry.entry_hash)
+    tree = _Tree(comparisons)
+    for chunk in scan_chunks(session):
+        n = len(chunk.seqs)
+        if (
+            not chunk.bad
+            and chunk.seqs == tuple(range(expected, expected + n))
+            and chunk.prevs[0] == prev_hash
+            and chunk.prevs[1:] == chunk.hashes[:-1]
+        ):  # the common case, checked a chunk at a time
+            expected, prev_hash, prev_flagged = expected + n, chunk.hashes[-1], False
+        else:
+            bad = set(chunk.bad)
+            for i, seq in enumerate(chunk.seqs):
+                gap = seq > expected
+                if gap:
+                    span = _span(expected, seq - 1)
+                    problems.append(AuditProblem(expected, "removed", f"{span} removed"))
+                flagged = i in bad
+                if flagged:
+                    problems.append(seq)
+                    mismatched.append(seq)
+                elif chunk.prevs[i] != prev_hash and not gap and not prev_flagged:
+                    # Both entries hash correctly but do not link: the predecessor was
+                    # replaced and re-hashed.
+                    message = f"entry {seq - 1} was rewritten: entry {seq} does not link to it"
+                    links[seq] = AuditProblem(seq - 1, "edited", message)
+                expected, prev_hash, prev_flagged = seq + 1, chunk.hashes[i], flagged
+        tree.grow(chunk)
+        count += n
+    # Entries whose columns were changed while their bytes were not: edited in place, or
+    # moved with them; a link that broke next to one is explained by it, not reported apart.
+    for seq in fields.result():
+        links.pop(seq, None)
+        links.pop(seq + 1, None)
+        if seq not in mismatched:
+            problems.append(seq)
+            mismatched.append(seq)
+    problems += links.values()
     by_hash = _EntriesByHash(session)
     by_hash.prefetch([_row(session, seq) for seq in mismatched])
     found = [p if isinstance(p, AuditProblem) else _classify(by_hash, _row(session, p)) for p in problems]
-    head_problem = _check_head(head_seq, head_hash, expected - 1, prev_hash, prev_flagged)
+    last_flagged = prev_flagged or (expected - 1) in mismatched
+    head_problem = _check_head(head_seq, head_hash, expected - 1, prev_hash, last_flagged)
     if head_problem is not None:
         found.append(head_problem)
     latest = _latest_signed([size for size, _ in own], signed)
@@ -280,7 +383,7 @@ def verify(
         checkpoint=latest,
         compared=len(comparisons.outcomes),
         first_altered=first,
-        root=frontier.root().hex(),
+        root=tree.frontier.root().hex(),
     )
 
 

@@ -16,8 +16,8 @@ from node.audit.entries import (
     Entry,
     canonical_json,
     check_detail,
+    entry_bytes,
     format_time,
-    hash_hex,
     utc,
 )
 from node.audit.tree import LogTree, completed_rows, node_hashes, record_checkpoint
@@ -135,7 +135,8 @@ class AuditWriter:
             detail=canonical_json(check_detail(entry.detail)),
             prev_hash=head.entry_hash,
         )
-        row.entry_hash = hash_hex(row)
+        row.entry = entry_bytes(row).decode("utf-8")
+        row.entry_hash = leaf_hash(row.entry.encode("utf-8")).hex()
         self._session.add(row)
         self._advance(head, [row.entry_hash])
         return row
@@ -173,8 +174,9 @@ class AuditWriter:
                 "detail": detail,
                 "prev_hash": prev_hash,
             }
-            prev_hash = leaf_hash(canonical_json(values).encode("utf-8")).hex()
-            values["at"], values["detail"], values["entry_hash"] = at, canonical_json(detail), prev_hash
+            text = canonical_json(values)
+            prev_hash = leaf_hash(text.encode("utf-8")).hex()
+            values |= {"at": at, "detail": canonical_json(detail), "entry_hash": prev_hash, "entry": text}
             rows.append(values)
         # Straight to the driver on the session's connection: no ORM machinery, no autoflush.
         _AUDIT_INSERT.execute(connection, rows)

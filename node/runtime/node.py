@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -46,7 +47,12 @@ from protocol.errors import MalformedError
 from protocol.roster import Member
 from protocol.statements import Signed
 
-__all__ = ["DESK_SERVICE", "EXCHANGE_SERVICE", "Node"]
+__all__ = ["DESK_SERVICE", "EXCHANGE_SERVICE", "UNSAFE_NO_CHECKPOINTS_ENV", "Node"]
+
+#: Benchmarks only (``tests/perf/bench_exchange.py --checkpoints-ab``): sign no checkpoints and
+#: ask no witness, to measure what they cost. A log written so is refused at the next start
+#: with checkpoints, which is the point: it is not protected.
+UNSAFE_NO_CHECKPOINTS_ENV = "INTELSHARE_UNSAFE_NO_CHECKPOINTS"
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -184,6 +190,10 @@ class Node:
         roster = self._state.roster
         # Refuse to run on a log that is not as this node left it, before appending to it.
         self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
+        witnessed = os.environ.get(UNSAFE_NO_CHECKPOINTS_ENV) != "1"
+        if not witnessed:  # a benchmark measuring what checkpoints cost; the log is then unprotected
+            warnings.warn(f"{UNSAFE_NO_CHECKPOINTS_ENV} is set: no checkpoints, no witnessing", stacklevel=2)
+            self.commit.tree.signer = None
         await self.db(load_runtime_sets)
         await self.db(record_start, now=self.clock())
         self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -208,8 +218,9 @@ class Node:
             asyncio.create_task(self.outbound.poller.run()),
             asyncio.create_task(watcher),
             asyncio.create_task(self.control.poller.run()),
-            asyncio.create_task(self.witnessing.run()),
         ]
+        if witnessed:
+            self._tasks.append(asyncio.create_task(self.witnessing.run()))
 
     async def stop(self) -> None:
         """Stop accepting calls, let in-flight ones finish briefly, then close."""

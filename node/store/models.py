@@ -278,6 +278,9 @@ class AuditEntryRow(Base):
     detail: Mapped[str] = mapped_column(Text)  # canonical JSON object text
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
+    #: The entry's canonical bytes (UTF-8), exactly as ``entry_hash`` covers them: verification
+    #: hashes these and compares the columns above with them (SPEC §11.4, migration 0006a).
+    entry: Mapped[str] = mapped_column(Text)
 
 
 class AuditHead(Base):

@@ -327,8 +327,23 @@ def test_hot_writes_store_what_sqlalchemy_binding_would(session_factory: session
         assert hot.attempts == 2
 
 
-def test_migration_0005_stores_the_subtrees_of_an_existing_log(tmp_path: Path) -> None:
-    """A log written before the verifiable-log revision gets its stored subtrees (SPEC §11.10.1)."""
+def _downgrade(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    from node.store import MIGRATIONS_DIR
+
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["url"] = url
+    command.downgrade(cfg, revision)
+
+
+def test_migrations_0005_and_0006a_complete_an_existing_log(tmp_path: Path) -> None:
+    """A log written before the verifiable-log revisions gets its stored subtrees and entry bytes.
+
+    SPEC §11.10.1, §11.4: the tree's stored levels, and the bytes each entry's hash covers.
+    """
     from node import audit
     from node.audit import AuditEvent, Entry
     from node.audit.tree import node_hashes
@@ -339,20 +354,20 @@ def test_migration_0005_stores_the_subtrees_of_an_existing_log(tmp_path: Path) -
     engine = make_engine(url)
     factory = make_sessionmaker(engine)
     with factory.begin() as session:
-        audit.append_many(session, now=datetime.now(UTC), entries=[Entry(AuditEvent.EGRESS, "KZ")] * 700)
-    with engine.begin() as conn:  # back to revision 0004, as an old node left it
-        conn.execute(text("DELETE FROM alembic_version"))
-        conn.execute(text("INSERT INTO alembic_version VALUES ('0004')"))
-        new_tables = ("audit_subtrees", "audit_checkpoints", "audit_cosignatures", "witnessed_checkpoints")
-        old_tables = (*new_tables, "notice_acks")
-        for table in old_tables:
-            conn.execute(text(f"DROP TABLE {table}"))
-        for column in ("item_id", "peer", "reason"):
-            conn.execute(text(f"DROP INDEX ix_audit_log_{column}_seq"))
+        entries = [
+            Entry(AuditEvent.EGRESS, "KZ", "TR", f"item-{i}", 1, f"env-{i}", True, "ALLOWED", "§9.3", {"n": i})
+            for i in range(700)
+        ]
+        audit.append_many(session, now=datetime.now(UTC), entries=entries)
+    engine.dispose()
+    _downgrade(url, "0004")  # as a node of revision 0004 left it
     upgrade(url)
-    with factory() as session:
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as session:
         leaves = [bytes.fromhex(h) for (h,) in session.execute(text("SELECT entry_hash FROM audit_log ORDER BY seq"))]
         stored = session.execute(text("SELECT level, idx FROM audit_subtrees ORDER BY level, idx")).all()
         assert [tuple(row) for row in stored] == [(8, 0), (8, 1)]
         assert root_hash(700, node_hashes(session)) == tree_hash(leaves)
+        report = audit.verify(session)
+        assert (report.ok, report.entries) == (True, 700), report.problems
     engine.dispose()

@@ -59,6 +59,8 @@ from node.transport import (  # noqa: E402
     server_credentials,
 )
 
+#: Checkpoints and witnessing may cost at most this share of end-to-end throughput.
+CHECKPOINT_OVERHEAD = 0.05
 TARGET_RATIO = 0.40
 ECHO_METHOD = "/bench.Echo/Echo"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -491,6 +493,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="end-to-end rounds, each between two bare runs")
     parser.add_argument("--poll", type=float, default=0.002, help="outbox poll interval, seconds")
     parser.add_argument("--keep", action="store_true", help="keep the federation directory")
+    parser.add_argument(
+        "--checkpoints-ab",
+        action="store_true",
+        help="instead: end-to-end with and without checkpoints and witnessing, alternating (A B B A …)",
+    )
     # Child mode: the echo server.
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cert", type=Path, help=argparse.SUPPRESS)
@@ -521,6 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = envelope_wire_size(root, label, item)
     print(f"payload: {args.payload} B report body, {size} B serialized envelope; C={c} in flight", flush=True)
 
+    if args.checkpoints_ab:
+        return checkpoints_ab(args, tmp, fed, window, label, item)
     echo = EchoServer(root / "nodes" / "TR", root / "ca.pem")
     bares: list[dict[str, Any]] = []
     e2es: list[dict[str, Any]] = []
@@ -584,6 +593,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"kept {root}")
     return 1 if any(line.startswith("PROBLEM") for line in checks) else 0
+
+
+def checkpoints_ab(args: Any, tmp: Path, with_fed: Any, window: int, label: Any, item: Any) -> int:
+    """End-to-end rounds with checkpoints and witnessing (A) and without (B), in A B B A order.
+
+    Two federations, since a log written without checkpoints is refused by a node that
+    signs them (SPEC §11.10.8). Each round restarts its pair of nodes; KZ and TR witness
+    each other as configured (every 1000 entries or 5 s while the log grows). The
+    overhead is 1 - A/B of the medians, and of each adjacent A, B pair.
+    """
+    from node.harness import LocalFederation
+    from node.runtime.node import UNSAFE_NO_CHECKPOINTS_ENV
+
+    without_fed = LocalFederation.create(REPO / "examples" / "federation.toml", tmp / "fed-without")
+    c = args.concurrency or with_fed.nodes["KZ"].config.delivery.max_in_flight
+    if c != without_fed.nodes["KZ"].config.delivery.max_in_flight:
+        _set_max_in_flight(without_fed.nodes["KZ"].config_path, c)
+    rates: dict[str, list[float]] = {"A": [], "B": []}
+    order = [("A", "B"), ("B", "A")]
+    try:
+        for round_no in range(args.rounds):
+            for side in order[round_no % 2]:
+                fed = with_fed if side == "A" else without_fed
+                if side == "B":
+                    os.environ[UNSAFE_NO_CHECKPOINTS_ENV] = "1"
+                try:
+                    with fed.running(["KZ", "TR"]):
+                        e2e = run_e2e(fed, args.n_e2e, window, args.submitters, label, item, args.poll, args.batch)
+                finally:
+                    os.environ.pop(UNSAFE_NO_CHECKPOINTS_ENV, None)
+                rates[side].append(args.n_e2e / e2e["elapsed"])
+                name = "with checkpoints" if side == "A" else "without"
+                print(f"round {round_no + 1} {side} ({name}): {rates[side][-1]:.0f} items/s", flush=True)
+    finally:
+        with_fed.stop()
+        without_fed.stop()
+    a, b = statistics.median(rates["A"]), statistics.median(rates["B"])
+    pairs = [1 - x / y for x, y in zip(rates["A"], rates["B"], strict=True)]
+    checkpoints = ro_connect(sqlite_path(with_fed.nodes["TR"].config.database_url))
+    try:
+        signed = checkpoints.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
+        cosigned = checkpoints.execute("SELECT count(*) FROM audit_cosignatures").fetchone()[0]
+    finally:
+        checkpoints.close()
+    print(
+        f"\nA (checkpoint per commit, witnessing): median {a:.0f} items/s; TR signed {signed}, KZ co-signed {cosigned}"
+    )
+    print(f"B (neither):                           median {b:.0f} items/s")
+    overhead = 1 - a / b
+    spread = ", ".join(f"{p:+.1%}" for p in pairs)
+    verdict = "PASS" if overhead < CHECKPOINT_OVERHEAD else "ABOVE"
+    print(f"overhead 1 - A/B = {overhead:+.1%} (rounds {spread}); target < {CHECKPOINT_OVERHEAD:.0%}: {verdict}")
+    if not args.keep:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
 
 
 def _set_max_in_flight(config_path: Path, c: int) -> None:

@@ -516,3 +516,40 @@ def test_a_changed_leaf_breaks_consistency(sizes: tuple[list[bytes], int], data:
     proof = consistency_proof(old, len(leaves), memory_nodes(forked))
     with pytest.raises(ProofError):
         verify_consistency(old, len(leaves), tree_hash(leaves[:old]), tree_hash(forked), proof)
+
+
+@settings(max_examples=60, deadline=None)
+@given(blocks=st.lists(st.sampled_from([1, 2, 4, 8, 16]), min_size=1, max_size=6), data=st.data())
+def test_frontier_extend_aligned_equals_extend_and_sees_inside_each_block(
+    blocks: list[int], data: st.DataObject
+) -> None:
+    # SPEC §11.10.1: a block of 2**k leaves hashed a level at a time is the same tree.
+    blocks = sorted(blocks, reverse=True)  # each block then starts at a multiple of its size
+    leaves = _leaves(sum(blocks))
+    aligned, plain, at = Frontier(), Frontier(), 0
+    for block in blocks:
+        chunk = leaves[at : at + block]
+        before = aligned.copy()
+        levels = aligned.extend_aligned(chunk)
+        if block > 1:
+            offset = data.draw(st.integers(1, block - 1))
+            assert Frontier.inside(before, levels, offset).root() == tree_hash(leaves[: at + offset])
+        plain.extend(chunk)
+        at += block
+        assert (aligned.size, aligned.hashes) == (plain.size, plain.hashes)
+    assert aligned.root() == tree_hash(leaves)
+
+
+def test_frontier_extend_aligned_refuses_a_misaligned_block() -> None:
+    leaves = _leaves(8)
+    frontier = Frontier()
+    frontier.extend(leaves[:2])
+    with pytest.raises(ValueError, match="multiple of"):
+        frontier.extend_aligned(leaves[2:6])  # 4 leaves at size 2
+    with pytest.raises(ValueError, match="multiple of"):
+        frontier.extend_aligned(leaves[2:5])  # not a power of two
+    with pytest.raises(ValueError, match="32 bytes"):
+        frontier.extend_aligned([leaves[2], b"short"])
+    levels = Frontier().extend_aligned(leaves[:4])
+    with pytest.raises(ValueError, match="outside the block"):
+        Frontier.inside(Frontier(), levels, 4)
