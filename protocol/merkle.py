@@ -448,7 +448,7 @@ class Frontier:
         count = len(leaves)
         if count == 0 or count & (count - 1) or self._size % count:
             raise ValueError("extend_aligned takes 2**k leaves at a multiple of 2**k")
-        if any(len(leaf) != HASH_SIZE for leaf in leaves):
+        if set(map(len, leaves)) != {HASH_SIZE}:
             raise ValueError(f"a leaf hash is {HASH_SIZE} bytes")
         sha256 = _sha256
         levels = [list(leaves)]

@@ -204,6 +204,19 @@ def test_edited_row(five: sessionmaker[Session], engine: Engine) -> None:
     assert "entry 2" in report.problems[0].message
 
 
+def test_values_that_need_escaping_verify_and_their_edits_are_found(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    # SPEC §11.4: the columns are compared with the stored bytes exactly, escapes included.
+    with session_factory.begin() as session:
+        append(session, now=T0, event=AuditEvent.EGRESS, actor="KZ", reason='quote " back \\ ctl \x01 é', peer="Ω")
+        append(session, now=T0, event=AuditEvent.INGRESS, actor="KZ", reason="PLAIN")
+    assert _verify(session_factory).ok
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE audit_log SET peer = 'Ψ' WHERE seq = 1"))
+    assert _kinds(_verify(session_factory)) == [(1, "edited")]
+
+
 def test_unreadable_row_is_edited(five: sessionmaker[Session], engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET detail = '{broken' WHERE seq = 4"))
