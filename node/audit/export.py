@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TextIO
@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from node.audit.entries import FIELDS, AuditEvent, canonical_json, entry_payload, stream_rows
+from node.audit.entries import FIELDS, STREAM_BATCH, AuditEvent, canonical_json, entry_payload
 from node.store import AuditEntryRow
 
 __all__ = ["EXPORT_FIELDS", "EntryFilter", "export_csv", "export_jsonl", "list_entries", "record"]
@@ -87,14 +87,36 @@ def record(row: AuditEntryRow, *, verified: bool) -> dict[str, Any]:
     return {**{name: payload[name] for name in FIELDS}, "verified": verified}
 
 
+def _records(session: Session, failing: Collection[int]) -> Iterator[dict[str, Any]]:
+    """Every entry as exported, read from the bytes its hash covers (the ``entry`` column).
+
+    An entry whose bytes are not a JSON object (something else wrote them) is exported from
+    its columns instead, and is among ``failing`` anyway.
+    """
+    query = select(AuditEntryRow.seq, AuditEntryRow.entry, AuditEntryRow.entry_hash).order_by(AuditEntryRow.seq)
+    loads = json.loads
+    for seq, entry, entry_hash in session.execute(query.execution_options(yield_per=STREAM_BATCH)):
+        try:
+            fields = loads(entry)
+            fields["entry_hash"] = entry_hash
+            exported = {name: fields[name] for name in FIELDS}
+        except (TypeError, ValueError, KeyError):
+            row = session.get(AuditEntryRow, seq)
+            assert row is not None  # just read, in the same transaction
+            exported = record(row, verified=False)
+        exported["verified"] = seq not in failing
+        yield exported
+
+
 def export_jsonl(session: Session, out: TextIO, *, failing: Collection[int] = ()) -> int:
     """Write one JSON object per entry (fields in :data:`EXPORT_FIELDS` order); return count.
 
     ``failing`` are the entries that did not verify (their ``verified`` is false).
     """
     count = 0
-    for row in stream_rows(session):
-        out.write(json.dumps(record(row, verified=row.seq not in failing), ensure_ascii=False, separators=(",", ":")))
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    for exported in _records(session, failing):
+        out.write(dumps(exported))
         out.write("\n")
         count += 1
     return count
@@ -115,8 +137,7 @@ def export_csv(session: Session, out: TextIO, *, failing: Collection[int] = ()) 
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(EXPORT_FIELDS)
     count = 0
-    for row in stream_rows(session):
-        exported = record(row, verified=row.seq not in failing)
+    for exported in _records(session, failing):
         writer.writerow([_csv_cell(exported[name]) for name in EXPORT_FIELDS])
         count += 1
     return count
