@@ -29,7 +29,15 @@ from protocol.receipt import Receipt
 from protocol.roster import Roster, accept_roster
 from protocol.statements import PayloadType, Signed, verify_and_parse
 
-__all__ = ["AuditView", "LogSource", "bundle_view", "federation_view", "pins_for"]
+__all__ = [
+    "AuditView",
+    "LogSource",
+    "bundle_view",
+    "federation_view",
+    "pin_from_checkpoint",
+    "pin_from_statement",
+    "pins_for",
+]
 
 
 @dataclass(frozen=True)
@@ -93,57 +101,58 @@ def pins_for(view: AuditView, member: str) -> list[Pin]:
         try:
             with source.session() as session:
                 pins += _witnessed(session, view.roster, member, holder)
-                pins += _receipts(session, view.roster, member, holder)
-                pins += _acknowledgements(session, view.roster, member, holder)
+                pins += _statements(session, view.roster, member, holder)
         except FileNotFoundError:
             continue  # a node that never ran holds nothing
     return pins
 
 
+def pin_from_checkpoint(note: bytes, roster: Roster, member: str, holder: str) -> Pin | None:
+    """A checkpoint of ``member``'s log that ``holder`` co-signed, if ``member`` really signed it."""
+    try:
+        verified = verify_checkpoint(note, roster=roster, member_id=member)
+    except RemoteProtocolError:
+        return None
+    return Pin(verified.checkpoint.size, f"the checkpoint {holder} witnessed", root=verified.checkpoint.root)
+
+
+def pin_from_statement(signed: Signed, roster: Roster, member: str, holder: str) -> Pin | None:
+    """A receipt (SPEC §11.3) or notice acknowledgement (SPEC §10.3) ``member`` signed naming one of its entries."""
+    signer = roster.trusted_signer(member)
+    if signer is None:
+        return None
+    try:
+        if signed.payload_type == PayloadType.RECEIPT.value:
+            receipt = verify_and_parse(signed, PayloadType.RECEIPT, [signer.signing_key], Receipt)
+            source = f"{member}'s receipt for envelope {receipt.envelope_id} held by {holder}"
+            return Pin(receipt.log_seq, source, leaf=receipt.log_leaf)
+        ack = verify_notice_ack(signed, roster=roster)
+    except RemoteProtocolError:
+        return None
+    if ack.holder != member:
+        return None
+    source = f"{member}'s acknowledgement of notice {ack.notice_digest[:12]} held by {holder}"
+    return Pin(ack.log_seq, source, leaf=ack.log_leaf)
+
+
 def _witnessed(session: Session, roster: Roster, member: str, holder: str) -> list[Pin]:
     """Checkpoints of ``member``'s log that ``holder`` co-signed; only those ``member`` really signed."""
-    pins = []
-    for row in session.scalars(select(WitnessedCheckpoint).where(WitnessedCheckpoint.member == member)):
-        try:
-            verified = verify_checkpoint(bytes(row.note), roster=roster, member_id=member)
-        except RemoteProtocolError:
-            continue
-        size, root = verified.checkpoint.size, verified.checkpoint.root
-        pins.append(Pin(size, f"the checkpoint {holder} witnessed", root=root))
-    return pins
+    notes = session.scalars(select(WitnessedCheckpoint.note).where(WitnessedCheckpoint.member == member))
+    return [pin for note in notes if (pin := pin_from_checkpoint(bytes(note), roster, member, holder))]
 
 
-def _receipts(session: Session, roster: Roster, member: str, holder: str) -> list[Pin]:
-    """Receipts ``holder`` holds in which ``member`` named the leaf of its INGRESS entry (SPEC §11.3)."""
-    signer = roster.member(member)
-    if signer is None:
-        return []
-    pins = []
-    rows = session.execute(
-        select(OutboxEntry.envelope_id, OutboxEntry.receipt).where(
-            OutboxEntry.recipient == member, OutboxEntry.receipt.is_not(None)
-        )
+def _statements(session: Session, roster: Roster, member: str, holder: str) -> list[Pin]:
+    """Receipts and notice acknowledgements ``holder`` holds in which ``member`` named one of its entries."""
+    receipts = session.scalars(
+        select(OutboxEntry.receipt).where(OutboxEntry.recipient == member, OutboxEntry.receipt.is_not(None))
     )
-    for envelope_id, receipt in rows:
-        try:
-            parsed = verify_and_parse(
-                Signed.model_validate_json(receipt or b""), PayloadType.RECEIPT, [signer.signing_key], Receipt
-            )
-        except (RemoteProtocolError, ValueError):
-            continue
-        source = f"{member}'s receipt for envelope {envelope_id} held by {holder}"
-        pins.append(Pin(parsed.log_seq, source, leaf=parsed.log_leaf))
-    return pins
-
-
-def _acknowledgements(session: Session, roster: Roster, member: str, holder: str) -> list[Pin]:
-    """Notice acknowledgements ``holder`` holds in which ``member`` named the entry that applied it (SPEC §10.3)."""
+    acks = session.scalars(select(NoticeAckRow.statement).where(NoticeAckRow.holder == member))
     pins = []
-    for row in session.scalars(select(NoticeAckRow).where(NoticeAckRow.holder == member)):
+    for blob in [*receipts, *acks]:
         try:
-            ack = verify_notice_ack(Signed.model_validate_json(row.statement), roster=roster)
-        except (RemoteProtocolError, ValueError):
+            signed = Signed.model_validate_json(blob or b"")
+        except ValueError:
             continue
-        source = f"{member}'s acknowledgement of notice {ack.notice_digest[:12]} held by {holder}"
-        pins.append(Pin(ack.log_seq, source, leaf=ack.log_leaf))
+        if (pin := pin_from_statement(signed, roster, member, holder)) is not None:
+            pins.append(pin)
     return pins

@@ -10,8 +10,10 @@ import grpc
 from sqlalchemy.orm import Session
 
 from node.codec import signed_from_pb, signed_to_pb
+from node.rpc.desk import status_for
 from node.rpc.port import NodePort, Oversized
 from node.services.consent import receive_consent_decision, receive_consent_request
+from node.services.evidence import held_about, prove
 from node.services.ingress import record_refused_connection
 from node.services.notices import receive_ack, receive_notice
 from node.services.state import NodeState
@@ -132,3 +134,31 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
             witnessed_size=answer.witnessed_size or 0,
             has_witnessed_size=answer.witnessed_size is not None,
         )
+
+    async def Evidence(
+        self, request: exchange_pb2.EvidenceRequest, context: Context
+    ) -> AsyncIterator[exchange_pb2.EvidenceItem]:
+        # Only what commits to the caller's own log (SPEC §11.10.9).
+        member, _ = await identify(self.port, context)
+        try:
+            held = await self.port.db(held_about, member=member.member_id, limit=request.limit or 1000)
+        except Exception as exc:
+            answer = status_for(exc)
+            if answer is None:
+                raise
+            await context.abort(*answer)
+        for note in held.witnessed:
+            yield exchange_pb2.EvidenceItem(witnessed_checkpoint=note)
+        for statement in held.statements:
+            yield exchange_pb2.EvidenceItem(statement=signed_to_pb(statement))
+
+    async def Prove(self, request: exchange_pb2.ProofRequest, context: Context) -> exchange_pb2.ProofResponse:
+        await identify(self.port, context)
+        try:
+            proof = await self.port.db(prove, size=request.size, index=request.index, consistency=request.consistency)
+        except Exception as exc:
+            answer = status_for(exc)
+            if answer is None:
+                raise
+            await context.abort(*answer)
+        return exchange_pb2.ProofResponse(hashes=proof.hashes, leaf=proof.leaf, checkpoint=proof.checkpoint)

@@ -89,3 +89,37 @@ class WitnessResponse(_message.Message):
     witnessed_size: int
     has_witnessed_size: bool
     def __init__(self, cosigned: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., cosignature: _Optional[bytes] = ..., witnessed_size: _Optional[int] = ..., has_witnessed_size: _Optional[bool] = ...) -> None: ...
+
+class EvidenceRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class EvidenceItem(_message.Message):
+    __slots__ = ("witnessed_checkpoint", "statement")
+    WITNESSED_CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    witnessed_checkpoint: bytes
+    statement: Signed
+    def __init__(self, witnessed_checkpoint: _Optional[bytes] = ..., statement: _Optional[_Union[Signed, _Mapping]] = ...) -> None: ...
+
+class ProofRequest(_message.Message):
+    __slots__ = ("size", "index", "consistency")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    index: int
+    consistency: bool
+    def __init__(self, size: _Optional[int] = ..., index: _Optional[int] = ..., consistency: _Optional[bool] = ...) -> None: ...
+
+class ProofResponse(_message.Message):
+    __slots__ = ("hashes", "leaf", "checkpoint")
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    LEAF_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    leaf: bytes
+    checkpoint: bytes
+    def __init__(self, hashes: _Optional[_Iterable[bytes]] = ..., leaf: _Optional[bytes] = ..., checkpoint: _Optional[bytes] = ...) -> None: ...

@@ -70,6 +70,16 @@ class ExchangeStub:
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.WitnessRequest.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_exchange__pb2.WitnessResponse.FromString,
                 _registered_method=True)
+        self.Evidence = channel.unary_stream(
+                '/intelshare.v1.Exchange/Evidence',
+                request_serializer=intelshare_dot_v1_dot_exchange__pb2.EvidenceRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_exchange__pb2.EvidenceItem.FromString,
+                _registered_method=True)
+        self.Prove = channel.unary_unary(
+                '/intelshare.v1.Exchange/Prove',
+                request_serializer=intelshare_dot_v1_dot_exchange__pb2.ProofRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_exchange__pb2.ProofResponse.FromString,
+                _registered_method=True)
 
 
 class ExchangeServicer:
@@ -125,6 +135,20 @@ class ExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evidence(self, request, context):
+        """What this node holds that commits to the caller's log (SPEC §11.10.9).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Prove(self, request, context):
+        """An inclusion or consistency proof of this node's log (SPEC §11.10.9).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -162,6 +186,16 @@ def add_ExchangeServicer_to_server(servicer, server):
                     servicer.Witness,
                     request_deserializer=intelshare_dot_v1_dot_exchange__pb2.WitnessRequest.FromString,
                     response_serializer=intelshare_dot_v1_dot_exchange__pb2.WitnessResponse.SerializeToString,
+            ),
+            'Evidence': grpc.unary_stream_rpc_method_handler(
+                    servicer.Evidence,
+                    request_deserializer=intelshare_dot_v1_dot_exchange__pb2.EvidenceRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_exchange__pb2.EvidenceItem.SerializeToString,
+            ),
+            'Prove': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prove,
+                    request_deserializer=intelshare_dot_v1_dot_exchange__pb2.ProofRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_exchange__pb2.ProofResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +388,60 @@ class Exchange:
             '/intelshare.v1.Exchange/Witness',
             intelshare_dot_v1_dot_exchange__pb2.WitnessRequest.SerializeToString,
             intelshare_dot_v1_dot_exchange__pb2.WitnessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evidence(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/intelshare.v1.Exchange/Evidence',
+            intelshare_dot_v1_dot_exchange__pb2.EvidenceRequest.SerializeToString,
+            intelshare_dot_v1_dot_exchange__pb2.EvidenceItem.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prove(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Exchange/Prove',
+            intelshare_dot_v1_dot_exchange__pb2.ProofRequest.SerializeToString,
+            intelshare_dot_v1_dot_exchange__pb2.ProofResponse.FromString,
             options,
             channel_credentials,
             insecure,
