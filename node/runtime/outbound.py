@@ -190,6 +190,8 @@ class PeerLink:
                         continue
                     reply = reading.result()
                     if reply is _EOF:
+                        if sent:  # a clean end with batches unanswered is still a failed call (SPEC §11.6)
+                            raise RemoteProtocolError(f"call ended with {len(sent)} batches unanswered")
                         return
                     ids = sent[0][1]
                     if len(reply.receipts) != len(ids):

@@ -1,23 +1,33 @@
 """A running node against bad input from a member: real node processes over mutual TLS
-(KZ and TR running, one federation per module), the attacker-controlled peer simulator
+(KZ, TR and AZ running, one federation per module), the attacker-controlled peer simulator
 holding KZ's keys and certificate, and TR's database opened beside the node.
+
+TR ends idle inbound streams after 2 s and sums up refusals in its log every 2 s; AZ lets
+a peer hold two streams at once (``[inbound]`` in their node.toml).
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import secrets
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from peer_simulator import Item, PeerSimulator
 from sqlalchemy import make_url
 
 from node.client import DeskClient
-from node.harness import LocalFederation
+from node.codec import envelope_to_pb
+from node.harness import LocalFederation, eventually
+from node.wire import exchange_pb2, exchange_pb2_grpc
 from protocol.classification import Band
 from protocol.envelope import attest
 from protocol.item import ReportTemplate
@@ -29,12 +39,28 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 FEDERATION_TOML = REPO / "examples" / "federation.toml"
+TR_IDLE_SECONDS = 2
+TR_REFUSAL_LOG_SECONDS = 2
+AZ_MAX_STREAMS = 2
+DELIVER_BATCHES = "/intelshare.v1.Exchange/DeliverBatches"
+
+
+def _add_inbound(federation: LocalFederation, member: str, table: str) -> None:
+    config = federation.nodes[member].config_path
+    config.write_text(config.read_text(encoding="utf-8") + f"\n[inbound]\n{table}\n", encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
     federation = LocalFederation.create(FEDERATION_TOML, tmp_path_factory.mktemp("edges") / "ots")
-    with federation.running(["KZ", "TR"]):
+    _add_inbound(
+        federation,
+        "TR",
+        f"stream_idle_seconds = {TR_IDLE_SECONDS}\nrefusal_log_seconds = {TR_REFUSAL_LOG_SECONDS}",
+    )
+    _add_inbound(federation, "AZ", f"max_streams_per_peer = {AZ_MAX_STREAMS}")
+    assert federation.nodes["TR"].config.inbound.stream_idle_seconds == TR_IDLE_SECONDS
+    with federation.running(["KZ", "TR", "AZ"]):
         yield federation
 
 
@@ -110,3 +136,128 @@ def test_equivocation_within_one_batch(fed: LocalFederation, sim: PeerSimulator)
         (False, "EQUIVOCATION"),
     ]
     assert tr_sql(fed, "SELECT count(*) FROM inbox_items WHERE item_id = ?", item_id) == [(1,)]
+
+
+# --------------------------------------------------------------------------- 9. undecodable batch
+
+
+def test_undecodable_batch_ends_the_call_with_a_status(
+    fed: LocalFederation, sim: PeerSimulator, tr: DeskClient
+) -> None:
+    # SPEC §11.3 Batches step 1: a batch that does not decode is refused whole, audited, the call ended.
+    head = tr.status().audit_head
+    good = sim.seal_batch([(sim.item("KZ", releasable_to=("TR",)), "TR")], sender="KZ")
+    first = exchange_pb2.EnvelopeBatch(envelopes=[envelope_to_pb(e) for e in good]).SerializeToString()
+    call = sim._channel("TR", sim.tls("KZ")).stream_stream(
+        DELIVER_BATCHES, request_serializer=lambda b: b, response_deserializer=exchange_pb2.ReceiptBatch.FromString
+    )
+    replies = call(iter([first, b"\xff\xff\xff"]), timeout=10)
+    assert len(next(replies).receipts) == 1  # the batch before the junk is answered
+    with pytest.raises(grpc.RpcError) as ended:
+        next(replies)
+    assert ended.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not decode" in (ended.value.details() or "")
+    refusals = [e for e in tr.audit(after_seq=head, event="INGRESS") if not e["allowed"]]
+    assert [(e["reason"], "does not decode" in e["detail"]["detail"]) for e in refusals] == [
+        ("ENVELOPE_MALFORMED", True)
+    ]
+
+
+def test_undecodable_deliver_gets_a_refusal_receipt(fed: LocalFederation, sim: PeerSimulator, tr: DeskClient) -> None:
+    # SPEC §11.1: an undecodable Envelope message is refused like an envelope that does not parse.
+    head = tr.status().audit_head
+    receipt = receipt_of(sim, sim.send_bytes(b"\xff\xff\xff", to="TR", tls=sim.tls("KZ")))
+    assert (receipt.accepted, receipt.reason) == (False, Reason.ENVELOPE_MALFORMED.value)
+    (entry,) = tr.audit(after_seq=head, event="INGRESS")
+    assert (entry["allowed"], entry["reason"], entry["peer"]) == (False, "ENVELOPE_MALFORMED", "KZ")
+
+
+# --------------------------------------------------------------------------- 12. refusals in the log
+
+
+def test_junk_burst_is_logged_once_per_interval_with_a_count(fed: LocalFederation, sim: PeerSimulator) -> None:
+    # AZ's connection: no other test of this module has TR refuse anything from AZ.
+    log = fed.nodes["TR"].config_path.parent / "node.log"
+    before = log.stat().st_size
+    deliver = sim._channel("TR", sim.tls("AZ")).unary_unary(
+        "/intelshare.v1.Exchange/Deliver", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    burst = 200
+    started = time.monotonic()
+    for _ in range(burst):
+        # Each gets a refusal receipt (test_undecodable_deliver_gets_a_refusal_receipt); the log is the point.
+        with contextlib.suppress(grpc.RpcError):
+            deliver(b"\xff\xff\xff", timeout=10)
+    elapsed = time.monotonic() - started
+
+    def written() -> str:
+        return log.read_bytes()[before:].decode(errors="replace")
+
+    def counted() -> int:
+        text = written()
+        firsts = len(re.findall(r"refused an undecodable Deliver from AZ;", text))
+        return firsts + sum(
+            int(n) for n in re.findall(r"more requests from AZ in .*?an undecodable Deliver ×(\d+)", text)
+        )
+
+    assert eventually(lambda: counted() == burst, timeout=10 + TR_REFUSAL_LOG_SECONDS)
+    text = written()
+    assert "Traceback" not in text
+    lines = [line for line in text.splitlines() if "from AZ" in line]
+    # One line as an interval opens and one with its count as it closes: bounded by time, not by requests.
+    assert len(lines) <= 2 * (elapsed // TR_REFUSAL_LOG_SECONDS + 2)
+
+
+# --------------------------------------------------------------------------- 14. stream bounds
+
+
+def _open_stream(sim: PeerSimulator, to: str, hold: threading.Event, timeout: float) -> Iterator[Any]:
+    """A DeliverBatches call writing one empty batch, then nothing until ``hold`` is set."""
+
+    def requests() -> Iterator[exchange_pb2.EnvelopeBatch]:
+        yield exchange_pb2.EnvelopeBatch()
+        hold.wait()
+
+    stub = exchange_pb2_grpc.ExchangeStub(sim._channel(to, sim.tls("KZ")))
+    return iter(stub.DeliverBatches(requests(), timeout=timeout))
+
+
+def test_idle_stream_without_deadline_is_closed(fed: LocalFederation, sim: PeerSimulator) -> None:
+    # SPEC §11.3 stream bounds: a stream with nothing to answer is ended after stream_idle_seconds.
+    hold = threading.Event()
+    try:
+        replies = _open_stream(sim, "TR", hold, timeout=60)  # the client's own deadline is far off
+        assert len(next(replies).receipts) == 0
+        with pytest.raises(grpc.RpcError) as ended:
+            next(replies)
+        assert ended.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert f"idle for {TR_IDLE_SECONDS} s" in (ended.value.details() or "")
+    finally:
+        hold.set()
+
+
+def test_streams_per_peer_are_capped(fed: LocalFederation, sim: PeerSimulator) -> None:
+    # SPEC §11.3 stream bounds: one stream more than max_streams_per_peer is refused at once.
+    hold = threading.Event()
+    try:
+        open_ = [_open_stream(sim, "AZ", hold, timeout=60) for _ in range(AZ_MAX_STREAMS)]
+        for replies in open_:
+            assert len(next(replies).receipts) == 0  # answered: counted at AZ
+        with pytest.raises(grpc.RpcError) as refused:
+            next(_open_stream(sim, "AZ", hold, timeout=60))
+        assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        hold.set()
+    # Streams that end stop counting: a new one is served again.
+    again = threading.Event()
+    try:
+        assert eventually(lambda: _answers(_open_stream(sim, "AZ", again, timeout=10)), timeout=15)
+    finally:
+        again.set()
+
+
+def _answers(replies: Iterator[Any]) -> bool:
+    try:
+        return len(next(replies).receipts) == 0
+    except grpc.RpcError:
+        return False
