@@ -9,9 +9,13 @@ a peer hold two streams at once (``[inbound]`` in their node.toml).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import re
 import secrets
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -136,6 +140,67 @@ def test_equivocation_within_one_batch(fed: LocalFederation, sim: PeerSimulator)
         (False, "EQUIVOCATION"),
     ]
     assert tr_sql(fed, "SELECT count(*) FROM inbox_items WHERE item_id = ?", item_id) == [(1,)]
+
+
+# --------------------------------------------------------------------------- 10, 11. what the desk shows
+
+
+def held_secret(sim: PeerSimulator) -> Item:
+    """A SECRET item of KZ's, accepted by TR."""
+    item = sim.item("KZ", band=Band.SECRET, releasable_to=("TR",), topics=("terrorism",))
+    assert receipt_of(sim, sim.send(sim.envelope(item, sender="KZ", recipient="TR"), to="TR", tls="KZ")).accepted
+    return item
+
+
+def test_desk_shows_the_signed_label_not_the_columns(fed: LocalFederation, sim: PeerSimulator, tr: DeskClient) -> None:
+    # SPEC §11.5: the label shown is the stored origin statement's; the columns beside it are unsigned.
+    item = held_secret(sim)
+    downgraded = item.attestation.label.model_copy(
+        update={"band": Band.RESTRICTED, "originator_marking": "ДЛЯ СЛУЖЕБНОГО ПОЛЬЗОВАНИЯ", "topics": ("extremism",)}
+    )
+    tr_sql(
+        fed,
+        "UPDATE inbox_items SET band = ?, topics = ?, label_json = ? WHERE item_id = ?",
+        int(Band.RESTRICTED),
+        json.dumps(["extremism"]),
+        downgraded.model_dump_json(),
+        item.item_id,
+    )
+    (listed,) = [e for e in tr.inbox(1000) if e.item_id == item.item_id]
+    read = tr.read(item.item_id).entry
+    for entry in (listed, read):
+        assert (entry.band, entry.originator_marking, entry.reader_marking, list(entry.topics)) == (
+            Band.SECRET.title,
+            "СЕКРЕТНО",
+            "GİZLİ",
+            ["terrorism"],
+        )
+
+
+def test_damaged_sealed_content_is_data_loss_and_audited(
+    fed: LocalFederation, sim: PeerSimulator, tr: DeskClient
+) -> None:
+    # SPEC §11.5: a sealed value that does not open is a StoredDataError: DATA_LOSS, exit 9, audited.
+    item = held_secret(sim)
+    (sealed,) = tr_sql(fed, "SELECT sealed_content FROM inbox_items WHERE item_id = ?", item.item_id)[0]
+    damaged = sealed[:-1] + bytes([sealed[-1] ^ 1])
+    tr_sql(fed, "UPDATE inbox_items SET sealed_content = ? WHERE item_id = ?", damaged, item.item_id)
+    head = tr.status().audit_head
+    shown = subprocess.run(
+        [sys.executable, "-m", "node.cli", "show", item.item_id, "--dir", str(fed.root), "--member", "TR"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 9, shown.stdout + shown.stderr
+    assert shown.stderr.count("\n") == 1
+    assert "does not open" in shown.stderr
+    assert "Traceback" not in shown.stderr
+    (entry,) = [e for e in tr.audit(after_seq=head) if e["item_id"] == item.item_id]
+    assert (entry["event"], entry["allowed"]) == ("STORED_DATA_DAMAGED", False)
+    assert (entry["actor"], entry["detail"]["operation"]) == ("duty@TR", "ReadItem")
 
 
 # --------------------------------------------------------------------------- 9. undecodable batch
