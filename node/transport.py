@@ -21,6 +21,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from node.pki import cert_fingerprint, cert_san_uris
+from protocol.errors import ConfigurationError
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -77,12 +78,15 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-class PortInUseError(RuntimeError):
+class PortInUseError(ConfigurationError):
     """The server could not bind its address (normally: another process holds the port)."""
 
     def __init__(self, address: str, detail: str = "") -> None:
         self.address = address
-        super().__init__(f"cannot bind {address}" + (f": {detail}" if detail else ""))
+        super().__init__(
+            f"cannot listen on {address}: the port is in use or the address is not this host's"
+            + (f" ({detail})" if detail else "")
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,7 +72,6 @@ class Node:
             window=cfg.window,
             consent=cfg.consent,
         )
-        upgrade(cfg.database_url)
         self.engine = make_engine(cfg.database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
         self.background = Background()
@@ -191,7 +190,14 @@ class Node:
 
     async def start(self) -> None:
         """Bind both servers and start the background loops."""
-        # The commit loop first: every database call below goes through it.
+        # The port first: a port in use fails the start before anything is written.
+        self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
+        add_exchange_servicer(ExchangeServicer(self), self.exchange_server)
+        await add_health_and_reflection(self.exchange_server, [EXCHANGE_SERVICE])
+        creds = server_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
+        bind_secure(self.exchange_server, self.cfg.listen, creds)
+        upgrade(self.cfg.database_url)
+        # The commit loop next: every database call below goes through it.
         self._tasks = [asyncio.create_task(self.commit.loop())]
         signer = CheckpointSigner(self.material.signing_key, self._state.roster.federation, self.cfg.member_id)
         roster = self._state.roster
@@ -199,11 +205,6 @@ class Node:
         self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
         await self.db(load_runtime_sets)
         await self.db(record_start, now=self.clock())
-        self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
-        add_exchange_servicer(ExchangeServicer(self), self.exchange_server)
-        await add_health_and_reflection(self.exchange_server, [EXCHANGE_SERVICE])
-        creds = server_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
-        bind_secure(self.exchange_server, self.cfg.listen, creds)
         self.desk_server = grpc.aio.server(options=SERVER_OPTIONS)
         desk_pb2_grpc.add_DeskServicer_to_server(DeskServicer(self), self.desk_server)
         await add_health_and_reflection(self.desk_server, [DESK_SERVICE])

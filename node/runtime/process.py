@@ -10,7 +10,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from node.config import load_material, load_node_config
+from node.config import NodeConfig, load_material, load_node_config
+from node.runtime.lock import NodeLock
 from node.runtime.node import Node
 from protocol.errors import IntelshareError
 
@@ -39,6 +40,16 @@ def tune_gc() -> None:
 
 async def _serve(config_path: Path, ready: Callable[[str], None]) -> None:
     cfg = load_node_config(config_path)
+    # Before anything is written: the database, the log, the desk socket (SPEC §11.7).
+    lock = NodeLock(cfg.node_dir)
+    lock.acquire()
+    try:
+        await _run(cfg, ready)
+    finally:
+        lock.release()
+
+
+async def _run(cfg: NodeConfig, ready: Callable[[str], None]) -> None:
     node = Node(cfg, load_material(cfg))
     await node.start()
     tune_gc()
@@ -61,6 +72,5 @@ def run_node(config_path: Path) -> None:
     try:
         asyncio.run(_serve(config_path, ready))
     except IntelshareError as exc:  # refused to start: one line, no traceback
-        log.error("node not started: %s", exc)
-        print(f"error: {exc}", file=sys.stderr, flush=True)
+        print(f"error: node not started: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

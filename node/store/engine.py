@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -122,8 +123,33 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+#: The schema a PostgreSQL URL selects with ``options=-csearch_path=NAME`` (a plain identifier).
+_SEARCH_PATH = re.compile(r"-c\s*search_path=([A-Za-z_][A-Za-z0-9_]{0,62})(?:\s|$)")
+
+
+def _create_schema(url: str) -> None:
+    """Create the schema a PostgreSQL URL names in its search path, if missing (one per member, SPEC §11.7)."""
+    parsed = make_url(normalise_url(url))
+    if parsed.get_backend_name() != "postgresql":
+        return
+    options = parsed.query.get("options", "")
+    match = _SEARCH_PATH.search(" ".join(options) if isinstance(options, tuple) else options)
+    if match is None:
+        return
+    engine = create_engine(parsed)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{match[1]}"'))
+    finally:
+        engine.dispose()
+
+
 def upgrade(url: str, revision: str = "head") -> None:
-    """Run ``alembic upgrade <revision>`` on ``url`` with the packaged migrations."""
+    """Run ``alembic upgrade <revision>`` on ``url`` with the packaged migrations.
+
+    A PostgreSQL schema the URL selects (``options=-csearch_path=NAME``) is created first.
+    """
+    _create_schema(url)
     # Imported here so importing the models does not pull in Alembic.
     from alembic import command
     from alembic.config import Config

@@ -6,6 +6,7 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -354,3 +355,21 @@ def test_migration_0005_stores_the_subtrees_of_an_existing_log(tmp_path: Path) -
         assert [tuple(row) for row in stored] == [(8, 0), (8, 1)]
         assert root_hash(700, node_hashes(session)) == tree_hash(leaves)
     engine.dispose()
+
+
+def test_start_on_a_log_another_member_began_is_refused(session_factory: sessionmaker[Session]) -> None:
+    # SPEC §11.7: a database holding another member's log (here: begun by TR, no checkpoint
+    # yet, as when two nodes start together on one empty database) is not KZ's to run on.
+    from types import SimpleNamespace
+
+    from node.services.federation import ForeignLogError, record_start
+    from protocol.agreement import AgreementBook
+
+    def state(member: str) -> Any:
+        return SimpleNamespace(me=member, roster=SimpleNamespace(version=1), agreements=AgreementBook())
+
+    with session_factory() as session:
+        record_start(session, state("TR"), now=T0)
+        session.commit()
+    with session_factory() as session, pytest.raises(ForeignLogError, match="holds the audit log of TR, not of KZ"):
+        record_start(session, state("KZ"), now=T0)
