@@ -125,7 +125,7 @@ def audit_list(
                 r.event,
                 *((r.actor,) if officers else ()),
                 r.peer or "",
-                (r.item_id or "")[:12],
+                r.item_id or "",
                 "" if r.allowed is None else ("[green]yes[/]" if r.allowed else "[red]no[/]"),
                 r.reason or "",
                 r.rule or "",

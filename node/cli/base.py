@@ -213,6 +213,6 @@ def outcomes_table(response: desk_pb2.SubmitResponse, title: str) -> Table:
             o.reason,
             o.rule,
             o.detail,
-            o.envelope_id[:12],
+            o.envelope_id,
         )
     return table

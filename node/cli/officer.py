@@ -102,7 +102,7 @@ def _report(client: DeskClient, response: desk_pb2.SubmitResponse, title: str, *
 
 @app.command()
 def reshare(
-    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    item_id: Annotated[str, typer.Argument(help="Item id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     to: Annotated[list[str], typer.Option("--to", help="Recipient (repeat).")],
@@ -111,7 +111,8 @@ def reshare(
 ) -> None:
     """Pass a held item to other members; needs the originator's consent for third parties."""
     with open_desk(directory, member) as desk:
-        _report(desk, desk.reshare(item_id, to, version), f"re-share of {item_id} v{version}", wait=wait)
+        response = desk.reshare(item_id, to, version)
+        _report(desk, response, f"re-share of {response.item_id} v{response.item_version}", wait=wait)
 
 
 @app.command()
@@ -122,7 +123,7 @@ def inbox(directory: DirOpt, member: MemberOpt, limit: Annotated[int, typer.Opti
     columns = ("item", "v", "from", "originator", "band", "originator's marking", "our marking", "topics", "status")
     rows = [
         (
-            e.item_id[:12],
+            e.item_id,
             str(e.item_version),
             e.sender,
             e.originator,
@@ -139,14 +140,14 @@ def inbox(directory: DirOpt, member: MemberOpt, limit: Annotated[int, typer.Opti
 
 @app.command()
 def show(
-    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    item_id: Annotated[str, typer.Argument(help="Item id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     version: VersionOpt = 1,
 ) -> None:
     """Show one item: its label in both markings, its content and its consent chain (audited)."""
     with open_desk(directory, member) as desk:
-        response = desk.read(_expand(desk, item_id), version)
+        response = desk.read(item_id, version)
     e = response.entry
     label = json.loads(response.label_json)
     console.print(f"[bold]{e.item_id}[/] v{e.item_version} from {e.sender}, originator {e.originator}")
@@ -171,17 +172,9 @@ def show(
         )
 
 
-def _expand(client: DeskClient, prefix: str) -> str:
-    """Accept the 12-character prefix the tables show."""
-    if len(prefix) >= 32:
-        return prefix
-    matches = {e.item_id for e in client.inbox(1000) if e.item_id.startswith(prefix)}
-    return matches.pop() if len(matches) == 1 else prefix
-
-
 @app.command()
 def recall(
-    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    item_id: Annotated[str, typer.Argument(help="Item id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     reason: Annotated[str, typer.Option(help="Why.")],
@@ -203,8 +196,5 @@ def outbox(
     with open_desk(directory, member) as desk:
         entries = desk.outbox(state)
     columns = ("envelope", "to", "item", "state", "attempts", "reason", "last error")
-    rows = [
-        (e.envelope_id[:12], e.recipient, e.item_id[:12], e.state, str(e.attempts), e.reason, e.last_error)
-        for e in entries
-    ]
+    rows = [(e.envelope_id, e.recipient, e.item_id, e.state, str(e.attempts), e.reason, e.last_error) for e in entries]
     print_table(f"{member.upper()} outbox", columns, rows)

@@ -172,6 +172,10 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         except Exception:  # a log that refuses appends (LogTamperedError) must not hide the first error
             log.exception("could not audit stored data that failed %s", operation)
 
+    async def _item_id(self, prefix: str) -> str:
+        """The held item a request names by its id or a unique prefix of it (``holdings.resolve_item_id``)."""
+        return await self.port.db(holdings.resolve_item_id, prefix=prefix)
+
     def _suite(self, name: str) -> Suite:
         return Suite(name) if name else self.port.default_suite
 
@@ -217,7 +221,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def Reshare(self, request: desk_pb2.ReshareRequest, context: Context) -> desk_pb2.SubmitResponse:
         result = await self.port.db(
             egress.reshare,
-            item_id=request.item_id,
+            item_id=await self._item_id(request.item_id),
             item_version=request.item_version or 1,
             recipients=list(request.recipients),
             suite=self._suite(request.suite),
@@ -271,7 +275,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def ReadItem(self, request: desk_pb2.ReadItemRequest, context: Context) -> desk_pb2.ReadItemResponse:
         read = await self.port.db(
             holdings.read_item,
-            item_id=request.item_id,
+            item_id=await self._item_id(request.item_id),
             item_version=request.item_version or 1,
             officer=self._officer,
             now=self.port.now(),
@@ -289,7 +293,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def AskConsent(self, request: desk_pb2.AskConsentRequest, context: Context) -> desk_pb2.AskConsentResponse:
         signed, originator = await self.port.db(
             consent.ask_consent,
-            item_id=request.item_id,
+            item_id=await self._item_id(request.item_id),
             item_version=request.item_version or 1,
             third_party=request.third_party,
             purpose=request.purpose or "not stated",
@@ -335,9 +339,10 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def DecideConsent(
         self, request: desk_pb2.DecideConsentRequest, context: Context
     ) -> desk_pb2.DecideConsentResponse:
+        request_id = await self.port.db(holdings.resolve_request_id, prefix=request.request_id)
         decision = await self.port.db(
             consent.decide_consent,
-            request_id=request.request_id,
+            request_id=request_id,
             grant=request.grant,
             reason=request.reason,
             transferable=request.transferable,
@@ -348,14 +353,14 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         )
         grant_id = json.loads(decision.payload).get("grant_id", "") if request.grant else ""
         return desk_pb2.DecideConsentResponse(
-            request_id=request.request_id, state="granted" if request.grant else "denied", grant_id=grant_id
+            request_id=request_id, state="granted" if request.grant else "denied", grant_id=grant_id
         )
 
     @_desk_call(*_ACT)
     async def Recall(self, request: desk_pb2.RecallRequest, context: Context) -> desk_pb2.RecallResponse:
         notice, recipients = await self.port.db(
             notices.recall,
-            item_id=request.item_id,
+            item_id=await self._item_id(request.item_id),
             item_version=request.item_version or 1,
             reason=request.reason or "recalled by the originator",
             now=self.port.now(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 from node import audit
 from node.audit import AuditEvent
 from node.codec import chain_from_bytes
-from node.errors import FailedPreconditionError, NotFoundError, StoredDataError
+from node.errors import FailedPreconditionError, InvalidRequestError, NotFoundError, StoredDataError
 from node.lifecycle import ConsentRequestState, InboxStatus, OutboxState
 from node.services.state import NodeState, at_rest_binding
 from node.store import AuditEntryRow, AuditHead, ConsentRequestRow, InboxItem, OriginalItem, OutboxEntry
@@ -40,7 +41,12 @@ __all__ = [
     "outbox",
     "read_item",
     "record_stored_data_error",
+    "resolve_item_id",
+    "resolve_request_id",
 ]
+
+#: How many matches an ambiguous prefix lists.
+_MATCHES_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,40 @@ def held(session: Session, state: NodeState, item_id: str, version: int) -> Held
     binding = at_rest_binding(item_id, version, row.envelope_id)
     plaintext = state.at_rest.open(row.sealed_content, binding, item=(item_id, version))
     return Held(Signed.model_validate_json(row.origin_statement), plaintext, chain_from_bytes(row.consent_chain))
+
+
+def _resolve(what: str, prefix: str, columns: list[Any], session: Session) -> str:
+    """The one id of ``columns`` that ``prefix`` is, or begins (README, "Using it": ids by unique prefix)."""
+    if not prefix:
+        raise InvalidRequestError(f"no {what} given")
+    for column in columns:  # a whole id is itself, whatever it is a prefix of
+        if session.scalar(select(column).where(column == prefix).limit(1)) is not None:
+            return prefix
+    matches: set[str] = set()
+    for column in columns:
+        query = select(column).where(column.startswith(prefix, autoescape=True)).distinct()
+        matches.update(session.scalars(query.limit(_MATCHES_SHOWN + 1)))
+    if not matches:
+        raise NotFoundError(f"this node has no {what} {prefix}")
+    if len(matches) > 1:
+        shown = sorted(matches)[:_MATCHES_SHOWN]
+        more = ", …" if len(matches) > _MATCHES_SHOWN else ""
+        raise InvalidRequestError(f"{what} {prefix} is ambiguous: it begins {', '.join(shown)}{more}")
+    return matches.pop()
+
+
+def resolve_item_id(session: Session, state: NodeState, *, prefix: str) -> str:
+    """The item id ``prefix`` stands for among the items held (originals and received copies).
+
+    The same rule for every desk call that names an item: a whole id, or a prefix of
+    exactly one; an ambiguous prefix is refused with its matches (``InvalidRequestError``).
+    """
+    return _resolve("item", prefix, [OriginalItem.item_id, InboxItem.item_id], session)
+
+
+def resolve_request_id(session: Session, state: NodeState, *, prefix: str) -> str:
+    """The consent request id ``prefix`` stands for (the rule of ``resolve_item_id``)."""
+    return _resolve("consent request", prefix, [ConsentRequestRow.request_id], session)
 
 
 def attestation_of(row: InboxItem | OriginalItem) -> OriginAttestation:

@@ -27,17 +27,21 @@ import grpc
 import pytest
 from peer_simulator import Item, PeerSimulator
 from sqlalchemy import make_url
+from typer.testing import CliRunner
 
+from node.cli import app
 from node.client import DeskClient
 from node.codec import envelope_to_pb
 from node.harness import LocalFederation, eventually
 from node.wire import exchange_pb2, exchange_pb2_grpc
 from protocol.classification import Band
+from protocol.consent import ConsentRequest
 from protocol.envelope import attest
 from protocol.item import ReportTemplate
 from protocol.label import Label
 from protocol.policy import Reason
 from protocol.receipt import Receipt
+from protocol.statements import PayloadType, sign
 
 pytestmark = pytest.mark.integration
 
@@ -326,3 +330,109 @@ def _answers(replies: Iterator[Any]) -> bool:
         return len(next(replies).receipts) == 0
     except grpc.RpcError:
         return False
+
+
+# --------------------------------------------------------------------------- 18. ids and prefixes
+
+
+def cli(*args: str) -> Any:
+    """``intelshare ARGS`` in this process (the desk calls go to the running nodes)."""
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.fixture(scope="module")
+def same_millisecond(fed: LocalFederation) -> list[str]:
+    """Three items KZ made in one desk call, so in one millisecond, held by TR: their ids."""
+    with fed.desk("KZ") as kz:
+        labels = [sim_label(fed, "KZ") for _ in range(3)]
+        results = kz.submit_batch([(lab, _report(lab), ["TR"]) for lab in labels])
+        kz.wait_settled([r.outcomes[0].envelope_id for r in results])
+    ids = [r.item_id for r in results]
+    assert len({i[:12] for i in ids}) == 1  # the time part: what the tables used to show
+    return ids
+
+
+@pytest.fixture(scope="module")
+def two_requests(fed: LocalFederation, sim: PeerSimulator) -> list[str]:
+    """Two consent requests AZ sent TR (manual consent) whose ids begin alike: their ids."""
+    with fed.desk("TR") as tr:
+        label = sim_label(fed, "TR", releasable_to=["AZ"])
+        result = tr.submit(label, _report(label), ["AZ"])
+        tr.wait_settled([result.outcomes[0].envelope_id])
+    (origin_digest,) = tr_sql(fed, "SELECT origin_digest FROM original_items WHERE item_id = ?", result.item_id)[0]
+    ids = ["ab" * 16, "ab" + "cd" * 15]
+    for request_id in ids:
+        request = ConsentRequest(
+            request_id=request_id,
+            item_id=result.item_id,
+            item_version=1,
+            origin_digest=origin_digest,
+            requester="AZ",
+            third_party="KZ",
+            purpose="joint analysis",
+            requested_at=datetime.now(UTC),
+        )
+        signed = sign(PayloadType.CONSENT_REQUEST, request, [sim.signing_key("AZ")])
+        assert sim.send_statement("RequestConsent", signed, to="TR", tls="AZ").reason == "PENDING"
+    return ids
+
+
+def sim_label(fed: LocalFederation, originator: str, releasable_to: list[str] | None = None) -> Label:
+    from node.harness import make_label
+
+    return make_label(fed.roster, originator, band=Band.CONFIDENTIAL, releasable_to=releasable_to or ["TR"])
+
+
+def _report(label: Label) -> ReportTemplate:
+    return ReportTemplate(title="t", summary="s", body="b", assessment="a", grading=label.grading)
+
+
+def test_ids_shown_tell_items_made_in_one_millisecond_apart(fed: LocalFederation, same_millisecond: list[str]) -> None:
+    shown = subprocess.run(
+        [sys.executable, "-m", "node.cli", "inbox", "--dir", str(fed.root), "--member", "TR", "--limit", "1000"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+        timeout=60,
+        check=True,
+    )
+    assert all(item_id in shown.stdout for item_id in same_millisecond)
+
+
+#: Each command that names an item or a request: (member, words, options after the id, which id).
+PREFIXED = {
+    "show": ("TR", ["show"], [], ("item", 0)),
+    "reshare": ("TR", ["reshare"], ["--to", "AZ", "--no-wait"], ("item", 0)),
+    "consent-ask": ("TR", ["consent", "ask"], ["--for", "AZ", "--purpose", "joint"], ("item", 1)),
+    "recall": ("KZ", ["recall"], ["--reason", "source burnt"], ("item", 2)),
+    "consent-grant": ("TR", ["consent", "grant"], [], ("request", 0)),
+    "consent-deny": ("TR", ["consent", "deny"], ["--reason", "no"], ("request", 1)),
+}
+
+
+@pytest.mark.parametrize("command", list(PREFIXED))
+def test_ambiguous_prefix_is_refused_listing_the_matches(
+    fed: LocalFederation, same_millisecond: list[str], two_requests: list[str], command: str
+) -> None:
+    member, words, options, (kind, _) = PREFIXED[command]
+    ids = same_millisecond if kind == "item" else two_requests
+    prefix = ids[0][:12] if kind == "item" else "ab"
+    done = cli(*words, prefix, "--dir", str(fed.root), "--member", member, *options)
+    assert done.exit_code == 5, done.output + done.stderr
+    assert len(done.stderr.splitlines()) == 1
+    assert "ambiguous" in done.stderr
+    assert all(i in done.stderr for i in ids)
+
+
+@pytest.mark.parametrize("command", list(PREFIXED))
+def test_unique_prefix_is_accepted_everywhere(
+    fed: LocalFederation, same_millisecond: list[str], two_requests: list[str], command: str
+) -> None:
+    member, words, options, (kind, index) = PREFIXED[command]
+    ids = same_millisecond if kind == "item" else two_requests
+    whole = ids[index]
+    prefix = whole[:20] if kind == "item" else whole[:4]
+    done = cli(*words, prefix, "--dir", str(fed.root), "--member", member, *options)
+    # reshare to a third party without consent is refused by policy (exit 3), after finding the item
+    assert done.exit_code == (3 if command == "reshare" else 0), done.output + done.stderr
+    assert whole in done.output or command in ("consent-ask", "recall")
