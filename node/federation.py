@@ -207,6 +207,13 @@ def init_federation(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     spec = load_federation_spec(config_path)
+    for agreement_spec in spec.agreements:  # a federation that would start with it out of force
+        until = agreement_spec.agreement.valid_until
+        if until <= now:
+            raise ConfigurationError(
+                f"{spec.path}: agreements.{agreement_spec.agreement_id}: valid_until {until.isoformat()} has "
+                "already passed; the pair could exchange nothing under it (SPEC §6.2)"
+            )
     out_dir = out_dir.resolve()
     _check_out_dir(out_dir)
     hybrid = spec.hybrid_signatures if hybrid_signatures is None else hybrid_signatures

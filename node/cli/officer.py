@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,13 +17,16 @@ from node.cli.base import (
     app,
     console,
     fail,
+    one_line,
     open_desk,
     outcomes_table,
     print_table,
 )
 from node.client import DeskClient
+from node.lifecycle import OutboxState
 from node.wire import desk_pb2
 from protocol.classification import parse_band
+from protocol.errors import IntelshareError
 from protocol.item import RawData, ReportTemplate
 from protocol.label import Category, InformationCredibility, SourceReliability
 
@@ -42,7 +46,7 @@ def send(
     category: Annotated[Category, typer.Option(help="Category.")] = Category.INTELLIGENCE,
     topic: Annotated[list[str] | None, typer.Option("--topic", help="Topic (repeat).")] = None,
     releasable_to: Annotated[list[str] | None, typer.Option(help="Release list; defaults to --to.")] = None,
-    retain_days: Annotated[int, typer.Option(help="Retention in days.")] = 180,
+    retain_days: Annotated[int, typer.Option(help="Retention in days (1 or more).", min=1)] = 180,
     reliability: Annotated[SourceReliability, typer.Option(help="Source reliability A–F.")] = SourceReliability.B,
     credibility: Annotated[InformationCredibility, typer.Option(help="Credibility 1–6.")] = (
         InformationCredibility.PROBABLY_TRUE
@@ -57,8 +61,11 @@ def send(
     try:
         parsed_band = parse_band(band)
     except ValueError as exc:
-        fail(str(exc))
-    roster = LocalFederation(directory).roster
+        fail(str(exc), ExitCode.INVALID)
+    try:
+        roster = LocalFederation(directory).roster
+    except (OSError, ValueError, IntelshareError) as exc:  # missing, not JSON, not a roster
+        fail(f"cannot read the roster of {directory}: {one_line(exc)}")
     try:
         label = make_label(
             roster,
@@ -81,23 +88,50 @@ def send(
                 assessment=assessment or "not assessed",
                 grading=label.grading,
             )
-    except (ValueError, OSError) as exc:
-        fail(str(exc))
+    except (ValueError, OSError) as exc:  # a value the label or report refuses: one line, no pydantic links
+        fail(one_line(exc), ExitCode.INVALID)
     with open_desk(directory, member) as desk:
         response = desk.submit(label, item, to)
         _report(desk, response, f"item {response.item_id} v{response.item_version}", wait=wait)
 
 
 def _report(client: DeskClient, response: desk_pb2.SubmitResponse, title: str, *, wait: bool) -> None:
-    """The decisions, then (if asked) each delivery's outcome; exit 3 if any recipient was refused."""
+    """The decisions, then (if asked) each delivery's outcome.
+
+    Exit 3 if any recipient was refused by policy; else exit 8 if a delivery is still
+    queued after its first attempt failed (the peer is down or unreachable: the node
+    retries it, SPEC §11.6), said in one line.
+    """
     console.print(outcomes_table(response, title))
+    queued: list[str] = []
     if wait:
-        settled = client.wait_settled([o.envelope_id for o in response.outcomes if o.allowed])
-        for entry in settled.values():
-            colour = "green" if entry.state == "delivered" else "red"
-            console.print(f"  {entry.recipient}: [{colour}]{entry.state}[/] {entry.reason}")
+        for entry in _first_attempts(client, [o.envelope_id for o in response.outcomes if o.allowed]).values():
+            if entry.state == OutboxState.PENDING.value:
+                queued.append(entry.recipient)
+                console.print(f"  {entry.recipient}: [yellow]queued[/] {entry.last_error}")
+            else:
+                colour = "green" if entry.state == OutboxState.DELIVERED.value else "red"
+                console.print(f"  {entry.recipient}: [{colour}]{entry.state}[/] {entry.reason}")
     if not all(o.allowed for o in response.outcomes):
         raise typer.Exit(ExitCode.REFUSED)
+    if queued:
+        fail(
+            f"not delivered yet to {', '.join(queued)} (not reachable now): queued, the node retries until "
+            "it is; 'intelshare outbox' shows it",
+            ExitCode.UNAVAILABLE,
+        )
+
+
+def _first_attempts(client: DeskClient, envelope_ids: list[str], timeout: float = 30.0) -> dict[str, Any]:
+    """Each envelope's outbox entry once it is settled, or once a first attempt failed (it stays queued)."""
+    wanted = set(envelope_ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = {e.envelope_id: e for e in client.outbox() if e.envelope_id in wanted}
+        decided = [e for e in entries.values() if e.state != OutboxState.PENDING.value or e.attempts > 0]
+        if len(decided) == len(wanted) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.1)
 
 
 @app.command()

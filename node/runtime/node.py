@@ -39,7 +39,7 @@ from node.services.egress import Outcome
 from node.services.federation import record_start
 from node.services.ingress import receive_batch, record_oversized_batch
 from node.services.state import AtRestKey, NodeState, load_runtime_sets
-from node.store import make_engine, make_sessionmaker, upgrade
+from node.store import make_engine, make_sessionmaker, opening, upgrade
 from node.transport import SERVER_OPTIONS, PeerIdentity, add_health_and_reflection, bind_secure, server_credentials
 from node.wire import desk_pb2_grpc, exchange_pb2
 from protocol.envelope import Envelope, Suite
@@ -196,15 +196,16 @@ class Node:
         await add_health_and_reflection(self.exchange_server, [EXCHANGE_SERVICE])
         creds = server_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
         bind_secure(self.exchange_server, self.cfg.listen, creds)
-        upgrade(self.cfg.database_url)
-        # The commit loop next: every database call below goes through it.
-        self._tasks = [asyncio.create_task(self.commit.loop())]
-        signer = CheckpointSigner(self.material.signing_key, self._state.roster.federation, self.cfg.member_id)
-        roster = self._state.roster
-        # Refuse to run on a log that is not as this node left it, before appending to it.
-        self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
-        await self.db(load_runtime_sets)
-        await self.db(record_start, now=self.clock())
+        with opening(self.cfg.database_url):  # no server there, not a database: one typed error
+            upgrade(self.cfg.database_url)
+            # The commit loop next: every database call below goes through it.
+            self._tasks = [asyncio.create_task(self.commit.loop())]
+            signer = CheckpointSigner(self.material.signing_key, self._state.roster.federation, self.cfg.member_id)
+            roster = self._state.roster
+            # Refuse to run on a log that is not as this node left it, before appending to it.
+            self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
+            await self.db(load_runtime_sets)
+            await self.db(record_start, now=self.clock())
         self.desk_server = grpc.aio.server(options=SERVER_OPTIONS)
         desk_pb2_grpc.add_DeskServicer_to_server(DeskServicer(self), self.desk_server)
         await add_health_and_reflection(self.desk_server, [DESK_SERVICE])

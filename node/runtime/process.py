@@ -13,7 +13,6 @@ from pathlib import Path
 from node.config import NodeConfig, load_material, load_node_config
 from node.runtime.lock import NodeLock
 from node.runtime.node import Node
-from protocol.errors import IntelshareError
 
 __all__ = ["GC_THRESHOLDS", "run_node", "tune_gc"]
 
@@ -63,14 +62,17 @@ async def _run(cfg: NodeConfig, ready: Callable[[str], None]) -> None:
 
 
 def run_node(config_path: Path) -> None:
-    """Run a node until SIGTERM or SIGINT. Prints one ``ready`` line when serving."""
+    """Run a node until SIGTERM or SIGINT. Prints one ``ready`` line when serving.
+
+    A node that refuses to start (already running, port in use, a database it cannot
+    open or that is not its own, a log not as it left it) raises the typed error, before
+    anything is written where it can be; the CLI prints it as one line.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    # Alembic's set-up chatter is not the node's to log; its warnings and errors still are.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     def ready(line: str) -> None:
         print(line, flush=True)
 
-    try:
-        asyncio.run(_serve(config_path, ready))
-    except IntelshareError as exc:  # refused to start: one line, no traceback
-        print(f"error: node not started: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    asyncio.run(_serve(config_path, ready))

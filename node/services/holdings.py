@@ -79,7 +79,10 @@ def held(session: Session, state: NodeState, item_id: str, version: int) -> Held
 
 
 def _resolve(what: str, prefix: str, columns: list[Any], session: Session) -> str:
-    """The one id of ``columns`` that ``prefix`` is, or begins (README, "Using it": ids by unique prefix)."""
+    """The one id of ``columns`` that ``prefix`` is, or begins (README, "Using it": ids by unique prefix).
+
+    A prefix of none is returned as it is, for the call to refuse as not found.
+    """
     if not prefix:
         raise InvalidRequestError(f"no {what} given")
     for column in columns:  # a whole id is itself, whatever it is a prefix of
@@ -89,8 +92,8 @@ def _resolve(what: str, prefix: str, columns: list[Any], session: Session) -> st
     for column in columns:
         query = select(column).where(column.startswith(prefix, autoescape=True)).distinct()
         matches.update(session.scalars(query.limit(_MATCHES_SHOWN + 1)))
-    if not matches:
-        raise NotFoundError(f"this node has no {what} {prefix}")
+    if not matches:  # the call itself says it has none, in its own words
+        return prefix
     if len(matches) > 1:
         shown = sorted(matches)[:_MATCHES_SHOWN]
         more = ", …" if len(matches) > _MATCHES_SHOWN else ""

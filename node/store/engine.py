@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from node.errors import StoredDataError
+from protocol.errors import ConfigurationError, IntelshareError
 
 __all__ = [
     "MIGRATIONS_DIR",
     "SQLITE_BUSY_TIMEOUT_MS",
     "SQLITE_PAGE_SIZE",
+    "DatabaseUnavailableError",
     "NoDatabaseError",
+    "database_error",
     "make_engine",
     "make_reader",
     "make_sessionmaker",
     "normalise_url",
+    "opening",
     "upgrade",
 ]
 
@@ -84,6 +92,42 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kw
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+class DatabaseUnavailableError(ConfigurationError):
+    """The database a URL names cannot be reached or opened (no server there, refused, no such database)."""
+
+
+#: What SQLite says of a file that is not a database, or a damaged one.
+_NOT_A_DATABASE = ("file is not a database", "database disk image is malformed")
+
+
+def database_error(exc: DBAPIError, url: str | None = None) -> IntelshareError | None:
+    """The typed error a failure to open a database stands for, with one line; None for any other failure.
+
+    A file that is not a SQLite database (or a damaged one) is ``StoredDataError``: data
+    the node stored no longer opens. A server that cannot be reached, or refuses, is
+    ``DatabaseUnavailableError``.
+    """
+    where = "" if url is None else f" {make_url(url).render_as_string(hide_password=True)}"
+    cause = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    if any(text in cause for text in _NOT_A_DATABASE):
+        return StoredDataError(f"the database{where} is not a SQLite database, or it is damaged: {cause}")
+    if isinstance(exc, OperationalError):
+        return DatabaseUnavailableError(f"cannot open the database{where}: {cause}")
+    return None
+
+
+@contextmanager
+def opening(url: str) -> Iterator[None]:
+    """Failures to open ``url`` inside the block become ``database_error``'s typed errors."""
+    try:
+        yield
+    except DBAPIError as exc:
+        typed = database_error(exc, url)
+        if typed is None:
+            raise
+        raise typed from exc
 
 
 class NoDatabaseError(FileNotFoundError):
