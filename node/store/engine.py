@@ -8,13 +8,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from node.errors import StoredDataError
+from node.store.models import Base
 from protocol.errors import ConfigurationError, IntelshareError
 
 __all__ = [
@@ -91,7 +92,12 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kw
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    # No server-side prepared statements: psycopg prepares a query after five runs, and
+    # PostgreSQL then keeps a generic plan made while the tables were empty (the replay
+    # check read every delivery of a sender per batch once a receiver held 30k rows).
+    # Planned on each run instead, the hot queries follow the statistics as tables grow.
+    connect_args = {"prepare_threshold": None, **kwargs.pop("connect_args", {})}
+    return create_engine(url, connect_args=connect_args, **kwargs)
 
 
 class DatabaseUnavailableError(ConfigurationError):
@@ -191,7 +197,9 @@ def _create_schema(url: str) -> None:
 def upgrade(url: str, revision: str = "head") -> None:
     """Run ``alembic upgrade <revision>`` on ``url`` with the packaged migrations.
 
-    A PostgreSQL schema the URL selects (``options=-csearch_path=NAME``) is created first.
+    A PostgreSQL schema the URL selects (``options=-csearch_path=NAME``) is created first,
+    and the node's tables are analysed after, so their statistics never depend on when
+    autovacuum gets to them (SPEC §11.7).
     """
     _create_schema(url)
     # Imported here so importing the models does not pull in Alembic.
@@ -203,3 +211,19 @@ def upgrade(url: str, revision: str = "head") -> None:
     # Passed as an attribute, not an ini option: ini values treat "%" as interpolation.
     cfg.attributes["url"] = url
     command.upgrade(cfg, revision)
+    _analyse(url)
+
+
+def _analyse(url: str) -> None:
+    """``ANALYZE`` the node's tables on PostgreSQL (a no-op elsewhere; SQLite plans by its indexes)."""
+    if make_url(normalise_url(url)).get_backend_name() != "postgresql":
+        return
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            # The tables this package owns, not the whole database.
+            names = [name for name in Base.metadata.tables if inspect(connection).has_table(name)]
+            if names:
+                connection.execute(text(f"ANALYZE {', '.join(names)}"))
+    finally:
+        engine.dispose()

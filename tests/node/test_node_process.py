@@ -96,9 +96,10 @@ def test_node_refuses_a_database_holding_another_members_log(fed: LocalFederatio
     )
     assert fed.nodes["KZ"].config.database_url.endswith("nodes/TR/node.db")
     refused = node_run(kz)
-    assert refused.returncode == 1, refused.stderr
-    (line,) = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
-    assert "TR" in line  # names whose log it is (by its checkpoint, or its first entry)
+    # TR signed a checkpoint of it: not the log KZ left (LogTamperedError, exit 9), before any append.
+    assert refused.returncode == 9, refused.stderr
+    assert refused.stderr.splitlines() == [refused.stderr.strip()]
+    assert "checkpoint of 'intelshare/OTS/audit/TR', not of KZ's log" in refused.stderr
     assert started_entries(sqlite_path(fed, "TR")) == ["TR"]
 
 
