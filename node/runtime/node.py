@@ -39,7 +39,7 @@ from node.services.egress import Outcome
 from node.services.federation import record_start
 from node.services.ingress import receive_batch, record_oversized_batch
 from node.services.state import AtRestKey, NodeState, load_runtime_sets
-from node.store import make_engine, make_sessionmaker, opening, upgrade
+from node.store import analyse, make_engine, make_sessionmaker, opening, upgrade
 from node.transport import SERVER_OPTIONS, PeerIdentity, add_health_and_reflection, bind_secure, server_credentials
 from node.wire import desk_pb2_grpc, exchange_pb2
 from protocol.envelope import Envelope, Suite
@@ -84,6 +84,7 @@ class Node:
             batch_max=cfg.delivery.batch_max,
             on_control_queued=self._control_queued,
             clock=clock,
+            analyse=lambda: analyse(self.engine),
         )
         pumps = PumpContext(self.commit, channels, cfg.delivery, clock, self.background)
         self.outbound = Outbound(pumps)

@@ -24,6 +24,7 @@ __all__ = [
     "SQLITE_PAGE_SIZE",
     "DatabaseUnavailableError",
     "NoDatabaseError",
+    "analyse",
     "database_error",
     "make_engine",
     "make_reader",
@@ -215,15 +216,28 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def _analyse(url: str) -> None:
-    """``ANALYZE`` the node's tables on PostgreSQL (a no-op elsewhere; SQLite plans by its indexes)."""
+    """``analyse`` on a short-lived engine for ``url`` (a no-op but on PostgreSQL)."""
     if make_url(normalise_url(url)).get_backend_name() != "postgresql":
         return
     engine = make_engine(url)
     try:
-        with engine.begin() as connection:
-            # The tables this package owns, not the whole database.
-            names = [name for name in Base.metadata.tables if inspect(connection).has_table(name)]
-            if names:
-                connection.execute(text(f"ANALYZE {', '.join(names)}"))
+        analyse(engine)
     finally:
         engine.dispose()
+
+
+def analyse(engine: Engine) -> None:
+    """``ANALYZE`` the node's tables on PostgreSQL, on a connection of its own; a no-op elsewhere.
+
+    The runtime calls it at start (``upgrade``) and each time the node's log has doubled,
+    so the planner's statistics are never far from the tables' real sizes, whenever
+    autovacuum comes round (SPEC §11.7). SQLite plans by its indexes and needs none.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as connection:
+        # The tables this package owns, not the whole database.
+        names = [name for name in Base.metadata.tables if inspect(connection).has_table(name)]
+        if names:
+            connection.execute(text(f"ANALYZE {', '.join(names)}"))
+            connection.commit()

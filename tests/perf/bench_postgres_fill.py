@@ -15,6 +15,15 @@ was empty outlives it) and tables are analysed after the migrations at start.
 
 At the end it prints how PostgreSQL now plans TR's replay check (``sender = ? AND nonce
 IN (…)``), checks that TR holds every item once, and drops the schemas.
+
+    python tests/perf/bench_postgres_fill.py --replay [--sizes 0,10000,30000,100000]
+
+instead times that replay check alone, on a fresh schema filled to each size in turn
+(rows of one sender): on a connection as the node makes it (``node.store.make_engine``:
+never prepared), with the tables analysed as the node does (at start, then each time they
+have doubled), and on a plain psycopg connection, which prepares the query on its fifth
+run while the table is empty. Autovacuum is off for the table, as when it has not come
+round yet: the point is that the node's plans do not wait for it.
 """
 
 from __future__ import annotations
@@ -124,6 +133,77 @@ def explain_replay(conn: object, schema: str) -> list[str]:
     return [row[0][:110] for row in rows]
 
 
+def replay(url: str, sizes: list[int], runs: int = 30) -> int:
+    """The replay check's time per run as the table fills: as the node runs it, and as it ran before."""
+    from alembic import command
+    from alembic.config import Config
+
+    from node.services.ingress import _DELIVERIES_BY_NONCE
+    from node.store import MIGRATIONS_DIR, analyse, make_engine, upgrade
+
+    def schema_url(schema: str) -> str:
+        return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+    schemas = {"node": f"bench_{secrets.token_hex(4)}", "before": f"bench_{secrets.token_hex(4)}"}
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schemas["before"]}"'))
+    upgrade(schema_url(schemas["node"]))  # the node's: migrated, then analysed
+    before = Config(str(MIGRATIONS_DIR / "alembic.ini"))  # as before: migrated only
+    before.set_main_option("script_location", str(MIGRATIONS_DIR))
+    before.attributes["url"] = schema_url(schemas["before"])
+    command.upgrade(before, "head")
+    engines = {
+        "node": make_engine(schema_url(schemas["node"])),  # never prepares
+        "before": create_engine(schema_url(schemas["before"])),  # psycopg prepares on the fifth run
+    }
+    try:
+        with admin.connect() as conn:
+            for schema in schemas.values():  # autovacuum has not come round yet
+                conn.execute(text(f'ALTER TABLE "{schema}".deliveries SET (autovacuum_enabled = false)'))
+        connections = {name: engine.connect() for name, engine in engines.items()}
+
+        def check(name: str) -> float:
+            nonces = [secrets.token_hex(16) for _ in range(64)]
+            started = time.perf_counter()
+            connections[name].execute(_DELIVERIES_BY_NONCE, {"sender": "KZ", "nonces": nonces}).all()
+            connections[name].rollback()
+            return time.perf_counter() - started
+
+        for name in connections:
+            for _ in range(10):  # while the table is empty
+                check(name)
+        filled = analysed = 0
+        print(f"{'rows':>8}  {'node: never prepared, analysed':>32}  {'before: prepared, not analysed':>32}")
+        for size in sizes:
+            if size > filled:
+                with admin.connect() as conn:
+                    for schema in schemas.values():
+                        conn.execute(
+                            text(
+                                f'INSERT INTO "{schema}".deliveries SELECT md5(i::text), md5(i::text) || md5(i::text), '
+                                "'KZ', md5('n' || i::text), true, 'ALLOWED', '\\x00', now() "
+                                f"FROM generate_series({filled + 1}, {size}) AS i"
+                            )
+                        )
+                filled = size
+            if filled >= max(1000, 2 * analysed):  # as the node's group commit does (SPEC §11.7)
+                analyse(engines["node"])
+                analysed = filled
+            times = {name: sorted(check(name) for _ in range(runs))[runs // 2] for name in connections}
+            print(f"{size:>8}  {1000 * times['node']:>29.2f} ms  {1000 * times['before']:>29.2f} ms", flush=True)
+        for connection in connections.values():
+            connection.close()
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+        with admin.connect() as conn:
+            for schema in schemas.values():
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("INTELSHARE_TEST_POSTGRES_URL"))
@@ -131,9 +211,13 @@ def main() -> int:
     parser.add_argument("--slice", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--window", type=int, default=512)
+    parser.add_argument("--replay", action="store_true", help="time the replay check alone as its table fills")
+    parser.add_argument("--sizes", default="0,10000,30000,100000", help="table sizes for --replay")
     args = parser.parse_args()
     if not args.url:
         parser.error("give --url or set INTELSHARE_TEST_POSTGRES_URL")
+    if args.replay:
+        return replay(args.url, [int(n) for n in args.sizes.split(",")])
     return run(args.url, args.slices, args.slice, args.batch, args.window)
 
 
