@@ -8,8 +8,11 @@ payloads are carried as they arrived.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
+from google.protobuf.message import DecodeError
 from pydantic import TypeAdapter, ValidationError
 
 from node.wire import exchange_pb2
@@ -19,20 +22,48 @@ from protocol.statements import Signature, Signed
 
 __all__ = [
     "MAX_ENVELOPE_BATCH",
+    "Undecodable",
     "chain_from_bytes",
     "chain_to_bytes",
     "envelope_from_bytes",
     "envelope_from_pb",
     "envelope_to_bytes",
     "envelope_to_pb",
+    "lenient",
     "signed_from_pb",
     "signed_to_pb",
 ]
+
+M = TypeVar("M")
 
 _CHAIN = TypeAdapter(tuple[Signed, ...])
 
 #: The most envelopes one ``EnvelopeBatch`` may carry (SPEC §11.6); larger ones are refused.
 MAX_ENVELOPE_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Undecodable:
+    """A request message whose bytes do not decode as its wire type (SPEC §11.1).
+
+    Handed to the servicer in place of the message, so the call is answered (or ended with
+    a status) and audited like any other refusal, never dropped or left to the gRPC library.
+    """
+
+    what: str
+    detail: str
+
+
+def lenient(parse: Callable[[bytes], M], what: str) -> Callable[[bytes], M | Undecodable]:
+    """A request deserializer that returns ``Undecodable`` where ``parse`` fails."""
+
+    def decode(data: bytes) -> M | Undecodable:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return Undecodable(what, f"{what} does not decode: {exc}")
+
+    return decode
 
 
 def signed_to_pb(signed: Signed) -> exchange_pb2.Signed:

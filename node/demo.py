@@ -42,8 +42,12 @@ DEMO_MEMBERS = ("TR", "AZ", "KZ", "KG", "UZ")
 
 
 def default_federation_file() -> Path:
-    """``examples/federation.toml`` of the source tree this package runs from."""
-    return Path(__file__).resolve().parents[1] / "examples" / "federation.toml"
+    """The demonstration federation file, ``examples/federation.toml``, as the package carries it.
+
+    In the source tree ``node/demo_federation.toml`` is a link to it; a wheel carries a copy
+    (package data), so ``intelshare demo`` works from an installed package too.
+    """
+    return Path(__file__).resolve().with_name("demo_federation.toml")
 
 
 @dataclass
@@ -146,7 +150,7 @@ def _holdings(fed: LocalFederation, t: Transcript) -> None:
                 if e.sender != e.originator:
                     rule += f" + {e.originator}'s signed consent"
                 table.add_row(
-                    member, e.item_id[:12], e.originator, e.sender, f"{e.band} ({e.reader_marking})", rule, e.status
+                    member, e.item_id, e.originator, e.sender, f"{e.band} ({e.reader_marking})", rule, e.status
                 )
         finally:
             desk.close()

@@ -84,7 +84,15 @@ class IllegalTransitionError(LocalProtocolError):
 
 
 class StoredDataError(RemoteProtocolError):
-    """Bytes this node stored earlier no longer verify or open (damage or tampering at rest)."""
+    """Bytes this node stored earlier no longer verify or open (damage or tampering at rest).
+
+    ``item`` names the item version whose stored copy failed, where there is one; the desk
+    audits the failure (SPEC §11.5) and answers DATA_LOSS, which the CLI exits 9 with.
+    """
+
+    def __init__(self, message: str, *, item: tuple[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.item = item
 
 
 class LogTamperedError(StoredDataError):

@@ -25,7 +25,14 @@ from pydantic import ValidationError
 
 from node import pki
 from node.config import AT_REST_KEY_LEN, write_node_config, write_private_file
-from node.config.federation_file import AgreementSpec, FederationSpec, MemberSpec, NodeDefaults, load_federation_spec
+from node.config.federation_file import (
+    AgreementSpec,
+    FederationSpec,
+    MemberSpec,
+    NodeDefaults,
+    load_federation_spec,
+    member_database_url,
+)
 from node.config.officers import OfficerRole, add_officer
 from protocol.agreement import AgreementBook, check_markings
 from protocol.errors import ConfigurationError, IntelshareError
@@ -157,7 +164,7 @@ def _node_doc(spec: FederationSpec, member: MemberSpec, port: int) -> dict[str, 
             "listen": f"127.0.0.1:{port}",
             "desk_socket": "desk.sock",
             "officers": "officers.toml",
-            "database_url": defaults.database_url,
+            "database_url": member_database_url(defaults.database_url, member.member_id),  # one per member
             "suite": defaults.suite.value,
         },
         "keys": dict(_NODE_FILES),
@@ -200,6 +207,13 @@ def init_federation(
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     spec = load_federation_spec(config_path)
+    for agreement_spec in spec.agreements:  # a federation that would start with it out of force
+        until = agreement_spec.agreement.valid_until
+        if until <= now:
+            raise ConfigurationError(
+                f"{spec.path}: agreements.{agreement_spec.agreement_id}: valid_until {until.isoformat()} has "
+                "already passed; the pair could exchange nothing under it (SPEC §6.2)"
+            )
     out_dir = out_dir.resolve()
     _check_out_dir(out_dir)
     hybrid = spec.hybrid_signatures if hybrid_signatures is None else hybrid_signatures

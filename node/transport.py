@@ -8,6 +8,7 @@ never the common name; grpc's own peer_identities() silently falls back to the C
 from __future__ import annotations
 
 import functools
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from node.pki import cert_fingerprint, cert_san_uris
+from protocol.errors import ConfigurationError
 
 __all__ = [
     "CHANNEL_OPTIONS",
@@ -77,12 +79,15 @@ SERVER_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-class PortInUseError(RuntimeError):
+class PortInUseError(ConfigurationError):
     """The server could not bind its address (normally: another process holds the port)."""
 
     def __init__(self, address: str, detail: str = "") -> None:
         self.address = address
-        super().__init__(f"cannot bind {address}" + (f": {detail}" if detail else ""))
+        super().__init__(
+            f"cannot listen on {address}: the port is in use or the address is not this host's"
+            + (f" ({detail})" if detail else "")
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,11 +146,33 @@ async def add_health_and_reflection(server: grpc.aio.Server, service_names: Iter
     return servicer
 
 
+def _probe(address: str) -> None:
+    """Raise ``PortInUseError`` if ``address`` (host:port) cannot be bound now.
+
+    Checked with a plain socket first so that a clash is one typed error, without the
+    gRPC core's own log line on stderr. ``SO_REUSEADDR`` as gRPC sets it: a port held
+    only by connections closing (TIME_WAIT) is free, one with a listener is not.
+    """
+    host, _, port = address.rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except (OSError, ValueError) as exc:
+        raise PortInUseError(address, str(exc)) from exc
+    for family, kind, proto, _, sockaddr in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(sockaddr)
+            except OSError as exc:
+                raise PortInUseError(address, exc.strerror or str(exc)) from exc
+
+
 def bind_secure(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials) -> int:
     """add_secure_port that raises PortInUseError instead of returning 0; returns the port.
 
     Use with SERVER_OPTIONS (so_reuseport=0), otherwise a clash may go unnoticed.
     """
+    _probe(address)
     try:
         port = server.add_secure_port(address, creds)
     except RuntimeError as exc:

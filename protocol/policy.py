@@ -38,6 +38,7 @@ __all__ = [
     "check_egress",
     "check_ingress",
     "check_transfers",
+    "equivocation_detail",
     "open_envelope",
 ]
 
@@ -73,6 +74,7 @@ class Reason(StrEnum):
     NOT_ADDRESSED_TO_RECEIVER = "NOT_ADDRESSED_TO_RECEIVER"
     LABEL_INVALID = "LABEL_INVALID"
     ENVELOPE_UNOPENABLE = "ENVELOPE_UNOPENABLE"
+    EQUIVOCATION = "EQUIVOCATION"
 
     def fault(self, direction: Direction) -> Fault | None:
         """Who caused a refusal with this reason, in that direction (SPEC §9.5 "At fault").
@@ -117,6 +119,7 @@ INGRESS_ONLY: frozenset[Reason] = frozenset(
         Reason.TIMESTAMP_OUT_OF_WINDOW,
         Reason.REPLAY,
         Reason.ORIGIN_SIGNATURE_INVALID,
+        Reason.EQUIVOCATION,
         Reason.LABEL_INVALID,
         Reason.ENVELOPE_UNOPENABLE,
     }
@@ -135,6 +138,7 @@ RULES: dict[Reason, str] = {
     Reason.TIMESTAMP_OUT_OF_WINDOW: "§9.2.7",
     Reason.REPLAY: "§9.2.8",
     Reason.ORIGIN_SIGNATURE_INVALID: "§9.2.9",
+    Reason.EQUIVOCATION: "§9.2.9",
     Reason.LABEL_INVALID: "§9.2.10",
     Reason.ENVELOPE_UNOPENABLE: "§9.2.11",
     Reason.RECALLED: "§9.3.1",
@@ -384,12 +388,15 @@ def check_ingress(
     is_replay: Callable[[EnvelopeHeader, str], bool],
     roots: VerifiedRoots | None = None,
     batch_keys: BatchKeys | None = None,
+    held_origin: Callable[[str, int], str | None] | None = None,
 ) -> IngressResult:
     """Verify, decide and open an incoming envelope (SPEC §9.2, then §9.3–9.4).
 
     ``is_replay(header, envelope_digest)`` says whether this sender's nonce or envelope id
     was seen before with a different envelope. Identical re-delivery is the node's
     business (it returns the stored receipt) and never reaches this function.
+    ``held_origin(item_id, item_version)`` is the origin digest under which the receiver
+    already holds that item version, or None (SPEC §9.2.9 step 7; None: nothing held).
     ``roots`` remembers batch roots already verified (SPEC §4.6), ``batch_keys`` batch
     keys already opened (SPEC §8.2).
     """
@@ -400,7 +407,7 @@ def check_ingress(
         roster=ctx.roster,
         roots=roots,
         batch_keys=batch_keys,
-        ingress=_Ingress(peer_tls_identity, peer_fingerprint, ctx, window, is_replay),
+        ingress=_Ingress(peer_tls_identity, peer_fingerprint, ctx, window, is_replay, held_origin),
     )
 
 
@@ -452,6 +459,7 @@ class _Ingress:
     ctx: PolicyContext
     window: TimeWindow
     is_replay: Callable[[EnvelopeHeader, str], bool]
+    held_origin: Callable[[str, int], str | None] | None = None
 
 
 def _verify_envelope(
@@ -527,6 +535,10 @@ def _verify_envelope(
             f"origin signature of {claimed_origin.originator} does not verify",
         )
     attestation = claimed_origin
+    if ingress is not None and ingress.held_origin is not None:  # §9.2.9 step 7
+        held = ingress.held_origin(attestation.item_id, attestation.item_version)
+        if held is not None and held != origin_digest:
+            return refuse(Reason.EQUIVOCATION, equivocation_detail(attestation, held, origin_digest))
     label_refusal = _check_label(header, attestation, originator, roster)  # §9.2.10 steps 1-4
     if label_refusal is not None:
         return refuse(*label_refusal)
@@ -541,6 +553,14 @@ def _verify_envelope(
     except OpenError:
         return refuse(Reason.ENVELOPE_UNOPENABLE, "envelope could not be opened")
     return IngressResult(decision, header, attestation, item, plaintext)
+
+
+def equivocation_detail(attestation: OriginAttestation, held: str, carried: str) -> str:
+    """Why an EQUIVOCATION refusal was given: both origin digests, the evidence (SPEC §9.2.9 step 7)."""
+    return (
+        f"{attestation.originator} attested {attestation.item_id} v{attestation.item_version} twice: "
+        f"held under origin digest {held}, this envelope carries {carried}"
+    )
 
 
 def _is_transport_peer(sender: Member, ingress: _Ingress) -> bool:

@@ -271,6 +271,7 @@ def ingress(
     is_replay: Callable[[EnvelopeHeader, str], bool] = never_replayed,
     window: TimeWindow = WINDOW,
     peer_fingerprint: str | None = None,
+    held_origin: Callable[[str, int], str | None] | None = None,
 ) -> IngressResult:
     """Deliver ``env`` to ``receiver`` over a TLS connection from ``peer`` (default: the claimed sender)."""
     if peer is None:
@@ -287,6 +288,7 @@ def ingress(
         ctx=ctx or Ctx().policy(),
         window=window,
         is_replay=is_replay,
+        held_origin=held_origin,
     )
 
 

@@ -401,6 +401,7 @@ def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
         )
     assert sc["kind"] == "ingress"
     seen = set(sc["seen_nonces"])
+    held = {(item_id, version): digest for item_id, version, digest in sc["held_origins"]}
     window = sc["window"]
     return check_ingress(
         _envelope(sc["envelope"]),
@@ -414,6 +415,7 @@ def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
             max_future_skew=timedelta(seconds=window["max_future_skew_seconds"]),
         ),
         is_replay=lambda header, digest: header.nonce in seen,
+        held_origin=lambda item_id, version: held.get((item_id, version)),
     ).decision
 
 

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from node.cli.base import DirOpt, app, config_path, console, fail, federation_app, node_app
+from node.cli.base import DirOpt, app, config_path, console, exit_code_for, fail, federation_app, node_app
+from protocol.errors import IntelshareError
 
 __all__ = ["demo", "federation_init", "node_run"]
 
@@ -41,7 +42,10 @@ def node_run(
         if directory is None or member is None:
             fail("give --config, or both --dir and --member")
         config = config_path(directory, member)
-    run_node(config)
+    try:
+        run_node(config)
+    except IntelshareError as exc:  # refused to start: one line, nothing written
+        fail(f"node not started: {exc}", exit_code_for(exc))
 
 
 @app.command()

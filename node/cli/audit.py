@@ -36,14 +36,14 @@ __all__ = ["audit_bundle", "audit_export", "audit_list", "audit_verify"]
 @contextmanager
 def _audit_session(directory: Path, member: str) -> Iterator[Session]:
     """A read-only session on a member's log: an auditor never writes to a node's database."""
-    from node.store import NoDatabaseError
+    from node.store import NoDatabaseError, opening
 
     config_path(directory, member)  # fails with one line for an unknown member
     source = audit_view(directory).sources.get(member.upper())
     if source is None:
         fail(f"no node {member!r} in {directory}")
     try:
-        with source.session() as session:
+        with opening(source.url), source.session() as session:  # unreachable, not a database: one line
             yield session
     except NoDatabaseError:
         fail(f"node {member.upper()} has no audit log yet (it never started): {source.url}", ExitCode.NOT_FOUND)
@@ -127,7 +127,7 @@ def audit_list(
                 r.event,
                 *((r.actor,) if officers else ()),
                 r.peer or "",
-                (r.item_id or "")[:12],
+                r.item_id or "",
                 "" if r.allowed is None else ("[green]yes[/]" if r.allowed else "[red]no[/]"),
                 r.reason or "",
                 r.rule or "",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -47,6 +48,7 @@ __all__ = [
     "fail",
     "federation_app",
     "node_app",
+    "one_line",
     "open_desk",
     "outcomes_table",
     "print_table",
@@ -102,7 +104,7 @@ class ExitCode(IntEnum):
     PRECONDITION = 6
     #: This node, or this officer, may not do that (or the officer's token is not theirs).
     PERMISSION = 7
-    #: The node is not running or not reachable.
+    #: The node is not running or not reachable; or a recipient is not, and the envelope stays queued.
     UNAVAILABLE = 8
     #: Data the node stored no longer verifies or opens.
     DATA_LOSS = 9
@@ -123,6 +125,16 @@ _CODES: tuple[tuple[type[Exception], ExitCode], ...] = (
 def exit_code_for(exc: IntelshareError) -> ExitCode:
     """The exit code a typed error ends the command with."""
     return next((code for kind, code in _CODES if isinstance(exc, kind)), ExitCode.FAILED)
+
+
+def one_line(exc: Exception) -> str:
+    """An error as one line: a validation error's first problem and where, else the message's first line."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return f"{where}: {first['msg']}" if where else str(first["msg"])
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def fail(message: str, code: int = ExitCode.FAILED) -> NoReturn:
@@ -218,7 +230,7 @@ def outcomes_table(response: desk_pb2.SubmitResponse, title: str) -> Table:
     """One row per recipient: the decision, its reason code and rule."""
     table = Table(title=title)
     for column in ("recipient", "decision", "reason", "rule", "detail", "envelope"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # whole ids, folded on a narrow terminal
     for o in response.outcomes:
         table.add_row(
             o.recipient,
@@ -226,6 +238,6 @@ def outcomes_table(response: desk_pb2.SubmitResponse, title: str) -> Table:
             o.reason,
             o.rule,
             o.detail,
-            o.envelope_id[:12],
+            o.envelope_id,
         )
     return table

@@ -19,13 +19,13 @@ def consent_list(
     with open_desk(directory, member) as desk:
         rows = desk.consent_requests(state)
     columns = ("request", "direction", "item", "requester", "third party", "purpose", "state")
-    lines = [(r.request_id, r.direction, r.item_id[:12], r.requester, r.third_party, r.purpose, r.state) for r in rows]
+    lines = [(r.request_id, r.direction, r.item_id, r.requester, r.third_party, r.purpose, r.state) for r in rows]
     print_table(f"{member.upper()} consent requests", columns, lines)
 
 
 @consent_app.command("ask")
 def consent_ask(
-    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    item_id: Annotated[str, typer.Argument(help="Item id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     third_party: Annotated[str, typer.Option("--for", help="Member to pass it to.")],
@@ -40,7 +40,7 @@ def consent_ask(
 
 @consent_app.command("grant")
 def consent_grant(
-    request_id: Annotated[str, typer.Argument(help="Request id.")],
+    request_id: Annotated[str, typer.Argument(help="Request id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     valid_days: Annotated[int, typer.Option(help="Validity.")] = 30,
@@ -54,7 +54,7 @@ def consent_grant(
 
 @consent_app.command("deny")
 def consent_deny(
-    request_id: Annotated[str, typer.Argument(help="Request id.")],
+    request_id: Annotated[str, typer.Argument(help="Request id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     reason: Annotated[str, typer.Option(help="Why.")],

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -16,13 +17,16 @@ from node.cli.base import (
     app,
     console,
     fail,
+    one_line,
     open_desk,
     outcomes_table,
     print_table,
 )
 from node.client import DeskClient
+from node.lifecycle import OutboxState
 from node.wire import desk_pb2
 from protocol.classification import parse_band
+from protocol.errors import IntelshareError
 from protocol.item import RawData, ReportTemplate
 from protocol.label import Category, InformationCredibility, SourceReliability
 
@@ -42,7 +46,7 @@ def send(
     category: Annotated[Category, typer.Option(help="Category.")] = Category.INTELLIGENCE,
     topic: Annotated[list[str] | None, typer.Option("--topic", help="Topic (repeat).")] = None,
     releasable_to: Annotated[list[str] | None, typer.Option(help="Release list; defaults to --to.")] = None,
-    retain_days: Annotated[int, typer.Option(help="Retention in days.")] = 180,
+    retain_days: Annotated[int, typer.Option(help="Retention in days (1 or more).", min=1)] = 180,
     reliability: Annotated[SourceReliability, typer.Option(help="Source reliability A–F.")] = SourceReliability.B,
     credibility: Annotated[InformationCredibility, typer.Option(help="Credibility 1–6.")] = (
         InformationCredibility.PROBABLY_TRUE
@@ -57,8 +61,11 @@ def send(
     try:
         parsed_band = parse_band(band)
     except ValueError as exc:
-        fail(str(exc))
-    roster = LocalFederation(directory).roster
+        fail(str(exc), ExitCode.INVALID)
+    try:
+        roster = LocalFederation(directory).roster
+    except (OSError, ValueError, IntelshareError) as exc:  # missing, not JSON, not a roster
+        fail(f"cannot read the roster of {directory}: {one_line(exc)}")
     try:
         label = make_label(
             roster,
@@ -81,28 +88,55 @@ def send(
                 assessment=assessment or "not assessed",
                 grading=label.grading,
             )
-    except (ValueError, OSError) as exc:
-        fail(str(exc))
+    except (ValueError, OSError) as exc:  # a value the label or report refuses: one line, no pydantic links
+        fail(one_line(exc), ExitCode.INVALID)
     with open_desk(directory, member) as desk:
         response = desk.submit(label, item, to)
         _report(desk, response, f"item {response.item_id} v{response.item_version}", wait=wait)
 
 
 def _report(client: DeskClient, response: desk_pb2.SubmitResponse, title: str, *, wait: bool) -> None:
-    """The decisions, then (if asked) each delivery's outcome; exit 3 if any recipient was refused."""
+    """The decisions, then (if asked) each delivery's outcome.
+
+    Exit 3 if any recipient was refused by policy; else exit 8 if a delivery is still
+    queued after its first attempt failed (the peer is down or unreachable: the node
+    retries it, SPEC §11.6), said in one line.
+    """
     console.print(outcomes_table(response, title))
+    queued: list[str] = []
     if wait:
-        settled = client.wait_settled([o.envelope_id for o in response.outcomes if o.allowed])
-        for entry in settled.values():
-            colour = "green" if entry.state == "delivered" else "red"
-            console.print(f"  {entry.recipient}: [{colour}]{entry.state}[/] {entry.reason}")
+        for entry in _first_attempts(client, [o.envelope_id for o in response.outcomes if o.allowed]).values():
+            if entry.state == OutboxState.PENDING.value:
+                queued.append(entry.recipient)
+                console.print(f"  {entry.recipient}: [yellow]queued[/] {entry.last_error}")
+            else:
+                colour = "green" if entry.state == OutboxState.DELIVERED.value else "red"
+                console.print(f"  {entry.recipient}: [{colour}]{entry.state}[/] {entry.reason}")
     if not all(o.allowed for o in response.outcomes):
         raise typer.Exit(ExitCode.REFUSED)
+    if queued:
+        fail(
+            f"not delivered yet to {', '.join(queued)} (not reachable now): queued, the node retries until "
+            "it is; 'intelshare outbox' shows it",
+            ExitCode.UNAVAILABLE,
+        )
+
+
+def _first_attempts(client: DeskClient, envelope_ids: list[str], timeout: float = 30.0) -> dict[str, Any]:
+    """Each envelope's outbox entry once it is settled, or once a first attempt failed (it stays queued)."""
+    wanted = set(envelope_ids)
+    deadline = time.monotonic() + timeout
+    while True:
+        entries = {e.envelope_id: e for e in client.outbox() if e.envelope_id in wanted}
+        decided = [e for e in entries.values() if e.state != OutboxState.PENDING.value or e.attempts > 0]
+        if len(decided) == len(wanted) or time.monotonic() > deadline:
+            return entries
+        time.sleep(0.1)
 
 
 @app.command()
 def reshare(
-    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    item_id: Annotated[str, typer.Argument(help="Item id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     to: Annotated[list[str], typer.Option("--to", help="Recipient (repeat).")],
@@ -111,7 +145,8 @@ def reshare(
 ) -> None:
     """Pass a held item to other members; needs the originator's consent for third parties."""
     with open_desk(directory, member) as desk:
-        _report(desk, desk.reshare(item_id, to, version), f"re-share of {item_id} v{version}", wait=wait)
+        response = desk.reshare(item_id, to, version)
+        _report(desk, response, f"re-share of {response.item_id} v{response.item_version}", wait=wait)
 
 
 @app.command()
@@ -122,7 +157,7 @@ def inbox(directory: DirOpt, member: MemberOpt, limit: Annotated[int, typer.Opti
     columns = ("item", "v", "from", "originator", "band", "originator's marking", "our marking", "topics", "status")
     rows = [
         (
-            e.item_id[:12],
+            e.item_id,
             str(e.item_version),
             e.sender,
             e.originator,
@@ -139,14 +174,14 @@ def inbox(directory: DirOpt, member: MemberOpt, limit: Annotated[int, typer.Opti
 
 @app.command()
 def show(
-    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    item_id: Annotated[str, typer.Argument(help="Item id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     version: VersionOpt = 1,
 ) -> None:
     """Show one item: its label in both markings, its content and its consent chain (audited)."""
     with open_desk(directory, member) as desk:
-        response = desk.read(_expand(desk, item_id), version)
+        response = desk.read(item_id, version)
     e = response.entry
     label = json.loads(response.label_json)
     console.print(f"[bold]{e.item_id}[/] v{e.item_version} from {e.sender}, originator {e.originator}")
@@ -171,17 +206,9 @@ def show(
         )
 
 
-def _expand(client: DeskClient, prefix: str) -> str:
-    """Accept the 12-character prefix the tables show."""
-    if len(prefix) >= 32:
-        return prefix
-    matches = {e.item_id for e in client.inbox(1000) if e.item_id.startswith(prefix)}
-    return matches.pop() if len(matches) == 1 else prefix
-
-
 @app.command()
 def recall(
-    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    item_id: Annotated[str, typer.Argument(help="Item id, or a prefix of exactly one.")],
     directory: DirOpt,
     member: MemberOpt,
     reason: Annotated[str, typer.Option(help="Why.")],
@@ -203,8 +230,5 @@ def outbox(
     with open_desk(directory, member) as desk:
         entries = desk.outbox(state)
     columns = ("envelope", "to", "item", "state", "attempts", "reason", "last error")
-    rows = [
-        (e.envelope_id[:12], e.recipient, e.item_id[:12], e.state, str(e.attempts), e.reason, e.last_error)
-        for e in entries
-    ]
+    rows = [(e.envelope_id, e.recipient, e.item_id, e.state, str(e.attempts), e.reason, e.last_error) for e in entries]
     print_table(f"{member.upper()} outbox", columns, rows)

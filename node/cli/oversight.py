@@ -29,7 +29,7 @@ def audit_reconcile(directory: DirOpt, bundle: BundleOpt = None) -> None:
     if not mismatches:
         console.print("[green]the federation's logs reconcile[/]: every transfer, consent and notice on both sides")
         return
-    rows = [(m.kind, (m.item_id or "")[:16], m.detail, "; ".join(e.describe() for e in m.entries)) for m in mismatches]
+    rows = [(m.kind, m.item_id or "", m.detail, "; ".join(e.describe() for e in m.entries)) for m in mismatches]
     print_table(f"{len(mismatches)} mismatches", ("kind", "item", "what", "entries"), rows)
     raise typer.Exit(ExitCode.FAILED)
 

@@ -13,6 +13,7 @@ from node.config.material import AT_REST_KEY_LEN, NodeMaterial, load_material, w
 from node.config.settings import (
     DeliverySettings,
     FederationPaths,
+    InboundSettings,
     KeyPaths,
     NodeConfig,
     WitnessSettings,
@@ -29,6 +30,7 @@ __all__ = [
     "ConsentPolicy",
     "DeliverySettings",
     "FederationPaths",
+    "InboundSettings",
     "KeyPaths",
     "NodeConfig",
     "NodeMaterial",

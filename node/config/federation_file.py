@@ -16,6 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from node.config.consent import ConsentPolicy, ConsentTable, band_name
 from node.config.settings import DeliverySettings, DeliveryTable, IngressTable
@@ -29,7 +31,18 @@ from protocol.label import DEFAULT_TOPICS, Category
 from protocol.policy import TimeWindow
 from protocol.roster import MemberStatus
 
-__all__ = ["AgreementSpec", "FederationSpec", "MemberSpec", "NodeDefaults", "load_federation_spec"]
+__all__ = [
+    "MEMBER_PLACEHOLDER",
+    "AgreementSpec",
+    "FederationSpec",
+    "MemberSpec",
+    "NodeDefaults",
+    "load_federation_spec",
+    "member_database_url",
+]
+
+#: Stands for each member's id, in lower case, in ``[nodes] database_url``.
+MEMBER_PLACEHOLDER = "{member}"
 
 _TOPIC = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 #: A label carries the originator's marking in at most this many characters (protocol.label).
@@ -165,6 +178,37 @@ class _Where:
 
     def fail(self, *where: str | int, message: str) -> ConfigurationError:
         return ConfigurationError(f"{self.path}: {location(where) or '<top level>'}: {message}")
+
+
+def member_database_url(template: str, member_id: str) -> str:
+    """The database URL of one member's node: ``{member}`` replaced by its id in lower case."""
+    return template.replace(MEMBER_PLACEHOLDER, member_id.lower())
+
+
+def _check_database_url(at: _Where, template: str) -> None:
+    """Every member gets its own database (SPEC §11.7): a URL naming one for all is refused.
+
+    A relative SQLite path is one file per node directory; any other URL must say where
+    each member's database or schema is, with ``{member}`` (e.g. a database
+    ``intelshare_{member}``, or a schema ``?options=-csearch_path%3Dintelshare_{member}``).
+    """
+    try:
+        url = make_url(member_database_url(template, "probe"))
+    except ArgumentError as exc:
+        raise at.fail("nodes", "database_url", message=f"not a database URL: {exc}") from exc
+    if MEMBER_PLACEHOLDER in template:
+        return
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and database and database != ":memory:" and not Path(database).is_absolute():
+        return
+    raise at.fail(
+        "nodes",
+        "database_url",
+        message=(
+            "every member's node would share this database; name each member's own with {member} "
+            "(e.g. postgresql://host/intelshare_{member}, or a relative SQLite file such as sqlite:///node.db)"
+        ),
+    )
 
 
 def _timestamp(at: _Where, where: tuple[str, ...], value: datetime | date) -> datetime:
@@ -309,6 +353,7 @@ def load_federation_spec(path: Path) -> FederationSpec:
         if member_id not in members:
             raise at.fail("demo", role, message=f"{member_id} is not in [members]")
     fed, nodes = doc.federation, doc.nodes
+    _check_database_url(at, nodes.database_url)
     return FederationSpec(
         path=path,
         name=fed.name,

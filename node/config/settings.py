@@ -30,6 +30,8 @@ __all__ = [
     "DeliverySettings",
     "DeliveryTable",
     "FederationPaths",
+    "InboundSettings",
+    "InboundTable",
     "IngressTable",
     "KeyPaths",
     "NodeConfig",
@@ -86,6 +88,18 @@ class WitnessSettings:
 
 
 @dataclass(frozen=True)
+class InboundSettings:
+    """Bounds on what peers hold open at this node, and how refusals are logged (SPEC §11.3)."""
+
+    #: A ``DeliverBatches`` stream with every batch answered and nothing new for this long is ended.
+    stream_idle_seconds: float = 30.0
+    #: The most ``DeliverBatches`` streams one peer may hold open at once.
+    max_streams_per_peer: int = 4
+    #: Refused requests are logged once per peer and this interval, with a count.
+    refusal_log_seconds: float = 10.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A validated ``node.toml``; every path is absolute."""
 
@@ -103,6 +117,7 @@ class NodeConfig:
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     consent: ConsentPolicy = field(default_factory=ConsentPolicy)
     witness: WitnessSettings = field(default_factory=WitnessSettings)
+    inbound: InboundSettings = field(default_factory=InboundSettings)
 
     @property
     def node_dir(self) -> Path:
@@ -251,6 +266,23 @@ class WitnessTable(BaseModel):
         return WitnessSettings(**self.model_dump())
 
 
+_DEFAULT_INBOUND = InboundSettings()
+
+
+class InboundTable(BaseModel):
+    """``[inbound]``; absent keys take ``InboundSettings``' defaults."""
+
+    model_config = _STRICT
+
+    stream_idle_seconds: float = Field(default=_DEFAULT_INBOUND.stream_idle_seconds, gt=0, allow_inf_nan=False)
+    max_streams_per_peer: int = Field(default=_DEFAULT_INBOUND.max_streams_per_peer, ge=1)
+    refusal_log_seconds: float = Field(default=_DEFAULT_INBOUND.refusal_log_seconds, gt=0, allow_inf_nan=False)
+
+    def settings(self) -> InboundSettings:
+        """As the runtime takes them."""
+        return InboundSettings(**self.model_dump())
+
+
 class _NodeFile(BaseModel):
     model_config = _STRICT
 
@@ -261,6 +293,7 @@ class _NodeFile(BaseModel):
     delivery: DeliveryTable = DeliveryTable()
     consent: ConsentTable = ConsentTable()
     witness: WitnessTable = WitnessTable()
+    inbound: InboundTable = InboundTable()
 
 
 def _database_url(base: Path, text: str) -> str:
@@ -305,6 +338,7 @@ def load_node_config(path: Path) -> NodeConfig:
         delivery=doc.delivery.settings(),
         consent=consent,
         witness=doc.witness.settings(),
+        inbound=doc.inbound.settings(),
     )
 
 

@@ -10,6 +10,7 @@ into its own exit code.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from datetime import datetime, timedelta
@@ -45,6 +46,7 @@ from protocol.label import Label
 __all__ = ["DeskServicer", "status_for"]
 
 Context = grpc.aio.ServicerContext[Any, Any]
+log = logging.getLogger("intelshare.node")
 R = TypeVar("R")
 E = TypeVar("E", bound=StrEnum)
 
@@ -85,6 +87,8 @@ def _desk_call(*roles: OfficerRole) -> Callable[[Handler[R]], Handler[R]]:
                 _OFFICER.set(officer)
                 return await handler(self, request, context)
             except Exception as exc:
+                if isinstance(exc, StoredDataError):  # the call's job was rolled back: audit in one of its own
+                    await self._record_damage(handler.__name__, exc)
                 answer = status_for(exc)
                 if answer is None:
                     raise
@@ -155,6 +159,23 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             raise NotAuthenticatedError("the desk call names no officer of this node, or not with their token")
         return officer
 
+    async def _record_damage(self, operation: str, error: StoredDataError) -> None:
+        """Audit stored data that failed a desk call (SPEC §11.5); the officer still gets DATA_LOSS."""
+        try:
+            await self.port.db(
+                holdings.record_stored_data_error,
+                operation=operation,
+                error=error,
+                actor=self._officer,
+                now=self.port.now(),
+            )
+        except Exception:  # a log that refuses appends (LogTamperedError) must not hide the first error
+            log.exception("could not audit stored data that failed %s", operation)
+
+    async def _item_id(self, prefix: str) -> str:
+        """The held item a request names by its id or a unique prefix of it (``holdings.resolve_item_id``)."""
+        return await self.port.db(holdings.resolve_item_id, prefix=prefix)
+
     def _suite(self, name: str) -> Suite:
         return Suite(name) if name else self.port.default_suite
 
@@ -200,7 +221,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def Reshare(self, request: desk_pb2.ReshareRequest, context: Context) -> desk_pb2.SubmitResponse:
         result = await self.port.db(
             egress.reshare,
-            item_id=request.item_id,
+            item_id=await self._item_id(request.item_id),
             item_version=request.item_version or 1,
             recipients=list(request.recipients),
             suite=self._suite(request.suite),
@@ -215,17 +236,19 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         return desk_pb2.ListInboxResponse(entries=[self._entry(row) for row in rows])
 
     def _entry(self, row: InboxItem) -> desk_pb2.InboxEntry:
-        label = Label.model_validate_json(row.label_json)
+        # The signed label only (SPEC §11.5): the unsigned columns beside it serve queries.
+        attestation = holdings.attestation_of(row)
+        label = attestation.label
         state = self.port.state
         return desk_pb2.InboxEntry(
             item_id=row.item_id,
             item_version=row.item_version,
-            originator=row.originator,
+            originator=attestation.originator,
             sender=row.sender,
             band=label.band.title,
             originator_marking=label.originator_marking,
             reader_marking=state.roster.marking(state.me, label.band) or "",
-            category=row.category,
+            category=label.category.value,
             topics=list(label.topics),
             received_at=_iso(row.received_at),
             status=row.status.value,
@@ -252,7 +275,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def ReadItem(self, request: desk_pb2.ReadItemRequest, context: Context) -> desk_pb2.ReadItemResponse:
         read = await self.port.db(
             holdings.read_item,
-            item_id=request.item_id,
+            item_id=await self._item_id(request.item_id),
             item_version=request.item_version or 1,
             officer=self._officer,
             now=self.port.now(),
@@ -270,7 +293,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def AskConsent(self, request: desk_pb2.AskConsentRequest, context: Context) -> desk_pb2.AskConsentResponse:
         signed, originator = await self.port.db(
             consent.ask_consent,
-            item_id=request.item_id,
+            item_id=await self._item_id(request.item_id),
             item_version=request.item_version or 1,
             third_party=request.third_party,
             purpose=request.purpose or "not stated",
@@ -316,9 +339,10 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def DecideConsent(
         self, request: desk_pb2.DecideConsentRequest, context: Context
     ) -> desk_pb2.DecideConsentResponse:
+        request_id = await self.port.db(holdings.resolve_request_id, prefix=request.request_id)
         decision = await self.port.db(
             consent.decide_consent,
-            request_id=request.request_id,
+            request_id=request_id,
             grant=request.grant,
             reason=request.reason,
             transferable=request.transferable,
@@ -329,14 +353,14 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         )
         grant_id = json.loads(decision.payload).get("grant_id", "") if request.grant else ""
         return desk_pb2.DecideConsentResponse(
-            request_id=request.request_id, state="granted" if request.grant else "denied", grant_id=grant_id
+            request_id=request_id, state="granted" if request.grant else "denied", grant_id=grant_id
         )
 
     @_desk_call(*_ACT)
     async def Recall(self, request: desk_pb2.RecallRequest, context: Context) -> desk_pb2.RecallResponse:
         notice, recipients = await self.port.db(
             notices.recall,
-            item_id=request.item_id,
+            item_id=await self._item_id(request.item_id),
             item_version=request.item_version or 1,
             reason=request.reason or "recalled by the originator",
             now=self.port.now(),

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
+import grpc
 from sqlalchemy.orm import Session
 
+from node.codec import Undecodable
 from node.config.officers import Officers
 from node.services.egress import Outcome
 from node.services.state import NodeState
@@ -18,16 +20,21 @@ from protocol.envelope import Suite
 from protocol.roster import Member
 from protocol.statements import Signed
 
-__all__ = ["NodePort", "Oversized"]
+__all__ = ["EndCall", "NodePort"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Oversized:
-    """A batch was refused for its size; the servicer ends the call with ``detail``."""
+class EndCall:
+    """The runtime ends a ``DeliverBatches`` call: the servicer aborts it with ``code`` and ``detail``.
 
+    For a batch refused whole (too large, or not decodable), an idle stream, or one stream
+    too many from a peer (SPEC §11.3).
+    """
+
+    code: grpc.StatusCode
     detail: str
 
 
@@ -53,6 +60,10 @@ class NodePort(Protocol):
         """The node's clock."""
         ...
 
+    def refused(self, peer: str, what: str) -> None:
+        """Count a refused request from ``peer`` for the node log (once per peer and interval)."""
+        ...
+
     async def db(self, fn: Callable[Concatenate[Session, NodeState, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a service function in the next group commit; its result once committed."""
         ...
@@ -62,13 +73,16 @@ class NodePort(Protocol):
         ...
 
     def receipt_batches(
-        self, requests: AsyncIterator[exchange_pb2.EnvelopeBatch], member: Member, identity: PeerIdentity
-    ) -> AsyncIterator[exchange_pb2.ReceiptBatch | Oversized]:
+        self,
+        requests: AsyncIterator[exchange_pb2.EnvelopeBatch | Undecodable],
+        member: Member,
+        identity: PeerIdentity,
+    ) -> AsyncGenerator[exchange_pb2.ReceiptBatch | EndCall]:
         """Pipelined ingress of a ``DeliverBatches`` call from an identified peer."""
         ...
 
     async def ingest_batch(
-        self, messages: Sequence[exchange_pb2.Envelope], member: Member, identity: PeerIdentity
+        self, messages: Sequence[exchange_pb2.Envelope | Undecodable], member: Member, identity: PeerIdentity
     ) -> list[Signed]:
         """Verify, decide and durably record envelopes from an identified peer; their receipts."""
         ...

@@ -30,6 +30,17 @@ class Channels:
             self._channels[member_id] = channel
         return channel
 
+    async def reset(self, member_id: str, channel: grpc.aio.Channel) -> None:
+        """Drop ``channel`` to ``member_id`` (if still the cached one) and close it; the next ``get`` dials anew.
+
+        For a connection that stopped answering without being reset (packets dropped on
+        the way, a firewall that lost its state): gRPC would go on using it until keepalive
+        gives up on it, a minute or more; a new channel makes a new connection (SPEC §11.6).
+        """
+        if self._channels.get(member_id) is channel:
+            del self._channels[member_id]
+        await channel.close(None)
+
     async def close(self) -> None:
         """Close every channel."""
         for channel in self._channels.values():

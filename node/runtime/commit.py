@@ -36,6 +36,9 @@ log = logging.getLogger("intelshare.node")
 P = ParamSpec("P")
 T = TypeVar("T")
 
+#: The log size at which the statistics are first taken again after start (then at each doubling).
+_FIRST_ANALYSE = 1000
+
 #: Test hook: crash (like kill -9) right after the N-th ingress commit, before replying.
 UNSAFE_CRASH_ENV = "INTELSHARE_UNSAFE_CRASH_AFTER_COMMITS"
 
@@ -60,6 +63,7 @@ class GroupCommit:
         batch_max: int,
         on_control_queued: Callable[[], None],
         clock: Clock,
+        analyse: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._state = state
@@ -76,6 +80,10 @@ class GroupCommit:
         if self._crash_after:
             warnings.warn(f"{UNSAFE_CRASH_ENV} is set: this node will crash on purpose", stacklevel=2)
         self._ingress_commits = 0
+        #: Refreshes the planner's statistics (PostgreSQL), off the database thread; see ``_grown``.
+        self._analyse = analyse
+        self._next_analyse: int | None = None
+        self._analysing: asyncio.Future[None] | None = None
 
     async def run(self, fn: Callable[Concatenate[Session, NodeState, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(session, state, *args, **kwargs)`` in the next group commit; its result once committed.
@@ -117,6 +125,31 @@ class GroupCommit:
                     job.future.set_result(value)
                 else:
                     job.future.set_exception(value)
+            self._grown(loop)
+
+    def _grown(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Each time the log has doubled since the statistics were taken, take them again (SPEC §11.7).
+
+        On PostgreSQL a hot query planned with statistics from a much smaller table reads
+        far more than it needs (the replay check read every delivery of a sender per
+        batch); autovacuum refreshes them only when it comes round. ``analyse`` runs on a
+        connection of its own in another thread: the single writer never waits for it.
+        """
+        if self._analyse is None or self.tree is None or self._analysing is not None:
+            return
+        size = self.tree.size
+        if self._next_analyse is None:  # the tables were analysed at start (``node.store.upgrade``)
+            self._next_analyse = max(_FIRST_ANALYSE, 2 * size)
+        if size < self._next_analyse:
+            return
+        self._next_analyse = 2 * size
+        self._analysing = loop.run_in_executor(None, self._analyse)
+        self._analysing.add_done_callback(self._analysed)
+
+    def _analysed(self, done: asyncio.Future[None]) -> None:
+        self._analysing = None
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("could not refresh the planner's statistics: %s", done.exception())
 
     def _run_group(self, batch: list[_Job]) -> tuple[list[tuple[bool, Any]], bool]:
         """Run jobs in one transaction; the outcomes, and whether a control message was queued."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import warnings
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
@@ -19,19 +19,20 @@ import grpc
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.audit.tree import CheckpointSigner, open_log
-from node.codec import envelope_from_pb
+from node.codec import Undecodable, envelope_from_pb
 from node.config import NodeConfig, NodeMaterial
 from node.config.officers import Officers
 from node.rpc.desk import DeskServicer
-from node.rpc.exchange import ExchangeServicer
-from node.rpc.port import Oversized
+from node.rpc.exchange import ExchangeServicer, add_exchange_servicer
+from node.rpc.port import EndCall
 from node.runtime.channels import Channels
 from node.runtime.clock import Clock, utcnow
 from node.runtime.commit import GroupCommit
 from node.runtime.control import ControlPump
 from node.runtime.due import PumpContext
-from node.runtime.inbound import receipt_batches
+from node.runtime.inbound import InboundStreams
 from node.runtime.outbound import Outbound
+from node.runtime.refusals import RefusalLog
 from node.runtime.tasks import Background
 from node.runtime.watcher import watch_agreements
 from node.runtime.witnessing import WitnessPump
@@ -39,9 +40,9 @@ from node.services.egress import Outcome
 from node.services.federation import record_start
 from node.services.ingress import receive_batch, record_oversized_batch
 from node.services.state import AtRestKey, NodeState, load_runtime_sets
-from node.store import make_engine, make_sessionmaker, upgrade
+from node.store import analyse, make_engine, make_sessionmaker, opening, upgrade
 from node.transport import SERVER_OPTIONS, PeerIdentity, add_health_and_reflection, bind_secure, server_credentials
-from node.wire import desk_pb2_grpc, exchange_pb2, exchange_pb2_grpc
+from node.wire import desk_pb2_grpc, exchange_pb2
 from protocol.envelope import Envelope, Suite
 from protocol.errors import MalformedError
 from protocol.roster import Member
@@ -77,7 +78,6 @@ class Node:
             window=cfg.window,
             consent=cfg.consent,
         )
-        upgrade(cfg.database_url)
         self.engine = make_engine(cfg.database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
         self.background = Background()
@@ -90,11 +90,14 @@ class Node:
             batch_max=cfg.delivery.batch_max,
             on_control_queued=self._control_queued,
             clock=clock,
+            analyse=lambda: analyse(self.engine),
         )
         pumps = PumpContext(self.commit, channels, cfg.delivery, clock, self.background)
         self.outbound = Outbound(pumps)
         self.control = ControlPump(pumps)
         self.witnessing = WitnessPump(pumps, cfg.witness, self._peers, self._log_size)
+        self.inbound = InboundStreams(cfg.inbound)
+        self.refusals = RefusalLog(cfg.inbound.refusal_log_seconds)
         self._tasks: list[asyncio.Task[None]] = []
         self.exchange_server: grpc.aio.Server | None = None
         self.desk_server: grpc.aio.Server | None = None
@@ -131,6 +134,10 @@ class Node:
         """The node's clock."""
         return self.clock()
 
+    def refused(self, peer: str, what: str) -> None:
+        """Count a refused request for the node log (``RefusalLog``)."""
+        self.refusals.note(peer, what)
+
     async def db(self, fn: Callable[Concatenate[Session, NodeState, P], T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(session, state, *args, **kwargs)`` in the next group commit (``GroupCommit.run``)."""
         return await self.commit.run(fn, *args, **kwargs)
@@ -140,11 +147,14 @@ class Node:
         self.outbound.hand_over(outcomes)
 
     async def ingest_batch(
-        self, messages: Sequence[exchange_pb2.Envelope], member: Member, identity: PeerIdentity
+        self, messages: Sequence[exchange_pb2.Envelope | Undecodable], member: Member, identity: PeerIdentity
     ) -> list[Signed]:
         """Verify, decide and durably record envelopes in one job (``services.ingress.receive_batch``)."""
         parsed: list[Envelope | MalformedError] = []
         for message in messages:
+            if isinstance(message, Undecodable):  # refused like an envelope that does not parse
+                parsed.append(MalformedError(message.detail))
+                continue
             try:
                 parsed.append(envelope_from_pb(message))
             except MalformedError as exc:
@@ -164,17 +174,20 @@ class Node:
         )
 
     def receipt_batches(
-        self, requests: AsyncIterator[exchange_pb2.EnvelopeBatch], member: Member, identity: PeerIdentity
-    ) -> AsyncIterator[exchange_pb2.ReceiptBatch | Oversized]:
-        """Pipelined ingress of one ``DeliverBatches`` call (``node.runtime.inbound``)."""
+        self,
+        requests: AsyncIterator[exchange_pb2.EnvelopeBatch | Undecodable],
+        member: Member,
+        identity: PeerIdentity,
+    ) -> AsyncGenerator[exchange_pb2.ReceiptBatch | EndCall]:
+        """Pipelined ingress of one ``DeliverBatches`` call, within the stream bounds (``node.runtime.inbound``)."""
 
         async def ingest(messages: Sequence[exchange_pb2.Envelope]) -> list[Signed]:
             return await self.ingest_batch(messages, member, identity)
 
-        async def refuse_oversized(detail: str) -> None:
+        async def refuse_batch(detail: str) -> None:
             await self.db(record_oversized_batch, peer=member.member_id, detail=detail, now=self.clock())
 
-        return receipt_batches(requests, ingest=ingest, refuse_oversized=refuse_oversized)
+        return self.inbound.serve(member.member_id, requests, ingest=ingest, refuse_batch=refuse_batch)
 
     async def await_ack(self, message_id: str, timeout: float) -> exchange_pb2.Ack | None:
         """Wait briefly for a queued control message's acknowledgement (None if not yet)."""
@@ -184,23 +197,26 @@ class Node:
 
     async def start(self) -> None:
         """Bind both servers and start the background loops."""
-        # The commit loop first: every database call below goes through it.
-        self._tasks = [asyncio.create_task(self.commit.loop())]
-        signer = CheckpointSigner(self.material.signing_key, self._state.roster.federation, self.cfg.member_id)
-        roster = self._state.roster
-        # Refuse to run on a log that is not as this node left it, before appending to it.
-        self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
-        witnessed = os.environ.get(UNSAFE_NO_CHECKPOINTS_ENV) != "1"
-        if not witnessed:  # a benchmark measuring what checkpoints cost; the log is then unprotected
-            warnings.warn(f"{UNSAFE_NO_CHECKPOINTS_ENV} is set: no checkpoints, no witnessing", stacklevel=2)
-            self.commit.tree.signer = None
-        await self.db(load_runtime_sets)
-        await self.db(record_start, now=self.clock())
+        # The port first: a port in use fails the start before anything is written.
         self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
-        exchange_pb2_grpc.add_ExchangeServicer_to_server(ExchangeServicer(self), self.exchange_server)
+        add_exchange_servicer(ExchangeServicer(self), self.exchange_server)
         await add_health_and_reflection(self.exchange_server, [EXCHANGE_SERVICE])
         creds = server_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
         bind_secure(self.exchange_server, self.cfg.listen, creds)
+        with opening(self.cfg.database_url):  # no server there, not a database: one typed error
+            upgrade(self.cfg.database_url)
+            # The commit loop next: every database call below goes through it.
+            self._tasks = [asyncio.create_task(self.commit.loop())]
+            signer = CheckpointSigner(self.material.signing_key, self._state.roster.federation, self.cfg.member_id)
+            roster = self._state.roster
+            # Refuse to run on a log that is not as this node left it, before appending to it.
+            self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
+            witnessed = os.environ.get(UNSAFE_NO_CHECKPOINTS_ENV) != "1"
+            if not witnessed:  # a benchmark measuring what checkpoints cost; the log is then unprotected
+                warnings.warn(f"{UNSAFE_NO_CHECKPOINTS_ENV} is set: no checkpoints, no witnessing", stacklevel=2)
+                self.commit.tree.signer = None
+            await self.db(load_runtime_sets)
+            await self.db(record_start, now=self.clock())
         self.desk_server = grpc.aio.server(options=SERVER_OPTIONS)
         desk_pb2_grpc.add_DeskServicer_to_server(DeskServicer(self), self.desk_server)
         await add_health_and_reflection(self.desk_server, [DESK_SERVICE])

@@ -142,8 +142,9 @@ class PeerLink:
         loop = asyncio.get_running_loop()
         #: One entry per batch written and not yet answered: when, and (envelope id, digest) each.
         sent: collections.deque[tuple[float, list[tuple[str, str]]]] = collections.deque()
-        stub = exchange_pb2_grpc.ExchangeStub(self.outbound.context.channels.get(self.recipient))
-        call = stub.DeliverBatches()
+        channels = self.outbound.context.channels
+        channel = channels.get(self.recipient)
+        call = exchange_pb2_grpc.ExchangeStub(channel).DeliverBatches()
 
         async def write() -> None:
             nonlocal in_flight
@@ -190,6 +191,8 @@ class PeerLink:
                         continue
                     reply = reading.result()
                     if reply is _EOF:
+                        if sent:  # a clean end with batches unanswered is still a failed call (SPEC §11.6)
+                            raise RemoteProtocolError(f"call ended with {len(sent)} batches unanswered")
                         return
                     ids = sent[0][1]
                     if len(reply.receipts) != len(ids):
@@ -211,6 +214,8 @@ class PeerLink:
         except Exception as exc:  # any failure of the call: hand everything unsettled back
             writer.cancel()
             call.cancel()
+            if isinstance(exc, TimeoutError):  # no receipts in time: the connection may be dead, dial anew
+                await channels.reset(self.recipient, channel)
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else f"{type(exc).__name__}: {exc}"
             unsettled = [envelope_id for _, ids in sent for envelope_id, _ in ids]
             while not self.queue.empty():

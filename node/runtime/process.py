@@ -10,9 +10,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from node.config import load_material, load_node_config
+from node.config import NodeConfig, load_material, load_node_config
+from node.runtime.lock import NodeLock
 from node.runtime.node import Node
-from protocol.errors import IntelshareError
 
 __all__ = ["GC_THRESHOLDS", "run_node", "tune_gc"]
 
@@ -39,6 +39,16 @@ def tune_gc() -> None:
 
 async def _serve(config_path: Path, ready: Callable[[str], None]) -> None:
     cfg = load_node_config(config_path)
+    # Before anything is written: the database, the log, the desk socket (SPEC §11.7).
+    lock = NodeLock(cfg.node_dir)
+    lock.acquire()
+    try:
+        await _run(cfg, ready)
+    finally:
+        lock.release()
+
+
+async def _run(cfg: NodeConfig, ready: Callable[[str], None]) -> None:
     node = Node(cfg, load_material(cfg))
     await node.start()
     tune_gc()
@@ -52,15 +62,17 @@ async def _serve(config_path: Path, ready: Callable[[str], None]) -> None:
 
 
 def run_node(config_path: Path) -> None:
-    """Run a node until SIGTERM or SIGINT. Prints one ``ready`` line when serving."""
+    """Run a node until SIGTERM or SIGINT. Prints one ``ready`` line when serving.
+
+    A node that refuses to start (already running, port in use, a database it cannot
+    open or that is not its own, a log not as it left it) raises the typed error, before
+    anything is written where it can be; the CLI prints it as one line.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    # Alembic's set-up chatter is not the node's to log; its warnings and errors still are.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
     def ready(line: str) -> None:
         print(line, flush=True)
 
-    try:
-        asyncio.run(_serve(config_path, ready))
-    except IntelshareError as exc:  # refused to start: one line, no traceback
-        log.error("node not started: %s", exc)
-        print(f"error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1)
+    asyncio.run(_serve(config_path, ready))

@@ -18,9 +18,13 @@ from node import audit
 from node.audit import AuditEvent, AuditReason
 from node.services.state import NodeState
 from node.store import AuditEntryRow
-from protocol.errors import RollbackError
+from protocol.errors import ConfigurationError, RollbackError
 
-__all__ = ["held_agreement_versions", "record_agreement_update", "record_start"]
+__all__ = ["ForeignLogError", "held_agreement_versions", "record_agreement_update", "record_start"]
+
+
+class ForeignLogError(ConfigurationError):
+    """The node's database holds another member's audit log: each node needs its own (SPEC §11.7)."""
 
 
 def held_agreement_versions(state: NodeState) -> list[str]:
@@ -54,6 +58,14 @@ def record_start(session: Session, state: NodeState, *, now: datetime) -> None:
         actor=state.me,
         detail={"roster_version": state.roster.version, "agreements": held_agreement_versions(state)},
     )
+    # Checked after the append, which waits for the log's head: two nodes starting together
+    # on one empty database cannot both find it empty. The first entry is its owner's start.
+    owner = session.scalar(select(AuditEntryRow.actor).where(AuditEntryRow.seq == 1))
+    if owner != state.me:
+        raise ForeignLogError(
+            f"the database holds the audit log of {owner}, not of {state.me}: each node needs its own database "
+            "or schema (put {member} in [nodes] database_url of the federation file)"
+        )
 
 
 def record_agreement_update(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,11 +18,12 @@ from sqlalchemy.orm import Session
 from node import audit
 from node.audit import AuditEvent
 from node.codec import chain_from_bytes
-from node.errors import FailedPreconditionError, NotFoundError
+from node.errors import FailedPreconditionError, InvalidRequestError, NotFoundError, StoredDataError
 from node.lifecycle import ConsentRequestState, InboxStatus, OutboxState
 from node.services.state import NodeState, at_rest_binding
 from node.store import AuditEntryRow, AuditHead, ConsentRequestRow, InboxItem, OriginalItem, OutboxEntry
 from protocol.envelope import OriginAttestation
+from protocol.errors import MalformedError
 from protocol.item import RawData, ReportTemplate, item_from_bytes
 from protocol.label import Label
 from protocol.statements import Signed
@@ -30,6 +32,7 @@ __all__ = [
     "Held",
     "ItemRead",
     "NodeStatus",
+    "attestation_of",
     "audit_page",
     "consent_requests",
     "held",
@@ -37,7 +40,13 @@ __all__ = [
     "node_status",
     "outbox",
     "read_item",
+    "record_stored_data_error",
+    "resolve_item_id",
+    "resolve_request_id",
 ]
+
+#: How many matches an ambiguous prefix lists.
+_MATCHES_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -54,7 +63,8 @@ def held(session: Session, state: NodeState, item_id: str, version: int) -> Held
     original = session.get(OriginalItem, (item_id, version))
     if original is not None:
         origin = Signed.model_validate_json(original.origin_statement)
-        plaintext = state.at_rest.open(original.sealed_content, at_rest_binding(item_id, version, "original"))
+        binding = at_rest_binding(item_id, version, "original")
+        plaintext = state.at_rest.open(original.sealed_content, binding, item=(item_id, version))
         return Held(origin, plaintext, ())
     row = session.scalars(
         select(InboxItem)
@@ -63,8 +73,87 @@ def held(session: Session, state: NodeState, item_id: str, version: int) -> Held
     ).first()
     if row is None:
         raise NotFoundError(f"this node holds no item {item_id} v{version}")
-    plaintext = state.at_rest.open(row.sealed_content, at_rest_binding(item_id, version, row.envelope_id))
+    binding = at_rest_binding(item_id, version, row.envelope_id)
+    plaintext = state.at_rest.open(row.sealed_content, binding, item=(item_id, version))
     return Held(Signed.model_validate_json(row.origin_statement), plaintext, chain_from_bytes(row.consent_chain))
+
+
+def _resolve(what: str, prefix: str, columns: list[Any], session: Session) -> str:
+    """The one id of ``columns`` that ``prefix`` is, or begins (README, "Using it": ids by unique prefix).
+
+    A prefix of none is returned as it is, for the call to refuse as not found.
+    """
+    if not prefix:
+        raise InvalidRequestError(f"no {what} given")
+    for column in columns:  # a whole id is itself, whatever it is a prefix of
+        if session.scalar(select(column).where(column == prefix).limit(1)) is not None:
+            return prefix
+    matches: set[str] = set()
+    for column in columns:
+        query = select(column).where(column.startswith(prefix, autoescape=True)).distinct()
+        matches.update(session.scalars(query.limit(_MATCHES_SHOWN + 1)))
+    if not matches:  # the call itself says it has none, in its own words
+        return prefix
+    if len(matches) > 1:
+        shown = sorted(matches)[:_MATCHES_SHOWN]
+        more = ", …" if len(matches) > _MATCHES_SHOWN else ""
+        raise InvalidRequestError(f"{what} {prefix} is ambiguous: it begins {', '.join(shown)}{more}")
+    return matches.pop()
+
+
+def resolve_item_id(session: Session, state: NodeState, *, prefix: str) -> str:
+    """The item id ``prefix`` stands for among the items held (originals and received copies).
+
+    The same rule for every desk call that names an item: a whole id, or a prefix of
+    exactly one; an ambiguous prefix is refused with its matches (``InvalidRequestError``).
+    """
+    return _resolve("item", prefix, [OriginalItem.item_id, InboxItem.item_id], session)
+
+
+def resolve_request_id(session: Session, state: NodeState, *, prefix: str) -> str:
+    """The consent request id ``prefix`` stands for (the rule of ``resolve_item_id``)."""
+    return _resolve("consent request", prefix, [ConsentRequestRow.request_id], session)
+
+
+def attestation_of(row: InboxItem | OriginalItem) -> OriginAttestation:
+    """The origin attestation a held copy was accepted or attested under: the signed label (SPEC §11.5).
+
+    What the desk shows of a label comes from here, never from the unsigned columns beside
+    it (band, category, topics, ``label_json``), which only serve queries.
+    """
+    try:
+        attestation = OriginAttestation.from_bytes(Signed.model_validate_json(row.origin_statement).payload)
+    except (MalformedError, ValueError) as exc:
+        raise StoredDataError(
+            f"the stored origin statement of item {row.item_id} v{row.item_version} does not parse",
+            item=(row.item_id, row.item_version),
+        ) from exc
+    if (attestation.item_id, attestation.item_version) != (row.item_id, row.item_version):
+        raise StoredDataError(
+            f"the stored origin statement of item {row.item_id} v{row.item_version} names another item",
+            item=(row.item_id, row.item_version),
+        )
+    return attestation
+
+
+def record_stored_data_error(
+    session: Session, state: NodeState, *, operation: str, error: StoredDataError, actor: str, now: datetime
+) -> None:
+    """Audit stored data that failed to open or parse for a desk call (SPEC §11.5), in a job of its own.
+
+    The call's own job was rolled back with its error; this entry is what remains of it.
+    """
+    item_id, item_version = error.item or (None, None)
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.STORED_DATA_DAMAGED,
+        actor=actor,
+        item_id=item_id,
+        item_version=item_version,
+        allowed=False,
+        detail={"operation": operation, "error": str(error)},
+    )
 
 
 @dataclass(frozen=True)
@@ -82,13 +171,15 @@ def read_item(
 ) -> ItemRead:
     """An officer reads a held item; the read itself is audited (SPEC §11.4)."""
     copy = held(session, state, item_id, item_version)
-    attestation = OriginAttestation.from_bytes(copy.origin.payload)
     row: InboxItem | OriginalItem | None = session.get(OriginalItem, (item_id, item_version))
     if row is None:
         row = session.scalars(
-            select(InboxItem).where(InboxItem.item_id == item_id, InboxItem.item_version == item_version)
+            select(InboxItem)
+            .where(InboxItem.item_id == item_id, InboxItem.item_version == item_version)
+            .order_by(InboxItem.received_at)
         ).first()
     assert row is not None  # held() found it
+    attestation = attestation_of(row)
     if isinstance(row, InboxItem) and row.status is InboxStatus.RECALLED:
         raise FailedPreconditionError(f"item {item_id} v{item_version} was recalled by {attestation.originator}")
     audit.append(

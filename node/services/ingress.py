@@ -13,6 +13,8 @@ one job of the group commit. Here, in order:
 2. replay and re-delivery are decided against the deliveries already committed or
    written earlier in this transaction (§9.2.8, §11.3): an identical envelope gets its
    stored receipt back and stores nothing; a reused envelope id or nonce is a REPLAY;
+   an item version already held (or accepted earlier in the batch) under another origin
+   attestation is an EQUIVOCATION (§9.2.9 step 7, ``node.services.equivocation``);
 3. the new receipts are signed under one batch signature (§4.6), after step 4's entries;
 4. the INGRESS audit entries are appended, and each receipt names where its entry sits
    in this log (its seq and leaf hash, §11.3); accepted items (sealed at rest, §11.5)
@@ -36,6 +38,7 @@ from node import audit
 from node.audit import AuditEvent, AuditReason
 from node.codec import chain_to_bytes
 from node.lifecycle import InboxStatus
+from node.services.equivocation import HeldOrigins
 from node.services.state import NodeState, at_rest_binding, core_table, record_with_peer
 from node.store import Delivery, HotWrite, InboxItem, driver_time
 from protocol.envelope import Envelope, EnvelopeHeader
@@ -228,6 +231,7 @@ def commit_ingress_batch(
     Items (if accepted), audit entries and replay records commit together.
     """
     seen = _Seen(session, [result.header for _, result in checked if result.header is not None])
+    held = HeldOrigins(session, [result.attestation for _, result in checked if result.attestation is not None])
     # Per envelope, in order: a stored receipt (identical re-delivery) or what this commit decides.
     answers: list[bytes | _Decided] = []
     decided: list[_Decided] = []
@@ -245,6 +249,10 @@ def commit_ingress_batch(
                 continue
             if seen.reused(header):
                 decision = Decision.refuse(Reason.REPLAY, f"envelope id or nonce of {header.sender} reused")
+        if result.attestation is not None and decision.reason is not Reason.REPLAY:  # SPEC §9.2.9 step 7
+            decision = held.decide(result.attestation, envelope.origin.digest, decision)
+            if decision.allowed:
+                held.accepted(result.attestation, envelope.origin.digest)
         envelope_id = header.envelope_id if header is not None else _claimed_envelope_id(envelope)
         entry = _Decided(envelope, result, decision, envelope_id, digest, header.sender if header else peer)
         answers.append(entry)

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from node import audit
 from node.audit import AuditEvent
 from node.config import ConsentPolicy
+from node.errors import StoredDataError
 from node.lifecycle import NoticeKind
 from node.store import AuditEntryRow, ConsentGrantRow, NoticeRow, OriginalItem
 from protocol.agreement import AgreementBook
@@ -46,9 +48,13 @@ class AtRestKey:
         nonce = os.urandom(12)
         return nonce + self._aead.encrypt(nonce, plaintext, binding.encode())
 
-    def open(self, sealed: bytes, binding: str) -> bytes:
-        """Inverse of ``seal``; raises ``cryptography.exceptions.InvalidTag`` if tampered."""
-        return self._aead.decrypt(sealed[:12], sealed[12:], binding.encode())
+    def open(self, sealed: bytes, binding: str, *, item: tuple[str, int] | None = None) -> bytes:
+        """Inverse of ``seal``; ``StoredDataError`` (naming ``item``) if the value was damaged or moved."""
+        try:
+            return self._aead.decrypt(sealed[:12], sealed[12:], binding.encode())
+        except (InvalidTag, ValueError) as exc:  # ValueError: shorter than a nonce and a tag
+            where = f"item {item[0]} v{item[1]}" if item else binding
+            raise StoredDataError(f"the stored content of {where} does not open: damaged at rest", item=item) from exc
 
 
 def at_rest_binding(item_id: str, version: int, where: str) -> str:

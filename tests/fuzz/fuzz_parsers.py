@@ -1,11 +1,13 @@
-"""Fuzz every parser a peer reaches in ``protocol/`` with 10^5 inputs (SPEC §3.4, §4.4.3).
+"""Fuzz every parser a peer reaches in ``protocol/`` and ``node/`` with 10^5 inputs (SPEC §3.4, §4.4.3).
 
     python tests/fuzz/fuzz_parsers.py [COUNT]
 
-Runs the targets of ``tests/fuzz/parsers.py`` in rounds of fresh random inputs until COUNT
-(default 100000) inputs have been tried, then prints the count per target and in total.
-Any exception other than the protocol's typed errors stops the run with hypothesis's
-shrunk failing input. ``tests/protocol/test_fuzz.py`` runs a bounded slice in the suite.
+Runs the targets of ``tests/fuzz/parsers.py`` (the protocol's) and ``tests/fuzz/node_parsers.py``
+(the node's: the Exchange requests' decoding and conversion, and what they reach) in rounds
+of fresh random inputs until COUNT (default 100000) inputs have been tried, then prints the
+count per target and in total. Any exception other than the typed errors stops the run with
+hypothesis's shrunk failing input. ``tests/protocol/test_fuzz.py`` and ``tests/node/test_fuzz_node.py`` run
+bounded slices in the suite.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from hypothesis import HealthCheck, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from fuzz.parsers import TARGETS
+from fuzz.node_parsers import NODE_TARGETS
+from fuzz.parsers import TARGETS as PROTOCOL_TARGETS
+
+TARGETS = [*PROTOCOL_TARGETS, *NODE_TARGETS]
 
 
 def _run(name: str, strategy: Any, call: Any, examples: int, counts: Counter[str]) -> None:

@@ -2,24 +2,53 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.integration
 
+REPO = Path(__file__).resolve().parents[2]
 
-def intelshare(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+
+def intelshare(*args: str, timeout: float = 180, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=timeout, check=False
+        [sys.executable, "-m", "node.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
     )
 
 
-def test_demo_plays_every_expected_outcome_and_leaves_an_auditable_directory(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """``subprocess.run`` arguments that run the package as a built wheel installs it, not the source tree."""
+    root = tmp_path_factory.mktemp("wheel")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(root), str(REPO)], check=True)
+    (wheel,) = root.glob("intelshare-*.whl")
+    site = root / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    run = {"cwd": root, "env": {**os.environ, "PYTHONPATH": str(site)}}
+    where = subprocess.run(
+        [sys.executable, "-c", "import node; print(node.__file__)"], capture_output=True, text=True, check=True, **run
+    )
+    assert where.stdout.startswith(str(site)), where.stdout  # the wheel's copy, not the source tree's
+    return run
+
+
+def test_demo_from_an_installed_wheel_plays_every_expected_outcome(tmp_path: Path, installed: dict[str, Any]) -> None:
+    # The demo's federation file travels as package data (README, "The two commands").
     root = tmp_path / "demo"
-    result = intelshare("demo", "--dir", str(root))
+    result = intelshare("demo", "--dir", str(root), **installed)
     assert result.returncode == 0, result.stdout + result.stderr
     for expected in (
         "THIRD_PARTY_WITHOUT_CONSENT",
@@ -65,3 +94,19 @@ def test_every_command_has_help() -> None:
         result = intelshare(*command, timeout=60)
         assert result.returncode == 0, command
         assert "Usage" in result.stdout
+
+
+def test_example_federation_header_runs_as_written_and_names_no_machine_path(tmp_path: Path) -> None:
+    # The header's usage line is the CLI's real syntax; its comments name no build machine's path.
+    example = REPO / "examples" / "federation.toml"
+    header = []
+    for line in example.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("# "))
+    assert not [line for line in header if re.search(r"(^|[\s(])(/|~/)[\w.-]+/", line)]
+    (usage,) = [line for line in header if line.startswith("intelshare ")]
+    args = [str(tmp_path / "out") if a == "OUT_DIR" else a for a in shlex.split(usage)[1:]]
+    done = intelshare(*args, timeout=60, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "roster.json").is_file()

@@ -218,3 +218,27 @@ def test_errors_are_typed(tmp_path: Path) -> None:
     bad.write_text("[federation\n", encoding="utf-8")
     with pytest.raises(IntelshareError, match="invalid TOML"):
         init_federation(bad, tmp_path / "out", now=NOW)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://db.example/intelshare", "sqlite:////srv/intelshare/node.db"],
+    ids=["postgres", "absolute-sqlite"],
+)
+def test_database_url_shared_by_every_member_refused(tmp_path: Path, url: str) -> None:
+    # SPEC §11.7: each member its own database; a URL that names one for all is refused at init.
+    config = _variant(tmp_path, 'database_url = "sqlite:///node.db"', f'database_url = "{url}"')
+    out = tmp_path / "out"
+    with pytest.raises(ConfigurationError, match=r"nodes\.database_url: every member's node would share"):
+        init_federation(config, out, now=NOW)
+    assert not out.exists()
+
+
+def test_database_url_names_each_members_own_schema(tmp_path: Path) -> None:
+    # SPEC §11.7: {member} in [nodes] database_url becomes each member's id, in lower case.
+    url = "postgresql+psycopg://db.example/intelshare?options=-csearch_path%3Dis_{member}"
+    config = _variant(tmp_path, 'database_url = "sqlite:///node.db"', f'database_url = "{url}"')
+    layout = init_federation(config, tmp_path / "out", now=NOW)
+    urls = {m: load_node_config(layout.node_config(m)).database_url for m in layout.members}
+    assert len(set(urls.values())) == len(urls)
+    assert urls["TR"].endswith("search_path%3Dis_tr")

@@ -28,6 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "node.demo",
         "node.demo_audit",
         "node.insider",
+        "node.peers",
         "node.cli",
         "node.migrations",
         "node.console",

@@ -6,6 +6,7 @@ import sqlite3
 from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
@@ -371,3 +372,44 @@ def test_migrations_0005_and_0006a_complete_an_existing_log(tmp_path: Path) -> N
         report = audit.verify(session)
         assert (report.ok, report.entries) == (True, 700), report.problems
     engine.dispose()
+
+
+def test_start_on_a_log_another_member_began_is_refused(session_factory: sessionmaker[Session]) -> None:
+    # SPEC §11.7: a database holding another member's log (here: begun by TR, no checkpoint
+    # yet, as when two nodes start together on one empty database) is not KZ's to run on.
+    from types import SimpleNamespace
+
+    from node.services.federation import ForeignLogError, record_start
+    from protocol.agreement import AgreementBook
+
+    def state(member: str) -> Any:
+        return SimpleNamespace(me=member, roster=SimpleNamespace(version=1), agreements=AgreementBook())
+
+    with session_factory() as session:
+        record_start(session, state("TR"), now=T0)
+        session.commit()
+    with session_factory() as session, pytest.raises(ForeignLogError, match="holds the audit log of TR, not of KZ"):
+        record_start(session, state("KZ"), now=T0)
+
+
+def test_postgres_plans_do_not_outlive_the_statistics(db_url: str) -> None:
+    # SPEC §11.7: no server-side prepared statement keeps a plan made while a table was
+    # empty, and the tables have statistics from the start (ANALYZE after the migrations).
+    if not db_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL only: SQLite plans by its indexes")
+    from node.services.ingress import _DELIVERIES_BY_NONCE
+
+    upgrade(db_url)
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as connection:
+            (never_analysed,) = connection.execute(
+                text("SELECT reltuples < 0 FROM pg_class WHERE oid = 'deliveries'::regclass")
+            ).one()
+            for _ in range(10):  # psycopg prepares a query on its fifth run by default
+                connection.execute(_DELIVERIES_BY_NONCE, {"sender": "KZ", "nonces": ["a", "b", "c"]}).all()
+            prepared = connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+    finally:
+        engine.dispose()
+    assert not never_analysed
+    assert prepared == 0

@@ -131,6 +131,19 @@ def test_replay() -> None:
     refused(ingress(make_envelope("KZ", "TR", origin, pt), "TR", is_replay=lambda h, d: True), Reason.REPLAY)
 
 
+def test_equivocation() -> None:
+    # SPEC §9.2.9 step 7: the receiver MUST NOT hold the item version under another origin digest.
+    origin, pt = kz_to_tr()
+    other, _ = kz_to_tr(band=Band.RESTRICTED)  # the same item id and version, another label
+    env = make_envelope("KZ", "TR", origin, pt)
+    result = ingress(env, "TR", held_origin=lambda item_id, version: other.digest)
+    refused(result, Reason.EQUIVOCATION)
+    assert other.digest in result.decision.detail
+    assert origin.digest in result.decision.detail
+    # The same attestation held already is no equivocation: a copy from another holder.
+    assert ingress(env, "TR", held_origin=lambda item_id, version: origin.digest).decision.allowed
+
+
 def test_origin_signature_invalid() -> None:
     # SPEC §9.2.9: the origin MUST be the one signed in the header.
     lab = label("KZ")

@@ -742,6 +742,7 @@ def gen_decisions() -> None:
         recalled: tuple[Any, ...] = (),
         revoked_grants: tuple[str, ...] = (),
         seen_nonces: tuple[str, ...] = (),
+        held_origins: tuple[tuple[str, int, str], ...] = (),
         now: datetime = NOW,
         expect: Reason,
     ) -> None:
@@ -766,6 +767,7 @@ def gen_decisions() -> None:
                 "peer_fingerprint": None,
                 "window": {"max_age_seconds": 7 * 86400, "max_future_skew_seconds": 300},
                 "seen_nonces": list(seen_nonces),
+                "held_origins": [list(h) for h in held_origins],
                 "expected": {"allowed": expect is Reason.ALLOWED, "reason": expect.value, "rule": RULES[expect]},
             }
         )
@@ -986,6 +988,13 @@ def gen_decisions() -> None:
     good_nonce = EnvelopeHeader.from_bytes(good.header.payload).nonce
     ingress("nonce seen before", good, "TR", seen_nonces=(good_nonce,), expect=Reason.REPLAY)
     ingress(
+        "item version held under another origin attestation",
+        good,
+        "TR",
+        held_origins=(("item-1", 1, ts_origin.digest),),
+        expect=Reason.EQUIVOCATION,
+    )
+    ingress(
         "origin swapped after signing",
         Envelope(good.header, ts_origin, (), good.ciphertext),
         "TR",
@@ -1081,7 +1090,8 @@ def gen_decisions() -> None:
                 "under 'roster', run check_egress on "
                 "the transfer or check_ingress on the envelope (receiver's HPKE keys from keys.json). "
                 "is_recalled(item_id, version) is membership in 'recalled'; is_grant_revoked is membership "
-                "in 'revoked_grants'; is_replay(header, digest) is header.nonce in 'seen_nonces'."
+                "in 'revoked_grants'; is_replay(header, digest) is header.nonce in 'seen_nonces'; "
+                "held_origin(item_id, version) is the digest 'held_origins' lists for them, else null."
             ),
             "secretariat_public_hex": sec.public().ed25519.hex(),
             "members": {m: member_seeds(m) for m in MEMBERS},
@@ -1136,6 +1146,7 @@ def evaluate(sc: dict[str, Any], rosters: dict[str, Any], signed_ag: dict[str, S
         ciphertext=bytes.fromhex(e["ciphertext_hex"]),
     )
     seen = set(sc["seen_nonces"])
+    held = {(item_id, version): digest for item_id, version, digest in sc["held_origins"]}
     w = sc["window"]
     return check_ingress(
         envelope,
@@ -1149,6 +1160,7 @@ def evaluate(sc: dict[str, Any], rosters: dict[str, Any], signed_ag: dict[str, S
             max_future_skew=timedelta(seconds=w["max_future_skew_seconds"]),
         ),
         is_replay=lambda header, digest: header.nonce in seen,
+        held_origin=lambda item_id, version: held.get((item_id, version)),
     ).decision
 
 
