@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 if TYPE_CHECKING:
     from node.audit import AuditEvent
     from node.audit.sources import AuditView
+    from node.audit.verify import Pin
 
 from node.cli.base import (
     BundleOpt,
@@ -182,6 +183,14 @@ def audit_verify(
         ),
     ] = None,
     bundle: BundleOpt = None,
+    ask_peers: Annotated[
+        bool,
+        typer.Option(
+            "--ask-peers",
+            help="Ask the other members' running nodes what they hold about this log, over mutual TLS with "
+            "this member's identity, instead of reading their databases.",
+        ),
+    ] = False,
 ) -> None:
     """Verify a node's log: hash chain, Merkle tree, its signed checkpoints and what peers hold. Exit 1 if broken.
 
@@ -189,27 +198,49 @@ def audit_verify(
     reordered entry, a tail cut off, entries the node never signed, or a rewrite that
     no longer agrees with a checkpoint a peer witnessed, or a receipt or acknowledgement
     a peer holds. With ``--bundle``, the logs and what the peers hold are read from audit
-    bundles, each checked against the roster first.
+    bundles, each checked against the roster first; with ``--ask-peers``, what the peers
+    hold comes from their running nodes (SPEC §11.10.9).
     """
     view = audit_view(directory, bundle)
     if member is None and not bundle:
         fail("--member is required without --bundle", ExitCode.USAGE)
+    if ask_peers and (bundle or member is None):
+        fail("--ask-peers takes one --member and no --bundle", ExitCode.USAGE)
     members = [member.upper()] if member else sorted(view.sources)
     broken = False
     for name in members:
         if bundle and name not in view.sources:
             fail(f"no bundle of {name} among those given", ExitCode.NOT_FOUND)
-        broken |= not _verify_one(directory, view, name, from_bundle=bool(bundle))
+        pins = _pins_over_the_wire(directory, name) if ask_peers else None
+        broken |= not _verify_one(directory, view, name, from_bundle=bool(bundle), pins=pins)
     if broken:
         raise typer.Exit(ExitCode.FAILED)
 
 
-def _verify_one(directory: Path, view: AuditView, member: str, *, from_bundle: bool) -> bool:
+def _pins_over_the_wire(directory: Path, member: str) -> list[Pin]:
+    """What the other members' running nodes hold about ``member``'s log, asked with its TLS identity."""
+    from node.config import load_material, load_node_config
+    from node.peers import evidence_from_peers
+
+    material = load_material(load_node_config(config_path(directory, member)))
+    pins: list[Pin] = []
+    for answer in evidence_from_peers(material):
+        if answer.error is not None:
+            console.print(f"[dim]{answer.peer} not asked: {answer.error}[/]")
+        else:
+            console.print(f"{answer.peer} told of {len(answer.pins)} checkpoints, receipts and acknowledgements")
+        pins += answer.pins
+    return pins
+
+
+def _verify_one(
+    directory: Path, view: AuditView, member: str, *, from_bundle: bool, pins: list[Pin] | None = None
+) -> bool:
     """Verify one member's log against what the others hold; print the outcome; whether it verifies."""
     from node import audit
     from node.audit.sources import pins_for
 
-    pins = pins_for(view, member)
+    pins = pins_for(view, member) if pins is None else pins
     sessions = view.sources[member].session() if from_bundle else _audit_session(directory, member)
     with sessions as session:
         report = audit.verify(session, roster=view.roster, member=member, pins=pins)

@@ -11,13 +11,25 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.tree import Tree
 
-from node.cli.base import BundleOpt, DirOpt, ExitCode, audit_app, audit_view, console, fail, print_table
+from node.cli.base import (
+    BundleOpt,
+    DirOpt,
+    ExitCode,
+    MemberOpt,
+    audit_app,
+    audit_view,
+    config_path,
+    console,
+    err,
+    fail,
+    print_table,
+)
 
 if TYPE_CHECKING:
     from node.audit.sources import AuditView
     from node.audit.trace import Trace
 
-__all__ = ["audit_reconcile", "audit_trace", "trace_tree"]
+__all__ = ["audit_prove", "audit_reconcile", "audit_trace", "trace_tree"]
 
 
 @audit_app.command("reconcile")
@@ -106,3 +118,39 @@ def audit_trace(
 
     view = audit_view(directory, bundle)
     console.print(trace_tree(trace(view, _item_id(view, item))))
+
+
+@audit_app.command("prove")
+def audit_prove(
+    directory: DirOpt,
+    member: MemberOpt,
+    log: Annotated[str, typer.Option("--log", help="The member whose log to check, e.g. TR.")],
+    limit: Annotated[
+        int, typer.Option(help="How many of its latest statements (1 to 100000).", min=1, max=100_000)
+    ] = 1000,
+) -> None:
+    """Ask LOG's running node to prove the entries MEMBER holds its signed word for. Exit 1 if one is not proved.
+
+    Every receipt and recall acknowledgement MEMBER holds from LOG names an entry of LOG's
+    log; LOG's node must prove that entry is in the largest checkpoint of its log that
+    MEMBER co-signed (inclusion proofs, SPEC §11.10.9). A log rewritten under a running
+    node cannot.
+    """
+    from datetime import UTC, datetime
+
+    from node.config import load_material, load_node_config
+    from node.peers import check_inclusions
+
+    material = load_material(load_node_config(config_path(directory, member)))
+    log = log.upper()
+    size, results = check_inclusions(material, log, limit=limit, now=datetime.now(UTC))
+    failed = [r for r in results if not r.included]
+    if not failed:
+        console.print(
+            f"[green]{len(results)} entries of {log}'s log included[/] in the checkpoint of size {size} "
+            f"that {material.config.member_id} co-signed"
+        )
+        return
+    for result in failed:
+        err.print(f"[red]{log} entry {result.seq}[/]: {result.source}: {result.detail}")
+    raise typer.Exit(ExitCode.FAILED)

@@ -509,3 +509,32 @@ def test_file_that_is_no_bundle(history: History, tmp_path: Path) -> None:
     done = cli("audit", "reconcile", "--dir", str(history.root), "--bundle", str(tmp_path / "notes.txt"))
     assert done.returncode == 1
     assert done.stderr.strip().startswith(f"error: {tmp_path / 'notes.txt'}: not an audit bundle")
+
+
+# --------------------------------------------------------------------------- over the wire
+
+
+def test_verify_asks_the_running_peers_instead_of_their_databases(copy: History) -> None:
+    # SPEC §11.10.9: the peers tell TR's auditor what they hold about TR's log.
+    ingress = seq_of(copy.root, "TR", "INGRESS", copy.second)
+    Insider(copy.root, "TR").rewrite(without(ingress))
+    with LocalFederation(copy.root).running(["KZ", "AZ"]):
+        done = cli("audit", "verify", "--dir", str(copy.root), "--member", "TR", "--ask-peers")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "KZ told" in done.stdout
+    assert f"TR entry {ingress}" in done.stderr
+
+
+def test_receipt_holder_finds_a_rewrite_through_inclusion_proofs(copy: History) -> None:
+    # SPEC §11.10.9: TR's node cannot prove an entry its log no longer has.
+    fed = LocalFederation(copy.root)
+    with fed.running(["KZ", "TR"]):
+        honest = cli("audit", "prove", "--dir", str(copy.root), "--member", "KZ", "--log", "TR")
+    assert honest.returncode == 0, honest.stdout + honest.stderr
+    assert "included" in honest.stdout
+    ingress = seq_of(copy.root, "TR", "INGRESS", copy.second)
+    Insider(copy.root, "TR").rewrite(without(ingress))
+    with fed.running(["KZ", "TR"]):
+        caught = cli("audit", "prove", "--dir", str(copy.root), "--member", "KZ", "--log", "TR")
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert f"TR entry {ingress}" in caught.stderr
