@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from node.client import DeskClient
 from node.config import NodeConfig, load_node_config
@@ -30,6 +30,15 @@ from protocol.statements import Signed
 __all__ = ["LocalFederation", "NodeProcess", "eventually", "make_label"]
 
 _READY_TIMEOUT = 30.0
+
+
+#: Entries a node appends on its own schedule, whatever a test or a desk call does (SPEC §11.10.8).
+WITNESSING_EVENTS = ("CHECKPOINT_WITNESSED", "COSIGNATURE_RECEIVED")
+
+
+def written_since(desk: DeskClient, head: int) -> list[dict[str, Any]]:
+    """The entries a node appended after ``head``, but its witnessing (which runs on its own schedule)."""
+    return [e for e in desk.audit(after_seq=head) if e["event"] not in WITNESSING_EVENTS]
 
 
 def eventually(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.1) -> bool:
