@@ -316,9 +316,18 @@ def _log_member(roster: Roster, origin: str) -> Member | None:
     return roster.member(origin[len(prefix) :])
 
 
-def _usable_key(roster: Roster, member: Member) -> PublicSigningKey | None:
-    key = member.signing_key
-    return None if roster.is_revoked(key.keyid) else key
+def _signed_by_member(
+    body: bytes, signatures: Sequence[NoteSignature], name: str, roster: Roster, member: Member
+) -> tuple[int, tuple[NoteSignature, ...]] | None:
+    """``_verify_identity`` with the member's key, or a retired one in its overlap (SPEC §5.4.3).
+
+    A revoked key is an unknown key: its lines are ignored.
+    """
+    for key in roster.verification_keys(member.member_id):
+        signed = _verify_identity(body, signatures, name, key)
+        if signed is not None:
+            return signed
+    return None
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -358,11 +367,10 @@ def sign_checkpoint(
 
 
 def _verify_log(note: SignedCheckpoint, roster: Roster, member: Member) -> VerifiedCheckpoint:
-    key = _usable_key(roster, member)
-    if key is None:
+    if not roster.verification_keys(member.member_id):
         raise SignatureError(f"{member.member_id}'s signing key is revoked")
     checkpoint = note.checkpoint
-    signed = _verify_identity(checkpoint.body(), note.signatures, checkpoint.origin, key)
+    signed = _signed_by_member(checkpoint.body(), note.signatures, checkpoint.origin, roster, member)
     if signed is None:
         raise SignatureError(f"no signature by {member.member_id}'s roster key on its checkpoint")
     timestamp, lines = signed
@@ -413,10 +421,7 @@ class CosignedCheckpoint:
 def _cosignature(
     body: bytes, signatures: Sequence[NoteSignature], roster: Roster, witness: Member
 ) -> Cosignature | None:
-    key = _usable_key(roster, witness)
-    if key is None:  # a revoked key is an unknown key: its lines are ignored
-        return None
-    signed = _verify_identity(body, signatures, witness_name(roster.federation, witness.member_id), key)
+    signed = _signed_by_member(body, signatures, witness_name(roster.federation, witness.member_id), roster, witness)
     if signed is None:
         return None
     timestamp, lines = signed

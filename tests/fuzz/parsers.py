@@ -56,7 +56,7 @@ from protocol.item import item_from_plaintext
 from protocol.notices import Correction, NoticeAck, NoticeKind, Recall, verify_correction, verify_recall
 from protocol.policy import Transfer, check_egress, open_envelope
 from protocol.receipt import Receipt
-from protocol.roster import Roster, accept_roster
+from protocol.roster import Roster, SecretariatKeys, accept_roster
 from protocol.statements import PayloadType, Signature, Signed, parse_unverified, verify
 from protocol.statements import sign as sign_statement
 
@@ -91,6 +91,8 @@ SIGNER = {
     PayloadType.NOTICE_ACK: "TR",
     PayloadType.AUDIT_BUNDLE: "TR",
 }
+
+_ANCHOR = SecretariatKeys(threshold=1, keys=(SECRETARIAT.public(),))
 
 
 @dataclass(frozen=True)
@@ -464,7 +466,7 @@ def target_statement(payload_type: PayloadType, signed: Signed) -> None:
     ros = roster()
     _typed(lambda: parse_unverified(signed, payload_type, MODELS[payload_type]), MalformedError)
     if payload_type is PayloadType.ROSTER:
-        _typed(lambda: accept_roster(signed, secretariat=[SECRETARIAT.public()], current=None), IntelshareError)
+        _typed(lambda: accept_roster(signed, secretariat=_ANCHOR, current=None), IntelshareError)
         return
     if payload_type is PayloadType.AGREEMENT:
         _typed(lambda: AgreementBook().accept(signed, ros), IntelshareError)
