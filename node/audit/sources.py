@@ -19,13 +19,13 @@ from sqlalchemy.orm import Session
 
 from node.audit.verify import Pin
 from node.config import load_node_config
+from node.config.material import read_secretariat
 from node.store import OutboxEntry, WitnessedCheckpoint, make_reader, make_sessionmaker
 from protocol.checkpoint import verify_checkpoint
 from protocol.errors import ConfigurationError, RemoteProtocolError
-from protocol.keys import PublicSigningKey
 from protocol.receipt import Receipt
 from protocol.roster import Roster, accept_roster
-from protocol.statements import PayloadType, Signed, verify_and_parse
+from protocol.statements import PayloadType, Signed
 
 __all__ = ["AuditView", "LogSource", "federation_view", "pins_for"]
 
@@ -61,11 +61,10 @@ class AuditView:
 def federation_view(root: Path) -> AuditView:
     """A federation directory (``intelshare federation init``): its roster, verified, and every node's database."""
     try:
-        secretariat = PublicSigningKey.model_validate_json((root / "secretariat.json").read_bytes())
         statement = Signed.from_bytes((root / "roster.json").read_bytes())
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"{root}: not a federation directory: {exc}") from exc
-    roster = accept_roster(statement, secretariat=[secretariat], current=None)
+    roster = accept_roster(statement, secretariat=read_secretariat(root / "secretariat.json"), current=None)
     sources = {}
     for config in sorted((root / "nodes").glob("*/node.toml")):
         cfg = load_node_config(config)
@@ -114,9 +113,9 @@ def _receipts(session: Session, roster: Roster, member: str, holder: str) -> lis
     )
     for envelope_id, receipt in rows:
         try:
-            parsed = verify_and_parse(
-                Signed.model_validate_json(receipt or b""), PayloadType.RECEIPT, [signer.signing_key], Receipt
-            )
+            signed = Signed.model_validate_json(receipt or b"")
+            roster.verify_member(signed, PayloadType.RECEIPT, signer.member_id)  # SPEC §5.4.3: or a retired key
+            parsed = Receipt.from_bytes(signed.payload)
         except (RemoteProtocolError, ValueError):
             continue
         source = f"{member}'s receipt for envelope {envelope_id} held by {holder}"

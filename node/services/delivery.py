@@ -26,7 +26,7 @@ from node.services.state import NodeState, core_table
 from node.store import HotWrite, OutboxEntry, OutboxEnvelope, driver_time
 from protocol.errors import RemoteProtocolError
 from protocol.receipt import Receipt
-from protocol.statements import PayloadType, Signed, verify_and_parse
+from protocol.statements import PayloadType, Signed
 
 __all__ = [
     "DueEnvelope",
@@ -140,7 +140,9 @@ def _check_receipt(
     member = state.roster.member(recipient)
     if member is None:
         raise RemoteProtocolError(f"{recipient} is not in the roster")
-    parsed = verify_and_parse(receipt, PayloadType.RECEIPT, [member.signing_key], Receipt, state.roots)
+    # SPEC §5.4.3: the recipient's key, or a retired one in its overlap.
+    state.roster.verify_member(receipt, PayloadType.RECEIPT, member.member_id, state.roots)
+    parsed = Receipt.from_bytes(receipt.payload)
     bound = (parsed.envelope_id, parsed.envelope_digest, parsed.sender, parsed.receiver)
     if bound != (envelope_id, envelope_digest, state.me, recipient):
         raise RemoteProtocolError(f"receipt from {recipient} is for another envelope")

@@ -35,6 +35,7 @@ from node.store.models import (
     OriginalItem,
     OutboxEntry,
     OutboxEnvelope,
+    RosterRow,
     WitnessedCheckpoint,
 )
 from node.store.types import EnumText, UTCDateTime, driver_time
@@ -62,6 +63,7 @@ __all__ = [
     "OriginalItem",
     "OutboxEntry",
     "OutboxEnvelope",
+    "RosterRow",
     "UTCDateTime",
     "WitnessedCheckpoint",
     "driver_time",

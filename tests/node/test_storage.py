@@ -344,7 +344,7 @@ def test_migration_0005_stores_the_subtrees_of_an_existing_log(tmp_path: Path) -
         conn.execute(text("DELETE FROM alembic_version"))
         conn.execute(text("INSERT INTO alembic_version VALUES ('0004')"))
         new_tables = ("audit_subtrees", "audit_checkpoints", "audit_cosignatures", "witnessed_checkpoints")
-        old_tables = (*new_tables, "notice_acks")
+        old_tables = (*new_tables, "notice_acks", "roster_history")
         for table in old_tables:
             conn.execute(text(f"DROP TABLE {table}"))
         for column in ("item_id", "peer", "reason"):
