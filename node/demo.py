@@ -90,7 +90,8 @@ def forge_delivery(root: Path, *, rogue: str, claimed_sender: str, victim: str) 
     material = load_material(cfg)
     roster = material.roster
     victim_member = roster.member(victim)
-    agreement = material.agreements.get(claimed_sender, victim)
+    # The rogue holds only its own pairs' agreements; it reads the pair's from the file.
+    agreement = _agreements(root).get(frozenset((claimed_sender, victim)))
     assert victim_member is not None
     assert agreement is not None
     now = datetime.now(UTC)

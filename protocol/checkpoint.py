@@ -65,6 +65,7 @@ __all__ = [
     "sign_checkpoint",
     "verify_checkpoint",
     "verify_cosigned",
+    "verify_own_checkpoint",
     "witness",
     "witness_name",
     "witness_request",
@@ -385,6 +386,27 @@ def verify_checkpoint(data: bytes, *, roster: Roster, member_id: str) -> Verifie
     of its roster key signed it validly with one time. Other signature lines are ignored.
     """
     return _verify_note(parse_checkpoint(data), roster, member_id)
+
+
+def verify_own_checkpoint(
+    data: bytes, *, federation: str, member_id: str, keys: Sequence[PublicSigningKey]
+) -> VerifiedCheckpoint:
+    """A log owner's check of its own checkpoint at start (SPEC §11.10.6), with any key it held.
+
+    Unlike ``verify_checkpoint`` it does not consult the roster: a node checks that its
+    own log is as it left it, also after the roster revoked or retired the key that
+    signed the checkpoint (SPEC §5.4.3). ``SignatureError`` if the note is for another log
+    or none of ``keys`` signed it.
+    """
+    note = parse_checkpoint(data)
+    if note.checkpoint.origin != log_origin(federation, member_id):
+        raise SignatureError(f"checkpoint of {note.checkpoint.origin!r}, not of {member_id}'s log")
+    for key in keys:
+        signed = _verify_identity(note.checkpoint.body(), note.signatures, note.checkpoint.origin, key)
+        if signed is not None:
+            timestamp, lines = signed
+            return VerifiedCheckpoint(note.checkpoint, member_id, _datetime(timestamp), lines)
+    raise SignatureError(f"no signature by a key {member_id} held on its checkpoint")
 
 
 def _verify_note(note: SignedCheckpoint, roster: Roster, member_id: str) -> VerifiedCheckpoint:

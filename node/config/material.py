@@ -77,6 +77,8 @@ class NodeMaterial:
     keys: NodeKeys
     #: (agreement id, why) of this node's agreement files the roster left it unable to hold.
     agreements_set_aside: tuple[tuple[str, str], ...] = ()
+    #: (file, statement) of every agreement file, to hold again under the roster the node runs under.
+    agreement_files: tuple[tuple[str, Signed], ...] = ()
 
     @property
     def member(self) -> Member:
@@ -216,7 +218,8 @@ def load_material(cfg: NodeConfig) -> NodeMaterial:
         raise ConfigurationError(f"{cfg.path}: agreements directory {fed.agreements}: {exc}") from exc
     if not fed.agreements.is_dir():
         raise ConfigurationError(f"{cfg.path}: agreements directory {fed.agreements} does not exist")
-    held = hold_agreements([(str(file), _signed(cfg, file, "agreement")) for file in files], roster, cfg.member_id)
+    agreement_files = tuple((str(file), _signed(cfg, file, "agreement")) for file in files)
+    held = hold_agreements(agreement_files, roster, cfg.member_id)
 
     return NodeMaterial(
         config=cfg,
@@ -233,6 +236,7 @@ def load_material(cfg: NodeConfig) -> NodeMaterial:
         agreement_statements=held.statements,
         keys=keys,
         agreements_set_aside=held.set_aside,
+        agreement_files=agreement_files,
     )
 
 

@@ -28,11 +28,13 @@ async def receipt_batches(
     *,
     ingest: Callable[[Sequence[exchange_pb2.Envelope]], Awaitable[list[Signed]]],
     refuse_oversized: Callable[[str], Awaitable[None]],
+    roster_version: Callable[[], int],
 ) -> AsyncIterator[exchange_pb2.ReceiptBatch | Oversized]:
     """One ``ReceiptBatch`` per batch read, in order; an ``Oversized`` ends the stream.
 
     ``ingest`` commits one batch and returns its receipts; ``refuse_oversized`` audits a
-    batch over ``MAX_ENVELOPE_BATCH`` before the call is ended.
+    batch over ``MAX_ENVELOPE_BATCH`` before the call is ended. Each ``ReceiptBatch``
+    names the roster version the node holds (SPEC §11.12).
     """
     pending: asyncio.Queue[asyncio.Future[list[Signed]] | Oversized | None] = asyncio.Queue(maxsize=_READ_AHEAD)
 
@@ -56,7 +58,8 @@ async def receipt_batches(
                 return
             receipts = await future
             yield exchange_pb2.ReceiptBatch(
-                receipts=[exchange_pb2.Receipt(statement=signed_to_pb(r)) for r in receipts]
+                receipts=[exchange_pb2.Receipt(statement=signed_to_pb(r)) for r in receipts],
+                roster_version=roster_version(),
             )
     finally:
         reader.cancel()

@@ -31,6 +31,7 @@ from node.runtime.control import ControlPump
 from node.runtime.due import PumpContext
 from node.runtime.inbound import receipt_batches
 from node.runtime.outbound import Outbound
+from node.runtime.rosters import RosterKeeper
 from node.runtime.tasks import Background
 from node.runtime.watcher import watch_agreements
 from node.runtime.witnessing import WitnessPump
@@ -39,8 +40,9 @@ from node.services.federation import record_start
 from node.services.ingress import receive_batch, record_oversized_batch
 from node.services.state import AtRestKey, NodeState, load_runtime_sets
 from node.store import make_engine, make_sessionmaker, upgrade
-from node.transport import SERVER_OPTIONS, PeerIdentity, add_health_and_reflection, bind_secure, server_credentials
+from node.transport import SERVER_OPTIONS, PeerIdentity, add_health_and_reflection, bind_secure
 from node.wire import desk_pb2_grpc, exchange_pb2, exchange_pb2_grpc
+from protocol.ack import Ack
 from protocol.envelope import Envelope, Suite
 from protocol.errors import MalformedError
 from protocol.roster import Member
@@ -70,6 +72,9 @@ class Node:
             agreements=material.agreements,
             window=cfg.window,
             consent=cfg.consent,
+            secretariat=material.secretariat,
+            roster_statement=material.roster_statement,
+            previous_hpke=material.keys.previous_hpke,
         )
         upgrade(cfg.database_url)
         self.engine = make_engine(cfg.database_url)
@@ -85,6 +90,7 @@ class Node:
             on_control_queued=self._control_queued,
             clock=clock,
         )
+        self.rosters = RosterKeeper(cfg, material, self.commit, channels, self.background, clock)
         pumps = PumpContext(self.commit, channels, cfg.delivery, clock, self.background)
         self.outbound = Outbound(pumps)
         self.control = ControlPump(pumps)
@@ -168,7 +174,16 @@ class Node:
         async def refuse_oversized(detail: str) -> None:
             await self.db(record_oversized_batch, peer=member.member_id, detail=detail, now=self.clock())
 
-        return receipt_batches(requests, ingest=ingest, refuse_oversized=refuse_oversized)
+        return receipt_batches(
+            requests,
+            ingest=ingest,
+            refuse_oversized=refuse_oversized,
+            roster_version=lambda: self._state.roster.version,
+        )
+
+    async def publish_roster(self, signed: Signed, source: str) -> Ack:
+        """A roster version delivered by ``source``: applied at once if newer (``RosterKeeper.publish``)."""
+        return await self.rosters.publish(signed, source)
 
     async def await_ack(self, message_id: str, timeout: float) -> exchange_pb2.Ack | None:
         """Wait briefly for a queued control message's acknowledgement (None if not yet)."""
@@ -180,17 +195,18 @@ class Node:
         """Bind both servers and start the background loops."""
         # The commit loop first: every database call below goes through it.
         self._tasks = [asyncio.create_task(self.commit.loop())]
-        signer = CheckpointSigner(self.material.signing_key, self._state.roster.federation, self.cfg.member_id)
-        roster = self._state.roster
+        # The newest roster the node held, its agreements and keys under it (SPEC §11.12).
+        await self.rosters.settle_at_start()
+        signer = CheckpointSigner(self._state.signing_key, self._state.roster.federation, self.cfg.member_id)
+        own_keys = self.rosters.own_signing_keys()
         # Refuse to run on a log that is not as this node left it, before appending to it.
-        self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
+        self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, own_keys))
         await self.db(load_runtime_sets)
         await self.db(record_start, now=self.clock())
         self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
         exchange_pb2_grpc.add_ExchangeServicer_to_server(ExchangeServicer(self), self.exchange_server)
         await add_health_and_reflection(self.exchange_server, [EXCHANGE_SERVICE])
-        creds = server_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
-        bind_secure(self.exchange_server, self.cfg.listen, creds)
+        bind_secure(self.exchange_server, self.cfg.listen, self.rosters.server_certificate.credentials())
         self.desk_server = grpc.aio.server(options=SERVER_OPTIONS)
         desk_pb2_grpc.add_DeskServicer_to_server(DeskServicer(self), self.desk_server)
         await add_health_and_reflection(self.desk_server, [DESK_SERVICE])

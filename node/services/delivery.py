@@ -20,7 +20,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from node import audit
 from node.audit import AuditEvent
 from node.lifecycle import OUTBOX_ENTRY, OutboxEvent, OutboxState
-from node.services.control import due_rows
+from node.services.control import due_rows, peer_behind
 from node.services.notices import follow_late_delivery
 from node.services.state import NodeState, core_table
 from node.store import HotWrite, OutboxEntry, OutboxEnvelope, driver_time
@@ -305,17 +305,27 @@ def settle_receipts(
     sent: Sequence[tuple[str, str]],
     receipts: Sequence[Signed],
     now: datetime,
+    peer_roster_version: int = 0,
 ) -> Settled:
     """Verify a batch of receipts and settle their outbox entries in the caller's transaction (SPEC §11.3).
 
     ``sent`` is (envelope id, digest) of what each receipt answers. Verifying runs in the
-    same database job (SPEC §11.7); a batch root is verified once.
+    same database job (SPEC §11.7); a batch root is verified once. A refusal from a
+    receiver that answered under an older roster than this node holds does not settle
+    its entry: it is retried, by which time the roster has reached the receiver
+    (``peer_roster_version``, SPEC §11.12).
     """
     refused: list[tuple[str, str]] = []
     verified: list[VerifiedReceipt] = []
+    behind = peer_behind(state, peer_roster_version)
     for result in check_receipts(state, recipient=recipient, sent=sent, receipts=receipts):
         if isinstance(result, RefusedReceipt):
             refused.append((result.envelope_id, f"bad receipt: {result.error}"))
+        elif behind and not result.receipt.accepted:
+            why = (
+                f"{result.receipt.reason} under roster v{peer_roster_version}, this node holds v{state.roster.version}"
+            )
+            refused.append((result.envelope_id, f"refused by a receiver behind this node's roster: {why}"))
         else:
             verified.append(result)
     unmatched = []

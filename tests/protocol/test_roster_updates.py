@@ -27,7 +27,7 @@ from support import (
 )
 
 from protocol.agreement import AgreementBook
-from protocol.checkpoint import sign_checkpoint, verify_checkpoint
+from protocol.checkpoint import sign_checkpoint, verify_checkpoint, verify_own_checkpoint
 from protocol.envelope import BatchKeys, OriginAttestation
 from protocol.errors import MalformedError, RollbackError, SignatureError
 from protocol.keys import HpkeKeyPair, SigningKey
@@ -308,3 +308,14 @@ def test_a_checkpoint_under_a_retired_key_verifies() -> None:
     revoked = _rotated("KZ", NEW_KZ, revoked=(signing_key("KZ").keyid,))
     with pytest.raises(SignatureError):
         verify_checkpoint(note, roster=revoked, member_id="KZ")
+
+
+def test_a_log_owner_checks_its_own_checkpoint_with_any_key_it_held() -> None:
+    # SPEC §11.10.6 with §5.4.3: the owner's check does not consult the roster's revocations.
+    note = sign_checkpoint(signing_key("KZ"), federation="OTS", member_id="KZ", size=3, root=bytes(32), now=NOW)
+    keys = [NEW_KZ.public(), signing_key("KZ").public()]
+    assert verify_own_checkpoint(note, federation="OTS", member_id="KZ", keys=keys).checkpoint.size == 3
+    with pytest.raises(SignatureError, match="no signature by a key KZ held"):
+        verify_own_checkpoint(note, federation="OTS", member_id="KZ", keys=[NEW_KZ.public()])
+    with pytest.raises(SignatureError, match="not of TR's log"):
+        verify_own_checkpoint(note, federation="OTS", member_id="TR", keys=keys)

@@ -1,0 +1,109 @@
+"""A running node's roster: settled at start, replaced at once when a newer one is published (SPEC §11.12).
+
+``RosterKeeper`` owns what a roster change touches outside the database: the key files
+(a staged key becomes current once the roster names it), the server's certificate
+(``ServerCertificate``, reloaded without a restart) and the outbound channels (rebuilt
+for members whose endpoint or certificate changed). The decisions and the writes are
+``node.services.roster``'s, each in a job of the group commit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from node.config import NodeConfig, NodeMaterial
+from node.config.keyring import KeyCandidates, NodeKeys, load_candidates, promote_keys, select_keys
+from node.runtime.channels import Channels
+from node.runtime.clock import Clock
+from node.runtime.commit import GroupCommit
+from node.runtime.tasks import Background
+from node.services.roster import KeysFor, RosterChange, adopt_roster, receive_roster, settle_roster_at_start
+from node.transport import ServerCertificate
+from protocol.ack import Ack
+from protocol.errors import ConfigurationError, IntelshareError
+from protocol.keys import PublicSigningKey
+from protocol.roster import Member
+from protocol.statements import Signed
+
+__all__ = ["RosterKeeper"]
+
+log = logging.getLogger("intelshare.node")
+
+
+class RosterKeeper:
+    """Applies roster versions to a running node."""
+
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        material: NodeMaterial,
+        commit: GroupCommit,
+        channels: Channels,
+        background: Background,
+        clock: Clock,
+    ) -> None:
+        self._cfg = cfg
+        self._commit = commit
+        self._channels = channels
+        self._background = background
+        self._clock = clock
+        self._agreement_files = material.agreement_files
+        self.keys: NodeKeys = material.keys
+        self.server_certificate = ServerCertificate(material.tls_cert_pem, material.tls_key_pem, material.ca_pem)
+
+    def _keys_for(self, candidates: KeyCandidates | None) -> KeysFor:
+        def keys_for(member: Member) -> NodeKeys:
+            if candidates is None:
+                raise ConfigurationError(f"{self._cfg.path}: the node's key files do not load")
+            return select_keys(self._cfg, candidates, member)
+
+        return keys_for
+
+    def _candidates(self) -> KeyCandidates | None:
+        # Read again each time: a rotation stages its keys while the node runs.
+        try:
+            return load_candidates(self._cfg)
+        except IntelshareError as exc:
+            log.error("key files: %s", exc)
+            return None
+
+    def own_signing_keys(self) -> list[PublicSigningKey]:
+        """Every signing key the node held: its own log's checkpoints verify with one of them."""
+        return [self.keys.signing.public(), *(key.public() for key in self.keys.previous_signing)]
+
+    async def settle_at_start(self) -> None:
+        """Run under the newest roster held (SPEC §11.12); refuses to start if the node has no keys for it."""
+        candidates = load_candidates(self._cfg)
+        change = await self._commit.run(
+            settle_roster_at_start,
+            agreement_files=self._agreement_files,
+            keys_for=self._keys_for(candidates),
+            now=self._clock(),
+        )
+        await self._adopt(change)
+
+    async def publish(self, signed: Signed, source: str) -> Ack:
+        """A roster version delivered by ``source``: verified, stored, audited and put in place at once."""
+        answer = await self._commit.run(
+            receive_roster, signed=signed, source=source, keys_for=self._keys_for(self._candidates()), now=self._clock()
+        )
+        if answer.change is not None:
+            await self._adopt(answer.change)
+            log.info("roster v%d held (from %s)", answer.change.roster.version, source)
+        return answer.ack
+
+    async def _adopt(self, change: RosterChange) -> None:
+        if not await self._commit.run(adopt_roster, change=change):
+            return  # a newer roster was put in place meanwhile
+        keys = change.keys
+        if keys is None:
+            return
+        previous, self.keys = self.keys, keys
+        if keys.tls.cert_pem != previous.tls.cert_pem:
+            self.server_certificate.replace(keys.tls.cert_pem, keys.tls.key_pem)
+        for channel in self._channels.update(change.roster, keys.tls.cert_pem, keys.tls.key_pem):
+            self._background.spawn(channel.close(grace=1.0))
+        try:
+            promote_keys(self._cfg, keys)
+        except OSError as exc:  # the node runs with the new keys; the files catch up at the next start
+            log.error("could not rename the key files: %s", exc)
