@@ -195,12 +195,12 @@ class Node:
         """Bind both servers and start the background loops."""
         # The commit loop first: every database call below goes through it.
         self._tasks = [asyncio.create_task(self.commit.loop())]
-        # The newest roster the node held, its agreements and keys under it (SPEC §11.12).
-        await self.rosters.settle_at_start()
         signer = CheckpointSigner(self._state.signing_key, self._state.roster.federation, self.cfg.member_id)
         own_keys = self.rosters.own_signing_keys()
         # Refuse to run on a log that is not as this node left it, before appending to it.
         self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, own_keys))
+        # The newest roster the node held, its agreements and keys under it (SPEC §11.12).
+        await self.rosters.settle_at_start()
         await self.db(load_runtime_sets)
         await self.db(record_start, now=self.clock())
         self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
