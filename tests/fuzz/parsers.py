@@ -56,7 +56,7 @@ from protocol.item import item_from_plaintext
 from protocol.notices import Correction, NoticeAck, NoticeKind, Recall, verify_correction, verify_recall
 from protocol.policy import Transfer, check_egress, open_envelope
 from protocol.receipt import Receipt
-from protocol.roster import Roster, SecretariatKeys, accept_roster
+from protocol.roster import RetiredKey, Roster, SecretariatKeys, accept_roster
 from protocol.statements import PayloadType, Signature, Signed, parse_unverified, verify
 from protocol.statements import sign as sign_statement
 
@@ -109,6 +109,10 @@ class Corpus:
         return self.statements[payload_type].payload
 
 
+def origin_time(origin: Signed) -> Any:
+    return OriginAttestation.from_bytes(origin.payload).attested_at
+
+
 def _corpus() -> Corpus:
     origin, plaintext = make_origin()
     new_origin, _ = make_origin(item_id="item-1")
@@ -121,7 +125,17 @@ def _corpus() -> Corpus:
         return sign_statement(ptype, model, [signing_key(who)])
 
     statements = {
-        PayloadType.ROSTER: signed_roster(roster()),
+        # With the optional fields present, so mutations reach their parsers (SPEC §5.1, §5.4.3).
+        PayloadType.ROSTER: signed_roster(
+            roster().model_copy(
+                update={
+                    "secretariat": _ANCHOR,
+                    "retired_keys": (
+                        RetiredKey(member_id="KZ", signing_key=SECRETARIAT.public(), until=origin_time(origin)),
+                    ),
+                }
+            )
+        ),
         PayloadType.AGREEMENT: signed_agreement(agreement("KZ", "TR")),
         PayloadType.ORIGIN: origin,
         PayloadType.HEADER: envelope.header,

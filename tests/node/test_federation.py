@@ -46,7 +46,8 @@ def _variant(tmp_path: Path, old: str, new: str) -> Path:
 
 def test_layout_files(layout: FederationLayout) -> None:
     assert layout.members == ("TR", "AZ", "KZ", "KG", "UZ", "HU", "TM")
-    files = (layout.config, layout.ca_cert, layout.ca_key, layout.secretariat, layout.holder_key("chair"), layout.roster)
+    files = (layout.config, layout.ca_cert, layout.ca_key, layout.secretariat, layout.roster)
+    files += (layout.holder_key("chair"), layout.secretariat_dir / "tls.pem", layout.roster_version(1))
     for path in files:
         assert path.is_file(), path
     assert layout.config.read_bytes() == EXAMPLE.read_bytes()
