@@ -164,6 +164,11 @@ class Secretariat:
             raise InvalidRequestError(f"a roster needs {keys.threshold} signatures of the secretariat's keys")
         return chosen
 
+    def check_signers(self, names: Sequence[str]) -> None:
+        """Fail before any change if ``names`` (or the default holders) cannot sign the next version."""
+        _, current = self.current()
+        self.signers(names, current.secretariat or self.anchor())
+
     def write(self, roster: Roster, signer_names: Sequence[str]) -> Signed:
         """Sign the next version with a threshold of holders, check it as a node would, and write it."""
         _, current = self.current()

@@ -41,11 +41,15 @@ def _short(text: str | None, length: int = 12) -> str:
     return "—" if not text else text[:length] + "…"
 
 
-def _open(directory: Path) -> Secretariat:
+def _open(directory: Path, sign_as: list[str] | None = None) -> Secretariat:
+    """The directory's secretariat, checked able to sign before anything is changed."""
     try:
-        return Secretariat.open(directory)
+        secretariat = Secretariat.open(directory)
+        if sign_as is not None:
+            secretariat.check_signers(sign_as)
     except IntelshareError as exc:
-        fail(str(exc))
+        fail(str(exc), exit_code_for(exc))
+    return secretariat
 
 
 def show_roster(roster: Roster, title: str) -> None:
@@ -114,7 +118,7 @@ def add_member(
     sign_as: SignAsOpt = None,
 ) -> None:
     """Add a member: write its node directory (keys, certificate, node.toml) and the next roster version."""
-    secretariat = _open(directory)
+    secretariat = _open(directory, sign_as or [])
     try:
         roster = secretariat.add_member(
             member_id=member.upper(),
@@ -133,7 +137,7 @@ def add_member(
 @roster_app.command("remove-member")
 def remove_member(directory: DirOpt, member: MemberArg, sign_as: SignAsOpt = None) -> None:
     """Remove a member from the next roster version; its partners set their agreements with it aside."""
-    secretariat = _open(directory)
+    secretariat = _open(directory, sign_as or [])
     try:
         roster = secretariat.remove_member(member.upper(), datetime.now(UTC))
     except IntelshareError as exc:
@@ -154,7 +158,7 @@ def rotate_key(
     sign_as: SignAsOpt = None,
 ) -> None:
     """Give a member new keys, staged in its node directory; its node switches when it gets the new version."""
-    secretariat = _open(directory)
+    secretariat = _open(directory, sign_as or [])
     kinds = key or list(KeyKind)
     try:
         roster = secretariat.rotate_key(member.upper(), kinds, timedelta(days=overlap_days), datetime.now(UTC))
@@ -171,7 +175,7 @@ def revoke_key(
     sign_as: SignAsOpt = None,
 ) -> None:
     """Revoke a compromised signing key: once published, everything signed with it is refused."""
-    secretariat = _open(directory)
+    secretariat = _open(directory, sign_as or [])
     try:
         roster = secretariat.revoke_key(member.upper() if member else None, keyid, datetime.now(UTC))
     except IntelshareError as exc:

@@ -9,6 +9,7 @@ for members whose endpoint or certificate changed). The decisions and the writes
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from node.config import NodeConfig, NodeMaterial
@@ -49,6 +50,8 @@ class RosterKeeper:
         self._clock = clock
         self._agreement_files = material.agreement_files
         self.keys: NodeKeys = material.keys
+        #: Roster statements (by digest) stored and being put in place: a repeat waits for them.
+        self._adopting: dict[str, asyncio.Future[None]] = {}
         self.server_certificate = ServerCertificate(material.tls_cert_pem, material.tls_key_pem, material.ca_pem)
 
     def _keys_for(self, candidates: KeyCandidates | None) -> KeysFor:
@@ -88,8 +91,16 @@ class RosterKeeper:
             receive_roster, signed=signed, source=source, keys_for=self._keys_for(self._candidates()), now=self._clock()
         )
         if answer.change is not None:
-            await self._adopt(answer.change)
+            done = self._adopting[signed.digest] = asyncio.get_running_loop().create_future()
+            try:
+                await self._adopt(answer.change)
+            finally:
+                done.set_result(None)
+                del self._adopting[signed.digest]
             log.info("roster v%d held (from %s)", answer.change.roster.version, source)
+        elif (adopting := self._adopting.get(signed.digest)) is not None:
+            # Stored by an earlier delivery and not yet in place: "held" must mean in force.
+            await asyncio.shield(adopting)
         return answer.ack
 
     async def _adopt(self, change: RosterChange) -> None:

@@ -26,6 +26,7 @@ def test_demo_plays_every_expected_outcome_and_leaves_an_auditable_directory(tmp
         "CONSENT_NOT_TRANSFERABLE",
         "BAND_ABOVE_CEILING",
         "SENDER_IDENTITY_MISMATCH",
+        "KEY_REVOKED",
         "All as expected",
     ):
         assert expected in result.stdout
@@ -44,6 +45,8 @@ def test_demo_plays_every_expected_outcome_and_leaves_an_auditable_directory(tmp
         (("inbox", "--dir", "/nonexistent", "--member", "TR"), "no node 'TR'"),
         (("federation", "init", "/nonexistent.toml", "--dir", "/tmp/x"), "no federation file"),
         (("node", "run"), "give --config"),
+        (("roster", "revoke-key", "--dir", "/nonexistent", "--member", "UZ"), "not a federation directory"),
+        (("roster", "show", "--dir", "/nonexistent"), "/nonexistent/roster.json"),
     ],
 )
 def test_user_mistakes_give_one_clear_line_and_no_traceback(args: tuple[str, ...], message: str) -> None:
@@ -61,7 +64,42 @@ def test_every_command_has_help() -> None:
         ["consent", "grant", "--help"],
         ["federation", "init", "--help"],
         ["demo", "--help"],
+        ["roster", "--help"],
+        ["roster", "show", "--help"],
+        ["roster", "add-member", "--help"],
+        ["roster", "remove-member", "--help"],
+        ["roster", "rotate-key", "--help"],
+        ["roster", "revoke-key", "--help"],
+        ["roster", "publish", "--help"],
     ):
         result = intelshare(*command, timeout=60)
         assert result.returncode == 0, command
         assert "Usage" in result.stdout
+
+
+def test_roster_commands_refuse_mistakes_with_their_exit_codes(tmp_path: Path) -> None:
+    root = tmp_path / "fed"
+    example = Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
+    assert intelshare("federation", "init", str(example), "--dir", str(root)).returncode == 0
+    unknown = intelshare("roster", "rotate-key", "--dir", str(root), "--member", "XX")
+    assert (unknown.returncode, "XX is not a member" in unknown.stderr) == (4, True), unknown.stderr
+    twice = intelshare(
+        "roster",
+        "add-member",
+        "--dir",
+        str(root),
+        "--member",
+        "TR",
+        "--state",
+        "x",
+        "--service",
+        "y",
+        "--marking=SECRET=Z",
+    )
+    assert (twice.returncode, "already a member" in twice.stderr) == (5, True), twice.stderr
+    nobody = intelshare("roster", "revoke-key", "--dir", str(root), "--member", "UZ", "--sign-as", "chair")
+    assert (nobody.returncode, "needs 2 signatures" in nobody.stderr) == (5, True), nobody.stderr
+    assert "Traceback" not in unknown.stderr + twice.stderr + nobody.stderr
+    shown = intelshare("roster", "show", "--dir", str(root))
+    assert shown.returncode == 0
+    assert "version 1" in shown.stdout
