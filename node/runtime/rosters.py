@@ -106,14 +106,15 @@ class RosterKeeper:
     async def _adopt(self, change: RosterChange) -> None:
         if not await self._commit.run(adopt_roster, change=change):
             return  # a newer roster was put in place meanwhile
-        keys = change.keys
-        if keys is None:
-            return
-        previous, self.keys = self.keys, keys
+        previous = self.keys
+        keys = change.keys or previous  # none matching: the node keeps the keys it has
+        self.keys = keys
         if keys.tls.cert_pem != previous.tls.cert_pem:
             self.server_certificate.replace(keys.tls.cert_pem, keys.tls.key_pem)
         for channel in self._channels.update(change.roster, keys.tls.cert_pem, keys.tls.key_pem):
             self._background.spawn(channel.close(grace=1.0))
+        if change.keys is None:
+            return
         try:
             promote_keys(self._cfg, keys)
         except OSError as exc:  # the node runs with the new keys; the files catch up at the next start

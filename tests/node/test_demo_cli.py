@@ -65,12 +65,6 @@ def test_every_command_has_help() -> None:
         ["federation", "init", "--help"],
         ["demo", "--help"],
         ["roster", "--help"],
-        ["roster", "show", "--help"],
-        ["roster", "add-member", "--help"],
-        ["roster", "remove-member", "--help"],
-        ["roster", "rotate-key", "--help"],
-        ["roster", "revoke-key", "--help"],
-        ["roster", "publish", "--help"],
     ):
         result = intelshare(*command, timeout=60)
         assert result.returncode == 0, command
@@ -103,3 +97,14 @@ def test_roster_commands_refuse_mistakes_with_their_exit_codes(tmp_path: Path) -
     shown = intelshare("roster", "show", "--dir", str(root))
     assert shown.returncode == 0
     assert "version 1" in shown.stdout
+
+
+@pytest.mark.parametrize("command", ["show", "add-member", "remove-member", "rotate-key", "revoke-key", "publish"])
+def test_every_roster_command_has_help(command: str) -> None:
+    from typer.testing import CliRunner
+
+    from node.cli import app
+
+    result = CliRunner().invoke(app, ["roster", command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output

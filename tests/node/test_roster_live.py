@@ -22,22 +22,36 @@ from pathlib import Path
 
 import grpc
 import pytest
-from peer_simulator import PeerSimulator
+from peer_simulator import FakeReceiver, PeerSimulator
 
 from node.client import DeskClient
+from node.codec import envelope_from_pb, signed_to_pb
 from node.harness import LocalFederation, NodeProcess, eventually, make_label
+from node.wire import exchange_pb2
 from protocol.agreement import Agreement, TrustModel
 from protocol.classification import Band
+from protocol.encoding import sha256_hex
+from protocol.envelope import EnvelopeHeader
 from protocol.item import ReportTemplate
 from protocol.keys import SigningKey
 from protocol.label import Category
 from protocol.receipt import Receipt
 from protocol.roster import Roster
-from protocol.statements import PayloadType, Signed, sign
+from protocol.statements import PayloadType, Signed, sign, sign_many
 
 pytestmark = pytest.mark.integration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
+
+
+@pytest.fixture(scope="module")
+def federation_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demonstration federation, retrying after at most 2 s (not 10), so a node back up hears soon."""
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert "retry_max_seconds = 10.0" in text
+    path = tmp_path_factory.mktemp("config") / "federation.toml"
+    path.write_text(text.replace("retry_max_seconds = 10.0", "retry_max_seconds = 2.0"), encoding="utf-8")
+    return path
 
 
 def intelshare(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -83,10 +97,10 @@ RUNNING = ("TR", "AZ", "KZ", "UZ")
 
 
 @pytest.fixture(scope="module")
-def revoked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Revoked]:
+def revoked(tmp_path_factory: pytest.TempPathFactory, federation_file: Path) -> Iterator[Revoked]:
     """UZ's signing key is stolen: the secretariat revokes it while TR, AZ, KZ and UZ run; KG is down."""
     root = tmp_path_factory.mktemp("revoke") / "fed"
-    fed = LocalFederation.create(EXAMPLE, root)
+    fed = LocalFederation.create(federation_file, root)
     sim = PeerSimulator(root)
     with fed.running(RUNNING):
         pids = {m: fed.nodes[m].process.pid for m in RUNNING}  # type: ignore[union-attr]
@@ -230,10 +244,10 @@ def _agreement_file(root: Path, a: str, b: str) -> Path:
 TJ_MARKINGS = ("UNCLASSIFIED=ОШКОРО", "RESTRICTED=БАРОИ ИСТИФОДАИ ХИЗМАТӢ", "CONFIDENTIAL=МАХФӢ")
 
 
-def test_a_member_added_and_removed_on_a_running_federation(tmp_path: Path) -> None:
+def test_a_member_added_and_removed_on_a_running_federation(tmp_path: Path, federation_file: Path) -> None:
     # SPEC §11.12: TJ joins while TR and KZ run, shares an item with TR, then leaves.
     root = tmp_path / "fed"
-    fed = LocalFederation.create(EXAMPLE, root)
+    fed = LocalFederation.create(federation_file, root)
     with fed.running(["TR", "KZ"]):
         marks = [f"--marking={m}" for m in TJ_MARKINGS]
         added = intelshare(
@@ -301,12 +315,12 @@ def _served_fingerprint(root: Path, endpoint: str, client: str) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
-def test_keys_rotated_with_envelopes_in_flight_lose_nothing(tmp_path: Path) -> None:
+def test_keys_rotated_with_envelopes_in_flight_lose_nothing(tmp_path: Path, federation_file: Path) -> None:
     # SPEC §5.4.3, §5.4.4, §11.12: KZ seals five items to TR while TR is down; then both
     # rotate every key. TR comes back under the new roster: KZ's headers under its retired
     # key still verify, and TR opens what was sealed to its previous HPKE key.
     root = tmp_path / "fed"
-    fed = LocalFederation.create(EXAMPLE, root)
+    fed = LocalFederation.create(federation_file, root)
     with fed.running(["KZ", "TR"]):
         kz = fed.desk("KZ")
         kz_pid = fed.nodes["KZ"].process.pid  # type: ignore[union-attr]
@@ -345,3 +359,64 @@ def test_keys_rotated_with_envelopes_in_flight_lose_nothing(tmp_path: Path) -> N
         assert [e.state for e in tr.wait_settled([o.envelope_id for o in reply.outcomes]).values()] == ["delivered"]
         kz.close()
         tr.close()
+
+
+# --------------------------------------------------------------- a receiver behind on the roster
+
+
+def _refusals(sim: PeerSimulator, batch: exchange_pb2.EnvelopeBatch, roster_version: int) -> exchange_pb2.ReceiptBatch:
+    """TR's signed refusals of every envelope of ``batch``, answered under ``roster_version``."""
+    now = datetime.now(UTC)
+    receipts = []
+    for position, message in enumerate(batch.envelopes, start=1):
+        envelope = envelope_from_pb(message)
+        header = EnvelopeHeader.from_bytes(envelope.header.payload)
+        receipts.append(
+            Receipt(
+                envelope_id=header.envelope_id,
+                envelope_digest=envelope.digest,
+                sender="KZ",
+                receiver="TR",
+                accepted=False,
+                reason="SENDER_SIGNATURE_INVALID",
+                rule="§9.2.5",
+                received_at=now,
+                log_seq=position,
+                log_leaf=sha256_hex(envelope.digest.encode()),
+            )
+        )
+    signed = sign_many([(PayloadType.RECEIPT, r) for r in receipts], [sim.signing_key("TR")])
+    return exchange_pb2.ReceiptBatch(
+        receipts=[exchange_pb2.Receipt(statement=signed_to_pb(s)) for s in signed], roster_version=roster_version
+    )
+
+
+def test_a_refusal_from_a_receiver_behind_on_the_roster_is_retried_not_settled(
+    tmp_path: Path, federation_file: Path
+) -> None:
+    # SPEC §11.12 (roster skew): KZ holds v2; "TR" answers under v1 and refuses. KZ keeps
+    # the envelope pending and sends it again; the same refusal under v2 settles it.
+    root = tmp_path / "fed"
+    fed = LocalFederation.create(federation_file, root)
+    sim = PeerSimulator(root)
+    behind = [True]
+    with fed.running(["KZ"]):
+        assert intelshare(root, "roster", "revoke-key", "--member", "HU").returncode == 0
+        assert intelshare(root, "roster", "publish", "--to", "KZ").returncode == 0
+        kz = fed.desk("KZ")
+        try:
+            with FakeReceiver(sim, "TR", answer=lambda b: _refusals(sim, b, 1 if behind[0] else 2)) as fake:
+                label = make_label(fed.roster, "KZ", band=Band.CONFIDENTIAL, releasable_to=["TR"], retain_days=30)
+                sent = kz.submit(label, report("skew", label.grading), ["TR"])
+                (envelope_id,) = [o.envelope_id for o in sent.outcomes]
+                assert eventually(lambda: fake.received() >= 2, timeout=30)  # refused, and sent again
+                (entry,) = [e for e in kz.outbox() if e.envelope_id == envelope_id]
+                assert entry.state == "pending"
+                assert "behind this node's roster" in entry.last_error
+                behind[0] = False
+                settled = kz.wait_settled([envelope_id], timeout=30)
+        finally:
+            kz.close()
+    sim.close()
+    assert settled[envelope_id].state == "refused"
+    assert settled[envelope_id].reason == "SENDER_SIGNATURE_INVALID"
