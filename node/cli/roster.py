@@ -84,7 +84,8 @@ def _written(secretariat: Secretariat, roster: Roster, sign_as: list[str] | None
         signed = secretariat.write(roster, sign_as or [])
     except IntelshareError as exc:
         fail(str(exc), exit_code_for(exc))
-    console.print(f"roster v{roster.version} written ({what}), signed by {len(signed.signatures)} secretariat key(s)")
+    signers = roster.secretariat.signers(signed) if roster.secretariat else len(signed.signatures)
+    console.print(f"roster v{roster.version} written ({what}), signed by {signers} secretariat key(s)")
     console.print(f"publish it: [bold]intelshare roster publish --dir {secretariat.root}[/]")
 
 
