@@ -190,7 +190,14 @@ class Secretariat:
         not reachable gets the version later from the nodes that applied it.
         """
         roster = Roster.from_bytes(signed.payload)
-        targets = {m.member_id: m.endpoint for m in roster.members}
+        # A member whose HPKE key this version changes hears first: once others hold the
+        # version they seal to its new key, which it must then hold too (SPEC §5.4.4).
+        before = self.layout.roster_version(roster.version - 1)
+        old = Roster.from_bytes(Signed.from_bytes(before.read_bytes()).payload) if before.is_file() else roster
+        rotated = [
+            m for m in roster.members if (o := old.member(m.member_id)) is not None and o.hpke_keys != m.hpke_keys
+        ]
+        targets = {m.member_id: m.endpoint for m in (*rotated, *roster.members)}
         for config in sorted((self.root / "nodes").glob("*/node.toml")):
             member_id = config.parent.name
             if member_id not in targets:

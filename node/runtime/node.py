@@ -225,6 +225,7 @@ class Node:
             asyncio.create_task(watcher),
             asyncio.create_task(self.control.poller.run()),
             asyncio.create_task(self.witnessing.run()),
+            asyncio.create_task(self.rosters.watch_staged_hpke()),
         ]
 
     async def stop(self) -> None:

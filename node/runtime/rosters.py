@@ -13,16 +13,23 @@ import asyncio
 import logging
 
 from node.config import NodeConfig, NodeMaterial
-from node.config.keyring import KeyCandidates, NodeKeys, load_candidates, promote_keys, select_keys
+from node.config.keyring import KeyCandidates, NodeKeys, load_candidates, promote_keys, select_keys, staged_path
 from node.runtime.channels import Channels
 from node.runtime.clock import Clock
 from node.runtime.commit import GroupCommit
 from node.runtime.tasks import Background
-from node.services.roster import KeysFor, RosterChange, adopt_roster, receive_roster, settle_roster_at_start
+from node.services.roster import (
+    KeysFor,
+    RosterChange,
+    add_opening_key,
+    adopt_roster,
+    receive_roster,
+    settle_roster_at_start,
+)
 from node.transport import ServerCertificate
 from protocol.ack import Ack
 from protocol.errors import ConfigurationError, IntelshareError
-from protocol.keys import PublicSigningKey
+from protocol.keys import HpkeKeyPair, PublicSigningKey
 from protocol.roster import Member
 from protocol.statements import Signed
 
@@ -73,6 +80,31 @@ class RosterKeeper:
     def own_signing_keys(self) -> list[PublicSigningKey]:
         """Every signing key the node held: its own log's checkpoints verify with one of them."""
         return [self.keys.signing.public(), *(key.public() for key in self.keys.previous_signing)]
+
+    async def watch_staged_hpke(self, *, interval: float = 1.0) -> None:
+        """Open with a staged HPKE key as soon as a rotation writes it (SPEC §5.4.4); until cancelled.
+
+        A peer that applies the roster naming the key before this node does seals to it;
+        this node must open that envelope, or its stored refusal would be final (§11.3).
+        """
+        path = staged_path(self._cfg.keys.hpke)
+        seen: int | None = None
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                mtime = path.stat().st_mtime_ns
+            except OSError:
+                continue
+            if mtime == seen:
+                continue
+            seen = mtime
+            try:
+                staged = HpkeKeyPair.from_json(path.read_text(encoding="utf-8"))
+            except (OSError, IntelshareError) as exc:
+                log.error("staged HPKE key %s: %s", path, exc)
+                continue
+            await self._commit.run(add_opening_key, keys=staged)
+            log.info("staged HPKE key %s loaded: envelopes sealed to it open", path.name)
 
     async def settle_at_start(self) -> None:
         """Run under the newest roster held (SPEC §11.12); refuses to start if the node has no keys for it."""

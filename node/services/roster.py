@@ -33,12 +33,14 @@ from protocol.ack import Ack, AckReason
 from protocol.agreement import AgreementBook
 from protocol.envelope import BatchKeys
 from protocol.errors import ConfigurationError, IntelshareError, MalformedError, RollbackError, SignatureError
+from protocol.keys import HpkeKeyPair
 from protocol.roster import Member, Roster, accept_roster
 from protocol.statements import Signed
 
 __all__ = [
     "RosterAnswer",
     "RosterChange",
+    "add_opening_key",
     "adopt_roster",
     "held_agreement_versions_of",
     "receive_roster",
@@ -333,3 +335,9 @@ def adopt_roster(session: Session, state: NodeState, *, change: RosterChange) ->
     if keys is not None:
         state.previous_hpke = keys.previous_hpke
     return True
+
+
+def add_opening_key(session: Session, state: NodeState, *, keys: HpkeKeyPair) -> None:
+    """Open with ``keys`` too: a staged HPKE key, before the roster that names it is held (SPEC §5.4.4)."""
+    if keys.public() != state.hpke_keys.public() and all(k.public() != keys.public() for k in state.previous_hpke):
+        state.previous_hpke = (*state.previous_hpke, keys)
