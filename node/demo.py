@@ -25,6 +25,7 @@ from node.codec import envelope_to_pb
 from node.config import load_material, load_node_config
 from node.federation import open_layout
 from node.harness import LocalFederation, eventually, make_label
+from node.secretariat import Secretariat
 from node.store import make_engine, make_sessionmaker
 from node.transport import CHANNEL_OPTIONS, channel_credentials
 from node.wire import exchange_pb2_grpc
@@ -34,6 +35,7 @@ from protocol.envelope import Suite, attest, seal
 from protocol.item import ReportTemplate
 from protocol.label import Label
 from protocol.receipt import Receipt
+from protocol.roster import Roster
 from protocol.statements import Signed
 
 __all__ = ["DEMO_MEMBERS", "default_federation_file", "forge_delivery", "run_demo"]
@@ -94,9 +96,9 @@ def forge_delivery(root: Path, *, rogue: str, claimed_sender: str, victim: str) 
     material = load_material(cfg)
     roster = material.roster
     victim_member = roster.member(victim)
-    agreement = material.agreements.get(claimed_sender, victim)
+    # The rogue holds only its own pairs' agreements; it reads the pair's from the file.
+    agreement = _agreements(root).get(frozenset((claimed_sender, victim)))
     assert victim_member is not None
-    assert agreement is not None
     now = datetime.now(UTC)
     label = make_label(roster, claimed_sender, band=Band.CONFIDENTIAL, releasable_to=[victim], now=now)
     item = ReportTemplate(
@@ -115,8 +117,8 @@ def forge_delivery(root: Path, *, rogue: str, claimed_sender: str, victim: str) 
         sender=claimed_sender,
         sender_key=material.signing_key,
         recipient=victim_member,
-        agreement_id=agreement.agreement_id,
-        agreement_version=agreement.version,
+        agreement_id=agreement.agreement_id if agreement else "NONE",
+        agreement_version=agreement.version if agreement else 1,
         consents=(),
         suite=Suite.X25519_AES256GCM,
         now=now,
@@ -296,6 +298,8 @@ def play(fed: LocalFederation, t: Transcript) -> None:
             "INGRESS … SENDER_IDENTITY_MISMATCH",
         )
 
+        revoke_compromised_key(fed, t)
+
         t.step(
             "Every node's audit log verifies; who holds what",
             "Each log is a hash-linked chain (RFC 9162 leaf hashes): an edited, removed or reordered entry "
@@ -311,6 +315,67 @@ def play(fed: LocalFederation, t: Transcript) -> None:
     finally:
         for desk in (kz, tr, az, uz):
             desk.close()
+
+
+def revoke_compromised_key(fed: LocalFederation, t: Transcript) -> None:
+    """The secretariat revokes a stolen key while every node runs (SPEC §5.4.3, §11.12)."""
+    layout = open_layout(fed.root)
+    thief = layout.demo.get("compromised", layout.demo.get("refused_target", "UZ"))
+    running = [m for m in DEMO_MEMBERS if fed.nodes[m].process is not None]
+    others = [m for m in running if m != thief]
+    t.step(
+        f"{thief}'s signing key is stolen; the secretariat revokes it",
+        f"Someone copied {thief}'s signing key and certificate. Two of the Permanent Secretariat's three "
+        f"key holders sign roster version N+1, which lists the key as revoked, and the secretariat publishes "
+        f"it to every node over mutual TLS. Each node checks the two signatures and that the version is "
+        f"newer, applies it at once — no restart — and passes it on. The next envelope signed with the "
+        f"stolen key is refused everywhere, and the agreements {thief} signed with it are set aside.",
+    )
+    secretariat = Secretariat.open(fed.root)
+    signed = secretariat.write(secretariat.revoke_key(thief, None, datetime.now(UTC)), [])
+    version = Roster.from_bytes(signed.payload).version
+    delivered = {d.member_id: d for d in secretariat.publish(signed, running)}
+    table = Table(show_header=True, header_style="bold", box=None, padding=(0, 2))
+    for column in ("node", "outcome", "holds"):
+        table.add_column(column)
+    for member, d in delivered.items():
+        table.add_row(member, d.outcome, f"v{d.roster_version}")
+    t.console.print(table)
+    t.expect(
+        f"every running node holds roster v{version}",
+        all(d.outcome in ("applied", "already held") for d in delivered.values()),
+        ", ".join(f"{m}: {d.outcome}" for m, d in delivered.items()),
+    )
+    reasons = {m: forge_delivery(fed.root, rogue=thief, claimed_sender=thief, victim=m).reason for m in others}
+    t.expect(
+        f"the next envelope signed with {thief}'s key is refused KEY_REVOKED by every node",
+        all(r == "KEY_REVOKED" for r in reasons.values()),
+        ", ".join(f"{m}: {r}" for m, r in reasons.items()),
+    )
+    t.expect(
+        "every node is still running (none was restarted)",
+        all(fed.nodes[m].process is not None and fed.nodes[m].process.poll() is None for m in running),  # type: ignore[union-attr]
+        ", ".join(running),
+    )
+    partners = sorted(
+        {p for ag in _agreements(fed.root).values() if thief in ag.parties for p in ag.parties} & set(others)
+    )
+    set_aside = {}
+    for member in partners:
+        desk = fed.desk(member)
+        try:
+            set_aside[member] = [
+                e["detail"]["agreement"]
+                for e in desk.audit(event="AGREEMENT_UPDATED")
+                if e["reason"] == "AGREEMENT_SET_ASIDE"
+            ]
+        finally:
+            desk.close()
+    t.expect(
+        f"{thief}'s partners set aside the agreements it signed with the stolen key",
+        all(any(thief in a for a in agreements) for agreements in set_aside.values()),
+        ", ".join(f"{m}: {', '.join(a)}" for m, a in set_aside.items()) or "no partner running",
+    )
 
 
 def run_demo(directory: Path | None, federation_file: Path | None, console: Console) -> int:

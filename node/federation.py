@@ -37,25 +37,32 @@ from node.config.officers import OfficerRole, add_officer
 from protocol.agreement import AgreementBook, check_markings
 from protocol.errors import ConfigurationError, IntelshareError
 from protocol.keys import HpkeKeyPair, SigningKey
-from protocol.roster import Member, Roster
+from protocol.roster import MAX_SECRETARIAT_KEYS, Member, Roster, SecretariatKeys
 from protocol.statements import PayloadType, Signed, sign
 
 __all__ = [
     "AUDITOR",
     "DUTY_OFFICER",
+    "SECRETARIAT_SAN",
     "AgreementSpec",
     "FederationLayout",
     "FederationSpec",
+    "MemberKeys",
     "MemberSpec",
     "NodeDefaults",
     "OutputExistsError",
     "init_federation",
     "load_federation_spec",
+    "make_member_keys",
     "open_layout",
+    "roster_member",
+    "write_member_dir",
 ]
 
 #: The officers ``init`` gives every node: one who may do everything at the desk, one who audits.
 DUTY_OFFICER = "duty"
+#: The SAN URI of the secretariat's client certificate, for ``roster publish`` (SPEC §11.12).
+SECRETARIAT_SAN = "urn:intelshare:secretariat"
 AUDITOR = "auditor"
 _CA_CN_MAX = 64
 _NODE_FILES = {
@@ -82,9 +89,13 @@ class FederationLayout:
     config: Path
     ca_cert: Path
     ca_key: Path
+    #: The secretariat's public keys and threshold: every node's trust anchor (SPEC §5.3).
     secretariat: Path
-    secretariat_key: Path
+    #: The secretariat's private keys (``<holder>.key``) and its client certificate.
+    secretariat_dir: Path
     roster: Path
+    #: Every roster version the secretariat wrote, ``roster-v<N>.json``.
+    rosters_dir: Path
     agreements_dir: Path
     node_dirs: Mapping[str, Path]
     members: tuple[str, ...]
@@ -98,6 +109,14 @@ class FederationLayout:
         """``nodes/<ID>/node.toml``."""
         return self.node_dirs[member_id] / "node.toml"
 
+    def holder_key(self, holder: str) -> Path:
+        """``secretariat/<holder>.key``: one secretariat key holder's private key."""
+        return self.secretariat_dir / f"{holder}.key"
+
+    def roster_version(self, version: int) -> Path:
+        """``rosters/roster-v<N>.json``."""
+        return self.rosters_dir / f"roster-v{version}.json"
+
 
 def _layout(root: Path, members: tuple[str, ...], demo: Mapping[str, str]) -> FederationLayout:
     return FederationLayout(
@@ -106,8 +125,9 @@ def _layout(root: Path, members: tuple[str, ...], demo: Mapping[str, str]) -> Fe
         ca_cert=root / "ca.pem",
         ca_key=root / "ca.key",
         secretariat=root / "secretariat.json",
-        secretariat_key=root / "secretariat.key",
+        secretariat_dir=root / "secretariat",
         roster=root / "roster.json",
+        rosters_dir=root / "rosters",
         agreements_dir=root / "agreements",
         node_dirs=MappingProxyType({m: root / "nodes" / m for m in members}),
         members=members,
@@ -148,12 +168,58 @@ def _check_out_dir(out_dir: Path) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class _MemberKeys:
+class MemberKeys:
+    """A member's private keys and certificate, fresh from ``make_member_keys``."""
+
     signing: SigningKey
     hpke: HpkeKeyPair
     tls_key: pki.PrivateKey
     tls_cert: x509.Certificate
     at_rest: bytes
+
+
+def make_member_keys(
+    ca_key: pki.PrivateKey, ca_cert: x509.Certificate, member_id: str, *, hybrid: bool, now: datetime, valid_days: int
+) -> MemberKeys:
+    """New signing, HPKE, TLS and at-rest keys for a member; the certificate from the federation CA."""
+    tls_key, tls_cert = pki.issue_member_cert(
+        ca_key,
+        ca_cert,
+        member_id,
+        pki.member_san_uri(member_id),
+        ("localhost",),
+        ("127.0.0.1",),
+        now=now,
+        valid_days=valid_days,
+    )
+    return MemberKeys(
+        signing=SigningKey.generate(hybrid=hybrid),
+        hpke=HpkeKeyPair.generate(),
+        tls_key=tls_key,
+        tls_cert=tls_cert,
+        at_rest=secrets.token_bytes(AT_REST_KEY_LEN),
+    )
+
+
+def roster_member(member: MemberSpec, keys: MemberKeys, endpoint: str, where: Path) -> Member:
+    """The roster entry of a member with these keys; ``ConfigurationError`` naming ``where`` if invalid."""
+    try:
+        return Member(
+            member_id=member.member_id,
+            state=member.state,
+            service=member.service,
+            status=member.status,
+            signing_key=keys.signing.public(),
+            hpke_keys=keys.hpke.public(),
+            tls_identity=pki.member_san_uri(member.member_id),
+            tls_fingerprint=pki.cert_fingerprint(keys.tls_cert),
+            endpoint=endpoint,
+            markings=dict(member.markings),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first.get("loc", ()))
+        raise ConfigurationError(f"{where}: members.{member.member_id}.{field}: {first.get('msg', exc)}") from exc
 
 
 def _node_doc(spec: FederationSpec, member: MemberSpec, port: int) -> dict[str, object]:
@@ -224,57 +290,35 @@ def init_federation(
 
     # Everything is generated and checked in memory before the first file is written.
     ca_key, ca_cert = pki.make_ca(f"{spec.name} federation CA"[:_CA_CN_MAX], now, spec.ca_valid_days)
-    secretariat = SigningKey.generate(hybrid=hybrid)
-    keys: dict[str, _MemberKeys] = {}
+    algorithms = 2 if hybrid else 1
+    if spec.secretariat_threshold * algorithms > MAX_SECRETARIAT_KEYS:
+        raise ConfigurationError(
+            f"{spec.path}: secretariat.threshold: {spec.secretariat_threshold} hybrid signatures do not fit "
+            f"the {MAX_SECRETARIAT_KEYS} a statement carries"
+        )
+    holders = {name: SigningKey.generate(hybrid=hybrid) for name in spec.secretariat_holders}
+    secretariat = SecretariatKeys(
+        threshold=spec.secretariat_threshold, keys=tuple(key.public() for key in holders.values())
+    )
+    keys: dict[str, MemberKeys] = {}
     members: list[Member] = []
     for member, port in zip(spec.members, ports, strict=True):
-        tls_key, tls_cert = pki.issue_member_cert(
-            ca_key,
-            ca_cert,
-            member.member_id,
-            pki.member_san_uri(member.member_id),
-            ("localhost",),
-            ("127.0.0.1",),
-            now=now,
-            valid_days=spec.cert_valid_days,
-        )
-        mk = _MemberKeys(
-            signing=SigningKey.generate(hybrid=hybrid),
-            hpke=HpkeKeyPair.generate(),
-            tls_key=tls_key,
-            tls_cert=tls_cert,
-            at_rest=secrets.token_bytes(AT_REST_KEY_LEN),
+        mk = make_member_keys(
+            ca_key, ca_cert, member.member_id, hybrid=hybrid, now=now, valid_days=spec.cert_valid_days
         )
         keys[member.member_id] = mk
-        try:
-            members.append(
-                Member(
-                    member_id=member.member_id,
-                    state=member.state,
-                    service=member.service,
-                    status=member.status,
-                    signing_key=mk.signing.public(),
-                    hpke_keys=mk.hpke.public(),
-                    tls_identity=pki.member_san_uri(member.member_id),
-                    tls_fingerprint=pki.cert_fingerprint(tls_cert),
-                    endpoint=f"127.0.0.1:{port}",
-                    markings=dict(member.markings),
-                )
-            )
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ()))
-            raise ConfigurationError(
-                f"{spec.path}: members.{member.member_id}.{where}: {first.get('msg', exc)}"
-            ) from exc
+        members.append(roster_member(member, mk, f"127.0.0.1:{port}", spec.path))
     roster = Roster(
         federation=spec.name,
         version=spec.roster_version,
         issued_at=now,
         members=tuple(members),
         topics=spec.topics,
+        secretariat=secretariat,
     )
-    signed_roster = sign(PayloadType.ROSTER, roster, [secretariat])
+    # The first `threshold` holders sign, as every later version needs (SPEC §5.3).
+    signers = list(holders.values())[: spec.secretariat_threshold]
+    signed_roster = sign(PayloadType.ROSTER, roster, signers)
 
     signed_agreements: dict[str, Signed] = {}
     book = AgreementBook()
@@ -289,8 +333,30 @@ def init_federation(
         signed_agreements[agreement.agreement_id] = signed
 
     layout = _layout(out_dir, ids, spec.demo)
-    _write(layout, spec, ca_key, ca_cert, secretariat, signed_roster, signed_agreements, keys, ports)
+    # The secretariat's own client certificate: ``roster publish`` calls the nodes with it.
+    secretariat_tls = pki.issue_member_cert(
+        ca_key, ca_cert, "secretariat", SECRETARIAT_SAN, now=now, valid_days=spec.cert_valid_days
+    )
+    _write(
+        layout,
+        spec,
+        ca_key,
+        ca_cert,
+        _SecretariatFiles(secretariat, holders, *secretariat_tls),
+        signed_roster,
+        signed_agreements,
+        keys,
+        ports,
+    )
     return layout
+
+
+@dataclass(frozen=True, eq=False)
+class _SecretariatFiles:
+    public: SecretariatKeys
+    holders: Mapping[str, SigningKey]
+    tls_key: pki.PrivateKey
+    tls_cert: x509.Certificate
 
 
 def _write(
@@ -298,35 +364,44 @@ def _write(
     spec: FederationSpec,
     ca_key: pki.PrivateKey,
     ca_cert: x509.Certificate,
-    secretariat: SigningKey,
+    secretariat: _SecretariatFiles,
     signed_roster: Signed,
     signed_agreements: Mapping[str, Signed],
-    keys: Mapping[str, _MemberKeys],
+    keys: Mapping[str, MemberKeys],
     ports: list[int],
 ) -> None:
     layout.root.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(spec.path, layout.config)
     layout.ca_cert.write_bytes(pki.cert_to_pem(ca_cert))
     write_private_file(layout.ca_key, pki.key_to_pem(ca_key))
-    layout.secretariat.write_text(secretariat.public().model_dump_json(), encoding="utf-8")
-    write_private_file(layout.secretariat_key, secretariat.to_json().encode())
+    layout.secretariat.write_text(secretariat.public.model_dump_json(), encoding="utf-8")
+    layout.secretariat_dir.mkdir(mode=0o700)
+    for name, key in secretariat.holders.items():
+        write_private_file(layout.holder_key(name), key.to_json().encode())
+    (layout.secretariat_dir / "tls.pem").write_bytes(pki.cert_to_pem(secretariat.tls_cert))
+    write_private_file(layout.secretariat_dir / "tls.key", pki.key_to_pem(secretariat.tls_key))
     layout.roster.write_text(signed_roster.model_dump_json(), encoding="utf-8")
+    layout.rosters_dir.mkdir()
+    layout.roster_version(Roster.from_bytes(signed_roster.payload).version).write_bytes(layout.roster.read_bytes())
     layout.agreements_dir.mkdir()
     for agreement_id, signed in signed_agreements.items():
         (layout.agreements_dir / f"{agreement_id}.json").write_text(signed.model_dump_json(), encoding="utf-8")
     for member, port in zip(spec.members, ports, strict=True):
-        node_dir = layout.node_dir(member.member_id)
-        node_dir.mkdir(parents=True, mode=0o700)
-        os.chmod(node_dir, 0o700)  # mkdir's mode is filtered by the umask
-        mk = keys[member.member_id]
-        write_private_file(node_dir / _NODE_FILES["signing"], mk.signing.to_json().encode())
-        write_private_file(node_dir / _NODE_FILES["hpke"], mk.hpke.to_json().encode())
-        (node_dir / _NODE_FILES["tls_cert"]).write_bytes(pki.cert_to_pem(mk.tls_cert))
-        write_private_file(node_dir / _NODE_FILES["tls_key"], pki.key_to_pem(mk.tls_key))
-        write_private_file(node_dir / _NODE_FILES["at_rest"], base64.b64encode(mk.at_rest) + b"\n")
-        add_officer(node_dir, node_dir / "officers.toml", DUTY_OFFICER, OfficerRole.OFFICER)
-        add_officer(node_dir, node_dir / "officers.toml", AUDITOR, OfficerRole.AUDITOR)
-        try:
-            write_node_config(node_dir / "node.toml", _node_doc(spec, member, port))
-        except IntelshareError as exc:  # a bug here, not the user's file: say so plainly
-            raise ConfigurationError(f"generated node.toml for {member.member_id} does not load: {exc}") from exc
+        write_member_dir(layout.node_dir(member.member_id), spec, member, port, keys[member.member_id])
+
+
+def write_member_dir(node_dir: Path, spec: FederationSpec, member: MemberSpec, port: int, mk: MemberKeys) -> None:
+    """``nodes/<ID>``: the member's keys (owner-only), officers and ``node.toml``."""
+    node_dir.mkdir(parents=True, mode=0o700)
+    os.chmod(node_dir, 0o700)  # mkdir's mode is filtered by the umask
+    write_private_file(node_dir / _NODE_FILES["signing"], mk.signing.to_json().encode())
+    write_private_file(node_dir / _NODE_FILES["hpke"], mk.hpke.to_json().encode())
+    (node_dir / _NODE_FILES["tls_cert"]).write_bytes(pki.cert_to_pem(mk.tls_cert))
+    write_private_file(node_dir / _NODE_FILES["tls_key"], pki.key_to_pem(mk.tls_key))
+    write_private_file(node_dir / _NODE_FILES["at_rest"], base64.b64encode(mk.at_rest) + b"\n")
+    add_officer(node_dir, node_dir / "officers.toml", DUTY_OFFICER, OfficerRole.OFFICER)
+    add_officer(node_dir, node_dir / "officers.toml", AUDITOR, OfficerRole.AUDITOR)
+    try:
+        write_node_config(node_dir / "node.toml", _node_doc(spec, member, port))
+    except IntelshareError as exc:  # a bug here, not the user's file: say so plainly
+        raise ConfigurationError(f"generated node.toml for {member.member_id} does not load: {exc}") from exc

@@ -232,6 +232,8 @@ class ControlRpc(StrEnum):
     NOTIFY = "Notify"
     #: A holder's signed acknowledgement of a notice, passed upstream (SPEC §10.3).
     ACKNOWLEDGE = "Acknowledge"
+    #: A roster version this node applied, passed on to every other member (SPEC §11.12).
+    PUBLISH_ROSTER = "PublishRoster"
 
 
 class ControlState(StrEnum):

@@ -33,7 +33,7 @@ from protocol.errors import MalformedError, ProofError, RemoteProtocolError
 from protocol.merkle import verify_inclusion
 from protocol.statements import Signed
 
-__all__ = ["Inclusion", "PeerAnswer", "check_inclusions", "evidence_from_peers"]
+__all__ = ["Inclusion", "PeerAnswer", "channel_to", "check_inclusions", "evidence_from_peers"]
 
 #: Seconds to wait for one peer.
 DEADLINE = 30.0
@@ -58,7 +58,8 @@ class Inclusion:
     detail: str
 
 
-def _channel(material: NodeMaterial, member: str) -> grpc.Channel:
+def channel_to(material: NodeMaterial, member: str) -> grpc.Channel:
+    """A mutual-TLS channel to ``member``'s node, as this member (its node's certificate)."""
     peer = material.roster.member(member)
     if peer is None:
         raise MalformedError(f"{member} is not in the roster")
@@ -75,7 +76,7 @@ def evidence_from_peers(material: NodeMaterial, *, limit: int = 1000) -> list[Pe
             continue
         pins: list[Pin] = []
         try:
-            with _channel(material, peer.member_id) as channel:
+            with channel_to(material, peer.member_id) as channel:
                 stub = exchange_pb2_grpc.ExchangeStub(channel)
                 for item in stub.Evidence(exchange_pb2.EvidenceRequest(limit=limit), timeout=DEADLINE):
                     pin = _pin(item, material, peer.member_id)
@@ -130,7 +131,7 @@ def check_inclusions(material: NodeMaterial, log: str, *, limit: int, now: datet
     ]
     wanted = sorted({(p.size, p.source, p.leaf or "") for p in pins if p is not None and p.size <= checkpoint.size})
     results = []
-    with _channel(material, log) as channel:
+    with channel_to(material, log) as channel:
         stub = exchange_pb2_grpc.ExchangeStub(channel)
         for seq, source, leaf in wanted:
             request = exchange_pb2.ProofRequest(size=checkpoint.size, index=seq - 1)

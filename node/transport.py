@@ -32,6 +32,7 @@ __all__ = [
     "HealthServicer",
     "PeerIdentity",
     "PortInUseError",
+    "ServerCertificate",
     "add_health_and_reflection",
     "bind_secure",
     "channel_credentials",
@@ -106,6 +107,37 @@ def server_credentials(cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> grpc.S
         # Defaults to False, in which case the client is never asked for a certificate.
         require_client_auth=True,
     )
+
+
+class ServerCertificate:
+    """The server's certificate, replaced while the server runs when the roster rotates it (SPEC §11.12).
+
+    ``credentials`` are gRPC's dynamic server credentials: before each new handshake gRPC
+    asks ``_fetch`` whether the certificate changed, so connections opened after
+    ``replace`` present the new one; open connections keep the old one until they close.
+    Client certificates are still required and must chain to the federation CA.
+    """
+
+    def __init__(self, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None:
+        self._ca_pem = ca_pem
+        self._initial = self._config(cert_pem, key_pem)
+        self._pending: Any = None
+
+    def _config(self, cert_pem: bytes, key_pem: bytes) -> Any:
+        return grpc.ssl_server_certificate_configuration([(key_pem, cert_pem)], root_certificates=self._ca_pem)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Credentials that demand a client certificate issued by the CA, with a certificate that can change."""
+        return grpc.dynamic_ssl_server_credentials(self._initial, self._fetch, require_client_authentication=True)
+
+    def replace(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Present this certificate from the next handshake on."""
+        self._pending = self._config(cert_pem, key_pem)
+
+    def _fetch(self) -> Any:
+        # Called by gRPC (on its own thread) before a handshake: the new configuration once, else None.
+        pending, self._pending = self._pending, None
+        return pending
 
 
 def channel_credentials(cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> grpc.ChannelCredentials:

@@ -36,6 +36,12 @@ class AckReason(StrEnum):
     REVOKED = "REVOKED"
     #: The message names an item version the receiver does not hold (refused).
     UNKNOWN_ITEM = "UNKNOWN_ITEM"
+    #: A roster version was applied (SPEC §11.12).
+    ROSTER_HELD = "ROSTER_HELD"
+    #: A roster version no newer than the one held, or of another federation (refused, SPEC §5.3).
+    ROSTER_ROLLBACK = "ROSTER_ROLLBACK"
+    #: A roster the secretariat's threshold did not sign, or that does not parse (refused, SPEC §5.3).
+    ROSTER_INVALID = "ROSTER_INVALID"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from protocol.classification import Band, BandField
 from protocol.errors import ConfigurationError, RollbackError, SignatureError
 from protocol.label import Category, Topic
 from protocol.roster import Roster
-from protocol.statements import PayloadType, Signed, parse_unverified, verify
+from protocol.statements import PayloadType, Signed, parse_unverified
 
 __all__ = [
     "Agreement",
@@ -204,20 +204,27 @@ class AgreementBook:
         signature, an invalid one, or one by a revoked key raises ``SignatureError``.
         """
         agreement = parse_unverified(signed, PayloadType.AGREEMENT, Agreement)
-        signer_keys = {}
+        claimed = {s.keyid for s in signed.signatures}
+        signed_by: list[str] = []
+        revoked: list[str] = []
         for party in agreement.parties:
             member = roster.member(party)
             if member is None:
                 raise ConfigurationError(f"{agreement.agreement_id}: party {party} is not in the roster")
-            signer_keys[party] = member.signing_key
-        claimed = {s.keyid for s in signed.signatures}
-        signers = [key for key in signer_keys.values() if key.keyid in claimed]
-        revoked = [party for party, key in signer_keys.items() if key in signers and roster.is_revoked(key.keyid)]
+            # SPEC §5.4.3: the party's key, or a retired one in its overlap; a revoked one refuses.
+            keys = (member.signing_key, *(r.signing_key for r in roster.retired_keys if r.member_id == party))
+            named = [key for key in keys if key.keyid in claimed]
+            if any(roster.is_revoked(key.keyid) for key in named):
+                revoked.append(party)
+            elif named:
+                signed_by.append(party)
         if revoked:  # SPEC §12.8: a compromised key can no longer bind its member to terms
             raise SignatureError(f"{agreement.agreement_id}: signed with the revoked key of {', '.join(revoked)}")
-        if not signers:
+        if not signed_by:
             raise SignatureError(f"{agreement.agreement_id}: not signed by either party")
-        verify(signed, PayloadType.AGREEMENT, signers)
+        for party in signed_by:
+            roster.verify_member(signed, PayloadType.AGREEMENT, party)
+        signers = signed_by
         check_markings(agreement, roster)
         pair = agreement.parties
         held = self._agreements.get(pair)

@@ -65,6 +65,7 @@ __all__ = [
     "sign_checkpoint",
     "verify_checkpoint",
     "verify_cosigned",
+    "verify_own_checkpoint",
     "witness",
     "witness_name",
     "witness_request",
@@ -316,9 +317,18 @@ def _log_member(roster: Roster, origin: str) -> Member | None:
     return roster.member(origin[len(prefix) :])
 
 
-def _usable_key(roster: Roster, member: Member) -> PublicSigningKey | None:
-    key = member.signing_key
-    return None if roster.is_revoked(key.keyid) else key
+def _signed_by_member(
+    body: bytes, signatures: Sequence[NoteSignature], name: str, roster: Roster, member: Member
+) -> tuple[int, tuple[NoteSignature, ...]] | None:
+    """``_verify_identity`` with the member's key, or a retired one in its overlap (SPEC §5.4.3).
+
+    A revoked key is an unknown key: its lines are ignored.
+    """
+    for key in roster.verification_keys(member.member_id):
+        signed = _verify_identity(body, signatures, name, key)
+        if signed is not None:
+            return signed
+    return None
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -358,11 +368,10 @@ def sign_checkpoint(
 
 
 def _verify_log(note: SignedCheckpoint, roster: Roster, member: Member) -> VerifiedCheckpoint:
-    key = _usable_key(roster, member)
-    if key is None:
+    if not roster.verification_keys(member.member_id):
         raise SignatureError(f"{member.member_id}'s signing key is revoked")
     checkpoint = note.checkpoint
-    signed = _verify_identity(checkpoint.body(), note.signatures, checkpoint.origin, key)
+    signed = _signed_by_member(checkpoint.body(), note.signatures, checkpoint.origin, roster, member)
     if signed is None:
         raise SignatureError(f"no signature by {member.member_id}'s roster key on its checkpoint")
     timestamp, lines = signed
@@ -377,6 +386,27 @@ def verify_checkpoint(data: bytes, *, roster: Roster, member_id: str) -> Verifie
     of its roster key signed it validly with one time. Other signature lines are ignored.
     """
     return _verify_note(parse_checkpoint(data), roster, member_id)
+
+
+def verify_own_checkpoint(
+    data: bytes, *, federation: str, member_id: str, keys: Sequence[PublicSigningKey]
+) -> VerifiedCheckpoint:
+    """A log owner's check of its own checkpoint at start (SPEC §11.10.6), with any key it held.
+
+    Unlike ``verify_checkpoint`` it does not consult the roster: a node checks that its
+    own log is as it left it, also after the roster revoked or retired the key that
+    signed the checkpoint (SPEC §5.4.3). ``SignatureError`` if the note is for another log
+    or none of ``keys`` signed it.
+    """
+    note = parse_checkpoint(data)
+    if note.checkpoint.origin != log_origin(federation, member_id):
+        raise SignatureError(f"checkpoint of {note.checkpoint.origin!r}, not of {member_id}'s log")
+    for key in keys:
+        signed = _verify_identity(note.checkpoint.body(), note.signatures, note.checkpoint.origin, key)
+        if signed is not None:
+            timestamp, lines = signed
+            return VerifiedCheckpoint(note.checkpoint, member_id, _datetime(timestamp), lines)
+    raise SignatureError(f"no signature by a key {member_id} held on its checkpoint")
 
 
 def _verify_note(note: SignedCheckpoint, roster: Roster, member_id: str) -> VerifiedCheckpoint:
@@ -413,10 +443,7 @@ class CosignedCheckpoint:
 def _cosignature(
     body: bytes, signatures: Sequence[NoteSignature], roster: Roster, witness: Member
 ) -> Cosignature | None:
-    key = _usable_key(roster, witness)
-    if key is None:  # a revoked key is an unknown key: its lines are ignored
-        return None
-    signed = _verify_identity(body, signatures, witness_name(roster.federation, witness.member_id), key)
+    signed = _signed_by_member(body, signatures, witness_name(roster.federation, witness.member_id), roster, witness)
     if signed is None:
         return None
     timestamp, lines = signed

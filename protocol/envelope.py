@@ -10,6 +10,7 @@ decryption step here raises the same opaque ``OpenError`` whatever failed.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -436,13 +437,31 @@ def decrypt(
     attestation: OriginAttestation,
     recipient_keys: HpkeKeyPair,
     batch_keys: BatchKeys | None = None,
+    previous_keys: Sequence[HpkeKeyPair] = (),
 ) -> ReportTemplate | RawData:
     """Decrypt an envelope whose header and origin were already verified (SPEC §8.6).
 
     For the ingress path, after ``policy.check_ingress`` verified the signatures: it
     does not verify them again. Every failure raises the same ``OpenError``.
     """
-    return decrypt_exact(envelope, header, attestation, recipient_keys, batch_keys)[0]
+    return decrypt_exact(envelope, header, attestation, recipient_keys, batch_keys, previous_keys)[0]
+
+
+def _open_with_any(
+    keys: Sequence[HpkeKeyPair], suite: Suite, info: bytes, sealed: bytes, batch_keys: BatchKeys | None
+) -> bytes:
+    """The batch key, opened with the first of ``keys`` it was sealed to (SPEC §5.4.4)."""
+    for pair in keys[:-1]:
+        with contextlib.suppress(Exception):  # sealed to another key, or to none: try the next
+            return (
+                _open_batch_key(pair, suite, info, sealed)
+                if batch_keys is None
+                else batch_keys.open(pair, suite, info, sealed)
+            )
+    last = keys[-1]
+    return (
+        _open_batch_key(last, suite, info, sealed) if batch_keys is None else batch_keys.open(last, suite, info, sealed)
+    )
 
 
 def decrypt_exact(
@@ -451,12 +470,15 @@ def decrypt_exact(
     attestation: OriginAttestation,
     recipient_keys: HpkeKeyPair,
     batch_keys: BatchKeys | None = None,
+    previous_keys: Sequence[HpkeKeyPair] = (),
 ) -> tuple[ReportTemplate | RawData, bytes]:
     """``decrypt``, also returning the exact plaintext bytes the originator attested.
 
     A holder keeps those bytes rather than a re-serialisation of the item, so what it
     stores still matches the attestation's ``plaintext_digest``. ``batch_keys``
-    remembers batch keys already opened (SPEC §8.2).
+    remembers batch keys already opened (SPEC §8.2). ``previous_keys`` are the
+    recipient's other HPKE key pairs during a rotation (SPEC §5.4.4), tried after
+    ``recipient_keys``.
     """
     try:
         ciphertext = envelope.ciphertext
@@ -467,10 +489,7 @@ def decrypt_exact(
         sealed_key, sealed = ciphertext[:split], ciphertext[split:]
         # §8.6 step 8: the batch key (HPKE), then the envelope key bound to the §8.3 info.
         key_info = batch_key_info(sender=header.sender, recipient=header.recipient, suite=suite)
-        if batch_keys is None:
-            batch_key = _open_batch_key(recipient_keys, suite, key_info, sealed_key)
-        else:
-            batch_key = batch_keys.open(recipient_keys, suite, key_info, sealed_key)
+        batch_key = _open_with_any((recipient_keys, *previous_keys), suite, key_info, sealed_key, batch_keys)
         plaintext = suite._aead(_envelope_key(batch_key, seal_info(header))).decrypt(_ZERO_NONCE, sealed, None)
         if sha256_hex(plaintext) != attestation.plaintext_digest:
             raise OpenError

@@ -14,7 +14,7 @@ from pydantic import Field
 from protocol._model import MAX_INT, Digest, Hex32Id, ItemId, LogSeq, MemberId, Model, Timestamp, Version
 from protocol.errors import NoticeMismatchError, SignatureError
 from protocol.roster import Roster
-from protocol.statements import PayloadType, Signed, parse_unverified, verify
+from protocol.statements import PayloadType, Signed, parse_unverified
 
 __all__ = [
     "Correction",
@@ -93,7 +93,7 @@ def verify_notice_ack(signed: Signed, *, roster: Roster) -> NoticeAck:
     holder = roster.trusted_signer(ack.holder)
     if holder is None:
         raise SignatureError(f"acknowledgement claims unknown or revoked holder {ack.holder}")
-    verify(signed, PayloadType.NOTICE_ACK, [holder.signing_key])
+    roster.verify_member(signed, PayloadType.NOTICE_ACK, holder.member_id)
     return ack
 
 
@@ -101,7 +101,7 @@ def _verify_by_originator(signed: Signed, payload_type: PayloadType, originator:
     member = roster.trusted_signer(originator)
     if member is None:
         raise SignatureError(f"notice claims unknown or revoked originator {originator}")
-    verify(signed, payload_type, [member.signing_key])
+    roster.verify_member(signed, payload_type, member.member_id)
 
 
 def _check_originator(claimed: str, originator: str) -> None:

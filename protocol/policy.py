@@ -21,7 +21,7 @@ from protocol.errors import MalformedError, OpenError, SignatureError
 from protocol.item import ContentKind, RawData, ReportTemplate
 from protocol.keys import HpkeKeyPair, VerifiedRoots
 from protocol.roster import Member, Roster
-from protocol.statements import PayloadType, Signed, parse_unverified, verify
+from protocol.statements import PayloadType, Signed, parse_unverified
 
 __all__ = [
     "INGRESS_ONLY",
@@ -329,10 +329,10 @@ def _check_chain(t: Transfer, ctx: PolicyContext) -> Decision | None:
                 f"grant {position} is signed by {grant.grantor}, not {expected_grantor}",
             )
         grantor = ctx.roster.trusted_signer(grant.grantor)
-        if grantor is None:
+        if grantor is None or ctx.roster.signed_with_revoked_key(signed):
             return Decision.refuse(Reason.CONSENT_INVALID, f"grant {position}: grantor key unknown or revoked")
-        try:
-            verify(signed, PayloadType.CONSENT_GRANT, [grantor.signing_key])
+        try:  # SPEC §5.4.3: the grantor's key, or a retired one in its overlap
+            ctx.roster.verify_member(signed, PayloadType.CONSENT_GRANT, grantor.member_id)
         except SignatureError:
             return Decision.refuse(Reason.CONSENT_INVALID, f"grant {position}: signature does not verify")
         if ctx.is_grant_revoked(grant.grant_id):
@@ -389,6 +389,7 @@ def check_ingress(
     roots: VerifiedRoots | None = None,
     batch_keys: BatchKeys | None = None,
     held_origin: Callable[[str, int], str | None] | None = None,
+    previous_keys: Sequence[HpkeKeyPair] = (),
 ) -> IngressResult:
     """Verify, decide and open an incoming envelope (SPEC §9.2, then §9.3–9.4).
 
@@ -398,12 +399,13 @@ def check_ingress(
     ``held_origin(item_id, item_version)`` is the origin digest under which the receiver
     already holds that item version, or None (SPEC §9.2.9 step 7; None: nothing held).
     ``roots`` remembers batch roots already verified (SPEC §4.6), ``batch_keys`` batch
-    keys already opened (SPEC §8.2).
+    keys already opened (SPEC §8.2), ``previous_keys`` the receiver's other HPKE key
+    pairs during a rotation (SPEC §5.4.4).
     """
     return _verify_envelope(
         envelope,
         receiver=receiver,
-        receiver_keys=receiver_keys,
+        receiver_keys=(receiver_keys, *previous_keys),
         roster=ctx.roster,
         roots=roots,
         batch_keys=batch_keys,
@@ -439,7 +441,7 @@ def open_envelope(
     result = _verify_envelope(
         envelope,
         receiver=recipient_id,
-        receiver_keys=recipient_keys,
+        receiver_keys=(recipient_keys,),
         roster=roster,
         roots=roots,
         batch_keys=batch_keys,
@@ -466,7 +468,7 @@ def _verify_envelope(
     envelope: Envelope,
     *,
     receiver: str,
-    receiver_keys: HpkeKeyPair,
+    receiver_keys: tuple[HpkeKeyPair, ...],
     roster: Roster,
     roots: VerifiedRoots | None,
     batch_keys: BatchKeys | None,
@@ -496,10 +498,11 @@ def _verify_envelope(
             Reason.SENDER_IDENTITY_MISMATCH,
             f"TLS peer {ingress.peer_tls_identity} is not {claimed.sender} ({sender.tls_identity})",
         )
-    if roster.is_revoked(sender.signing_key.keyid):  # §9.2.4
+    # §9.2.4: the sender's key, or the key the header names, is revoked.
+    if roster.is_revoked(sender.signing_key.keyid) or roster.signed_with_revoked_key(envelope.header):
         return refuse(Reason.KEY_REVOKED, f"{claimed.sender}'s signing key is revoked")
-    try:  # §9.2.5
-        verify(envelope.header, PayloadType.HEADER, [sender.signing_key], roots)
+    try:  # §9.2.5, with a retired key in its overlap (§5.4.3)
+        roster.verify_member(envelope.header, PayloadType.HEADER, sender.member_id, roots)
     except SignatureError:
         return refuse(Reason.SENDER_SIGNATURE_INVALID, f"header signature of {claimed.sender} does not verify")
     header = claimed
@@ -525,10 +528,10 @@ def _verify_envelope(
     originator = roster.member(claimed_origin.originator)
     if originator is None:
         return refuse(Reason.UNKNOWN_MEMBER, f"originator {claimed_origin.originator} is not in the roster")
-    if roster.is_revoked(originator.signing_key.keyid):
+    if roster.is_revoked(originator.signing_key.keyid) or roster.signed_with_revoked_key(envelope.origin):
         return refuse(Reason.KEY_REVOKED, f"{claimed_origin.originator}'s signing key is revoked")
     try:
-        verify(envelope.origin, PayloadType.ORIGIN, [originator.signing_key], roots)
+        roster.verify_member(envelope.origin, PayloadType.ORIGIN, originator.member_id, roots)
     except SignatureError:
         return refuse(
             Reason.ORIGIN_SIGNATURE_INVALID,
@@ -549,7 +552,7 @@ def _verify_envelope(
         if not decision.allowed:
             return IngressResult(decision, header, attestation, None)
     try:  # §9.2.11: only now is anything decrypted.
-        item, plaintext = decrypt_exact(envelope, header, attestation, receiver_keys, batch_keys)
+        item, plaintext = decrypt_exact(envelope, header, attestation, receiver_keys[0], batch_keys, receiver_keys[1:])
     except OpenError:
         return refuse(Reason.ENVELOPE_UNOPENABLE, "envelope could not be opened")
     return IngressResult(decision, header, attestation, item, plaintext)

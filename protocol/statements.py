@@ -35,6 +35,7 @@ __all__ = [
     "sign_many",
     "verify",
     "verify_and_parse",
+    "verify_any",
 ]
 
 _MAX_SIGNATURES = 8
@@ -167,6 +168,27 @@ def verify(
     for signer in signers:
         if not signer.verify(message, signature_map, roots):
             raise SignatureError(f"no valid signature by key {signer.keyid[:16]}…")
+
+
+def verify_any(
+    signed: Signed,
+    payload_type: PayloadType,
+    identities: Sequence[PublicSigningKey],
+    roots: VerifiedRoots | None = None,
+) -> PublicSigningKey:
+    """The first of ``identities`` that signed ``signed``; ``SignatureError`` if none did.
+
+    For one member's keys during a rotation overlap (SPEC §5.4.3): its current key and
+    its retired ones, each a whole identity (both algorithms of a hybrid one, §5.4.1).
+    """
+    if signed.payload_type != payload_type.value:
+        raise SignatureError(f"expected a {payload_type.name} statement, got {signed.payload_type!r}")
+    message = pae(signed.payload_type, signed.payload)
+    signature_map = signed._signature_map()
+    for identity in identities:
+        if identity.verify(message, signature_map, roots):
+            return identity
+    raise SignatureError(f"no valid signature by key {identities[0].keyid[:16]}…" if identities else "no signer")
 
 
 def verify_and_parse(

@@ -54,7 +54,7 @@ from protocol.policy import (
     open_envelope,
 )
 from protocol.receipt import Receipt
-from protocol.roster import Roster, accept_roster
+from protocol.roster import Roster, SecretariatKeys, accept_roster
 from protocol.statements import PayloadType, Signed, sign_many, verify
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
@@ -129,8 +129,9 @@ def _hpke(seeds: dict[str, str]) -> HpkeKeyPair:
     )
 
 
-def _secretariat(doc: dict[str, Any]) -> PublicSigningKey:
-    return PublicSigningKey(ed25519=bytes.fromhex(doc["secretariat_public_hex"]))
+def _secretariat(doc: dict[str, Any]) -> SecretariatKeys:
+    """The one secretariat key of the file; one signature suffices (SPEC §5.3)."""
+    return SecretariatKeys(threshold=1, keys=(PublicSigningKey(ed25519=bytes.fromhex(doc["secretariat_public_hex"])),))
 
 
 def _outcome(fn: Callable[[], object]) -> str:
@@ -321,7 +322,7 @@ def test_hybrid_signature(case: dict[str, Any]) -> None:
 
 def _envelope_roster() -> Roster:
     doc = _load("envelopes.json")
-    return accept_roster(_signed(doc["roster"]), secretariat=[_secretariat(doc)], current=None)
+    return accept_roster(_signed(doc["roster"]), secretariat=_secretariat(doc), current=None)
 
 
 @pytest.mark.parametrize("case", _cases("envelopes.json", "positive"), ids=_ids(_cases("envelopes.json", "positive")))
@@ -369,10 +370,10 @@ def test_envelopes_cover_every_suite() -> None:
 
 
 def _decide(doc: dict[str, Any], sc: dict[str, Any]) -> Decision:
-    roster = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=[_secretariat(doc)], current=None)
+    roster = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=_secretariat(doc), current=None)
     # The roster the node held when it accepted the agreements, which the scenario names (SPEC §6.2).
     held_under = accept_roster(
-        _signed(doc["rosters"][sc["agreements_roster"]]), secretariat=[_secretariat(doc)], current=None
+        _signed(doc["rosters"][sc["agreements_roster"]]), secretariat=_secretariat(doc), current=None
     )
     book = AgreementBook()
     for name in sc["agreements"]:
@@ -437,7 +438,7 @@ def test_revoked_sender_scenario_holds_agreements_from_before_the_revocation() -
     doc = _load("decisions.json")
     (sc,) = [sc for sc in doc["scenarios"] if sc["expected"]["reason"] == "KEY_REVOKED"]
     assert (sc["roster"], sc["agreements_roster"]) == ("kz-key-revoked", "default")
-    revoking = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=[_secretariat(doc)], current=None)
+    revoking = accept_roster(_signed(doc["rosters"][sc["roster"]]), secretariat=_secretariat(doc), current=None)
     kz_signed = [name for name in sc["agreements"] if "KZ" in name]
     assert kz_signed
     for name in kz_signed:
@@ -472,7 +473,7 @@ def test_decisions_cover_every_reason() -> None:
 def test_roster_update(case: dict[str, Any]) -> None:
     doc = _load("agreements_rosters.json")
     current = None if case["current"] is None else Roster.from_bytes(_signed(case["current"]).payload)
-    outcome = _outcome(lambda: accept_roster(_signed(case["update"]), secretariat=[_secretariat(doc)], current=current))
+    outcome = _outcome(lambda: accept_roster(_signed(case["update"]), secretariat=_secretariat(doc), current=current))
     assert outcome == case["expected"]
 
 
@@ -483,7 +484,7 @@ def test_roster_update(case: dict[str, Any]) -> None:
 )
 def test_agreement_steps(case: dict[str, Any]) -> None:
     doc = _load("agreements_rosters.json")
-    roster = accept_roster(_signed(doc["rosters"][case["roster"]]), secretariat=[_secretariat(doc)], current=None)
+    roster = accept_roster(_signed(doc["rosters"][case["roster"]]), secretariat=_secretariat(doc), current=None)
     book = AgreementBook()
     now = _at(case["now"])
     for number, step in enumerate(case["steps"], start=1):

@@ -111,6 +111,7 @@ class AuditEvent(StrEnum):
     COSIGNATURE_RECEIVED = "COSIGNATURE_RECEIVED"
     NOTICE_ACKNOWLEDGED = "NOTICE_ACKNOWLEDGED"
     STORED_DATA_DAMAGED = "STORED_DATA_DAMAGED"
+    ROSTER_UPDATED = "ROSTER_UPDATED"
 
 
 class AuditReason(StrEnum):
@@ -127,6 +128,14 @@ class AuditReason(StrEnum):
     #: A consent decision, sent or received (SPEC §9.4.1).
     CONSENT_GRANTED = "CONSENT_GRANTED"
     CONSENT_DENIED = "CONSENT_DENIED"
+    #: A roster version was applied (SPEC §11.12), or refused: not newer than the one held
+    #: (a rollback), or not signed by the secretariat's threshold, or malformed.
+    ROSTER_HELD = "ROSTER_HELD"
+    ROSTER_ROLLBACK = "ROSTER_ROLLBACK"
+    ROSTER_SIGNATURE_INVALID = "ROSTER_SIGNATURE_INVALID"
+    ROSTER_MALFORMED = "ROSTER_MALFORMED"
+    #: An agreement the node held was set aside because a roster version does not let it hold it.
+    AGREEMENT_SET_ASIDE = "AGREEMENT_SET_ASIDE"
 
 
 def utc(at: datetime) -> datetime:

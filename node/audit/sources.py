@@ -20,14 +20,14 @@ from sqlalchemy.orm import Session
 from node.audit.bundle import BundleError, bundled_members, open_bundle
 from node.audit.verify import Pin
 from node.config import load_node_config
+from node.config.material import read_secretariat
 from node.store import NoticeAckRow, OutboxEntry, WitnessedCheckpoint, make_reader, make_sessionmaker
 from protocol.checkpoint import verify_checkpoint
 from protocol.errors import ConfigurationError, RemoteProtocolError
-from protocol.keys import PublicSigningKey
 from protocol.notices import verify_notice_ack
 from protocol.receipt import Receipt
 from protocol.roster import Roster, accept_roster
-from protocol.statements import PayloadType, Signed, verify_and_parse
+from protocol.statements import PayloadType, Signed
 
 __all__ = [
     "AuditView",
@@ -71,11 +71,10 @@ class AuditView:
 def federation_view(root: Path) -> AuditView:
     """A federation directory (``intelshare federation init``): its roster, verified, and every node's database."""
     try:
-        secretariat = PublicSigningKey.model_validate_json((root / "secretariat.json").read_bytes())
         statement = Signed.from_bytes((root / "roster.json").read_bytes())
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"{root}: not a federation directory: {exc}") from exc
-    roster = accept_roster(statement, secretariat=[secretariat], current=None)
+    roster = accept_roster(statement, secretariat=read_secretariat(root / "secretariat.json"), current=None)
     sources = {}
     for config in sorted((root / "nodes").glob("*/node.toml")):
         cfg = load_node_config(config)
@@ -118,16 +117,14 @@ def pin_from_checkpoint(note: bytes, roster: Roster, member: str, holder: str) -
 
 def pin_from_statement(signed: Signed, roster: Roster, member: str, holder: str) -> Pin | None:
     """A receipt (SPEC §11.3) or notice acknowledgement (SPEC §10.3) ``member`` signed naming one of its entries."""
-    signer = roster.trusted_signer(member)
-    if signer is None:
-        return None
     try:
         if signed.payload_type == PayloadType.RECEIPT.value:
-            receipt = verify_and_parse(signed, PayloadType.RECEIPT, [signer.signing_key], Receipt)
+            roster.verify_member(signed, PayloadType.RECEIPT, member)  # SPEC §5.4.3: or a retired key
+            receipt = Receipt.from_bytes(signed.payload)
             source = f"{member}'s receipt for envelope {receipt.envelope_id} held by {holder}"
             return Pin(receipt.log_seq, source, leaf=receipt.log_leaf)
         ack = verify_notice_ack(signed, roster=roster)
-    except RemoteProtocolError:
+    except (RemoteProtocolError, ValueError):
         return None
     if ack.holder != member:
         return None

@@ -11,6 +11,7 @@ entry no checkpoint of the node covers was not written by the node.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -21,11 +22,10 @@ from node.audit.entries import GENESIS_HASH, STREAM_BATCH
 from node.audit.scan import disagreeing, scan
 from node.errors import LogTamperedError
 from node.store import AuditCheckpoint, AuditEntryRow, AuditHead, AuditSubtree
-from protocol.checkpoint import sign_checkpoint, verify_checkpoint
+from protocol.checkpoint import sign_checkpoint, verify_own_checkpoint
 from protocol.errors import RemoteProtocolError
-from protocol.keys import SigningKey
+from protocol.keys import PublicSigningKey, SigningKey
 from protocol.merkle import Frontier, NodeHash, nodes_from_levels
-from protocol.roster import Roster
 
 __all__ = [
     "STORED_EVERY",
@@ -129,7 +129,7 @@ def record_checkpoint(session: Session, note: bytes, frontier: Frontier, now: da
     session.add(AuditCheckpoint(size=frontier.size, root=frontier.root(), signed_at=now, note=note))
 
 
-def open_log(session: Session, signer: CheckpointSigner, roster: Roster) -> LogTree:
+def open_log(session: Session, signer: CheckpointSigner, keys: Sequence[PublicSigningKey]) -> LogTree:
     """The node's own log at start, checked before anything is appended (SPEC §11.10.6).
 
     From the first entry: entries numbered without gaps, each linked to the one before,
@@ -139,10 +139,12 @@ def open_log(session: Session, signer: CheckpointSigner, roster: Roster) -> LogT
     The entries appended since the node last started are also re-hashed from their
     contents. A log with no checkpoint yet (a new node, or one from before checkpoints)
     is taken as it is; its first commit signs one. Raises ``LogTamperedError`` naming the
-    first entry that is not as the node left it.
+    first entry that is not as the node left it. ``keys`` are every signing key the node
+    held: its checkpoints verify with the one that signed them, whatever the roster says
+    of it now (a rotation, a revocation, SPEC §5.4.3).
     """
     member = signer.member_id
-    latest = _latest_signed_checkpoint(session, roster, member)
+    latest = _latest_signed_checkpoint(session, signer.federation, member, keys)
     restarted = session.scalar(
         select(AuditEntryRow.seq).where(AuditEntryRow.event == "NODE_STARTED").order_by(AuditEntryRow.seq.desc())
     )
@@ -181,12 +183,14 @@ def open_log(session: Session, signer: CheckpointSigner, roster: Roster) -> LogT
     return LogTree(frontier, prev, signer)
 
 
-def _latest_signed_checkpoint(session: Session, roster: Roster, member: str) -> tuple[int, bytes] | None:
+def _latest_signed_checkpoint(
+    session: Session, federation: str, member: str, keys: Sequence[PublicSigningKey]
+) -> tuple[int, bytes] | None:
     row = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).first()
     if row is None:
         return None
     try:
-        verified = verify_checkpoint(bytes(row.note), roster=roster, member_id=member)
+        verified = verify_own_checkpoint(bytes(row.note), federation=federation, member_id=member, keys=keys)
     except RemoteProtocolError as exc:
         raise LogTamperedError(f"audit log: the latest checkpoint row is not signed by {member}: {exc}") from exc
     if (verified.checkpoint.size, verified.checkpoint.root) != (row.size, bytes(row.root)):

@@ -29,7 +29,7 @@ from protocol.envelope import Suite
 from protocol.errors import ConfigurationError
 from protocol.label import DEFAULT_TOPICS, Category
 from protocol.policy import TimeWindow
-from protocol.roster import MemberStatus
+from protocol.roster import MAX_SECRETARIAT_KEYS, MemberStatus
 
 __all__ = [
     "MEMBER_PLACEHOLDER",
@@ -45,6 +45,7 @@ __all__ = [
 MEMBER_PLACEHOLDER = "{member}"
 
 _TOPIC = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+_HOLDER = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 #: A label carries the originator's marking in at most this many characters (protocol.label).
 _MAX_MARKING_LEN = 64
 _STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -100,6 +101,10 @@ class FederationSpec:
     agreements: tuple[AgreementSpec, ...]
     #: Scenario roles (e.g. ``originator``) to member ids, for demos.
     demo: Mapping[str, str]
+    #: Who holds the secretariat's signing keys, one key each (SPEC §5.3).
+    secretariat_holders: tuple[str, ...] = ("secretariat",)
+    #: How many of them must sign a roster version.
+    secretariat_threshold: int = 1
 
     def member_ids(self) -> tuple[str, ...]:
         """Member ids in file order."""
@@ -157,10 +162,18 @@ class _AgreementTable(BaseModel):
     raw_data_allowed: bool
 
 
+class _SecretariatTable(BaseModel):
+    model_config = _STRICT
+
+    holders: list[str] = Field(min_length=1, max_length=MAX_SECRETARIAT_KEYS)
+    threshold: int = Field(ge=1)
+
+
 class _FederationFile(BaseModel):
     model_config = _STRICT
 
     federation: _FederationTable
+    secretariat: _SecretariatTable = _SecretariatTable(holders=["secretariat"], threshold=1)
     nodes: _NodesTable
     members: dict[MemberId, _MemberTable]
     agreements: dict[str, _AgreementTable] = {}
@@ -352,6 +365,15 @@ def load_federation_spec(path: Path) -> FederationSpec:
     for role, member_id in doc.demo.items():
         if member_id not in members:
             raise at.fail("demo", role, message=f"{member_id} is not in [members]")
+    holders = doc.secretariat.holders
+    for holder in holders:
+        if not _HOLDER.fullmatch(holder):
+            raise at.fail("secretariat", "holders", message=f"holder {holder!r} is not a lower-case name, e.g. 'chair'")
+    if len(set(holders)) != len(holders):
+        raise at.fail("secretariat", "holders", message="a holder is named twice")
+    if doc.secretariat.threshold > len(holders):
+        message = f"threshold {doc.secretariat.threshold} is more than the {len(holders)} holders"
+        raise at.fail("secretariat", "threshold", message=message)
     fed, nodes = doc.federation, doc.nodes
     _check_database_url(at, nodes.database_url)
     return FederationSpec(
@@ -366,4 +388,6 @@ def load_federation_spec(path: Path) -> FederationSpec:
         members=tuple(members.values()),
         agreements=tuple(agreements),
         demo=MappingProxyType(dict(doc.demo)),
+        secretariat_holders=tuple(holders),
+        secretariat_threshold=doc.secretariat.threshold,
     )

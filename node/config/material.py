@@ -1,9 +1,12 @@
 """The key material and signed federation documents a node's configuration names (SPEC §5, §11.5).
 
 ``load_material`` reads every key, certificate and signed document ``node.toml`` names
-and verifies them against each other: the roster against the secretariat key, the
+and verifies them against each other: the roster against the secretariat's keys, the
 agreements against the roster, and this node's own keys and certificate against its
 roster entry. Every problem is a typed error whose message names the file and the field.
+A node holds only the agreements it is a party to, and an agreement that the roster
+makes unusable (a party left the federation, a signature by a revoked key) is set
+aside, not fatal: a revocation never stops a node from starting (SPEC §6.2).
 """
 
 from __future__ import annotations
@@ -12,22 +15,31 @@ import base64
 import binascii
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 
 from node import pki
+from node.config.keyring import NodeKeys, load_candidates, select_keys
 from node.config.settings import NodeConfig
-from protocol.agreement import AgreementBook
+from protocol.agreement import Agreement, AgreementBook
 from protocol.errors import ConfigurationError, MalformedError, RollbackError, SignatureError
 from protocol.keys import HpkeKeyPair, PublicSigningKey, SigningKey
-from protocol.roster import Member, Roster, accept_roster
-from protocol.statements import Signed
+from protocol.roster import Member, Roster, SecretariatKeys, accept_roster
+from protocol.statements import PayloadType, Signed, parse_unverified
 
-__all__ = ["AT_REST_KEY_LEN", "NodeMaterial", "load_material", "write_private_file"]
+__all__ = [
+    "AT_REST_KEY_LEN",
+    "HeldAgreements",
+    "NodeMaterial",
+    "hold_agreements",
+    "load_material",
+    "read_secretariat",
+    "write_private_file",
+]
 
 #: The at-rest key is an AES-256 key.
 AT_REST_KEY_LEN = 32
@@ -55,11 +67,18 @@ class NodeMaterial:
     tls_key_pem: bytes
     ca_pem: bytes
     at_rest_key: bytes
-    secretariat: PublicSigningKey
+    #: The trust anchor: the keys and threshold that sign a roster this node takes from a file (SPEC §5.3).
+    secretariat: SecretariatKeys
     roster_statement: Signed
     roster: Roster
     agreements: AgreementBook
     agreement_statements: tuple[Signed, ...]
+    #: The keys chosen for ``roster``, and the older ones the node still opens and verifies with.
+    keys: NodeKeys
+    #: (agreement id, why) of this node's agreement files the roster left it unable to hold.
+    agreements_set_aside: tuple[tuple[str, str], ...] = ()
+    #: (file, statement) of every agreement file, to hold again under the roster the node runs under.
+    agreement_files: tuple[tuple[str, Signed], ...] = ()
 
     @property
     def member(self) -> Member:
@@ -92,27 +111,6 @@ def _signed(cfg: NodeConfig, path: Path, what: str) -> Signed:
         raise MalformedError(f"{path}: {what} is not a signed statement: {exc}") from exc
 
 
-def _check_tls(cfg: NodeConfig, member: Member, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None:
-    where = f"{cfg.path}: {cfg.member_id}'s TLS"
-    try:
-        cert = pki.cert_from_pem(cert_pem)
-        key = pki.key_from_pem(key_pem)
-        ca = pki.cert_from_pem(ca_pem)
-    except ValueError as exc:
-        raise ConfigurationError(f"{where} certificate, key or CA does not load: {exc}") from exc
-    der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if key.public_key().public_bytes(*der) != cert.public_key().public_bytes(*der):
-        raise ConfigurationError(f"{where} key {cfg.keys.tls_key} does not match certificate {cfg.keys.tls_cert}")
-    try:
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature) as exc:
-        raise ConfigurationError(f"{where} certificate was not issued by the CA {cfg.federation.ca}") from exc
-    if member.tls_identity not in pki.cert_san_uris(cert):
-        raise ConfigurationError(f"{where} certificate does not carry the roster's identity {member.tls_identity}")
-    if member.tls_fingerprint is not None and pki.cert_fingerprint(cert) != member.tls_fingerprint:
-        raise ConfigurationError(f"{where} certificate is not the one the roster names (fingerprint differs)")
-
-
 def _at_rest(cfg: NodeConfig, data: bytes) -> bytes:
     try:
         key = base64.b64decode(data.strip(), validate=True)
@@ -125,6 +123,67 @@ def _at_rest(cfg: NodeConfig, data: bytes) -> bytes:
     return key
 
 
+def read_secretariat(path: Path) -> SecretariatKeys:
+    """The trust anchor file: ``{"threshold": k, "keys": [...]}`` (a single public key is read as 1 of 1)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: secretariat keys: {exc.strerror or exc}") from exc
+    try:
+        return SecretariatKeys.model_validate_json(data)
+    except ValidationError as exc:
+        try:  # the format of a federation written before thresholds: one key, which must sign
+            return SecretariatKeys(threshold=1, keys=(PublicSigningKey.model_validate_json(data),))
+        except ValidationError:
+            raise ConfigurationError(f"{path}: not a secretariat key set: {exc.errors()[0]['msg']}") from exc
+
+
+@dataclass(frozen=True)
+class HeldAgreements:
+    """The agreements a node holds under one roster, and those it set aside with why."""
+
+    book: AgreementBook
+    statements: tuple[Signed, ...]
+    set_aside: tuple[tuple[str, str], ...]
+
+
+def hold_agreements(statements: Sequence[tuple[str, Signed]], roster: Roster, me: str) -> HeldAgreements:
+    """Accept, in order, the agreements ``me`` is a party to (SPEC §6.2); others are not even verified.
+
+    ``statements`` are (where, statement) pairs. An agreement the roster does not let
+    the node hold is set aside with the reason, and the pair has no agreement in force:
+    a party is not in the roster, or no party's signature verifies with a key the roster
+    lists (a signature by a revoked key, or by a key whose overlap ended, §5.4.3). Anything
+    else wrong is an error naming ``where``: a file that does not parse, breaks the
+    marking rule or is older than another is the distributor's mistake.
+    """
+    book = AgreementBook()
+    held: list[Signed] = []
+    set_aside: list[tuple[str, str]] = []
+    for where, statement in statements:
+        try:
+            agreement = parse_unverified(statement, PayloadType.AGREEMENT, Agreement)
+        except MalformedError as exc:
+            raise MalformedError(f"{where}: agreement refused: {exc}") from exc
+        if me not in agreement.parties:
+            continue  # SPEC §6.2: a node holds only its own pairs' agreements
+        absent = [p for p in agreement.parties if roster.member(p) is None]
+        if absent:
+            set_aside.append((agreement.agreement_id, f"party {', '.join(absent)} is not in roster v{roster.version}"))
+            continue
+        try:
+            book.accept(statement, roster)
+        except SignatureError as exc:
+            set_aside.append((agreement.agreement_id, f"{exc} (roster v{roster.version})"))
+            continue
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where}: {exc}") from exc
+        except (MalformedError, RollbackError) as exc:
+            raise type(exc)(f"{where}: agreement refused: {exc}") from exc
+        held.append(statement)
+    return HeldAgreements(book, tuple(held), tuple(set_aside))
+
+
 def load_material(cfg: NodeConfig) -> NodeMaterial:
     """Read every file ``cfg`` names and verify it; the first problem raises.
 
@@ -132,68 +191,62 @@ def load_material(cfg: NodeConfig) -> NodeMaterial:
     whose signature fails raises the protocol's ``SignatureError``/``MalformedError``
     with the file named, since those documents come from other parties.
     """
-    keys, fed = cfg.keys, cfg.federation
-    try:
-        signing = SigningKey.from_json(_read(cfg, keys.signing, "signing key", private=True).decode())
-        hpke = HpkeKeyPair.from_json(_read(cfg, keys.hpke, "HPKE key", private=True).decode())
-    except (ConfigurationError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"{cfg.path}: {cfg.member_id}: {exc}") from exc
-    tls_cert = _read(cfg, keys.tls_cert, "TLS certificate")
-    tls_key = _read(cfg, keys.tls_key, "TLS key", private=True)
-    at_rest = _at_rest(cfg, _read(cfg, keys.at_rest, "at-rest key", private=True))
+    fed = cfg.federation
+    candidates = load_candidates(cfg)
+    at_rest = _at_rest(cfg, _read(cfg, cfg.keys.at_rest, "at-rest key", private=True))
     ca_pem = _read(cfg, fed.ca, "federation CA")
-    try:
-        secretariat = PublicSigningKey.model_validate_json(_read(cfg, fed.secretariat, "secretariat key"))
-    except ValidationError as exc:
-        raise ConfigurationError(f"{fed.secretariat}: not a public signing key: {exc.errors()[0]['msg']}") from exc
+    secretariat = read_secretariat(fed.secretariat)
 
     roster_statement = _signed(cfg, fed.roster, "roster")
     try:
-        roster = accept_roster(roster_statement, secretariat=[secretariat], current=None)
+        roster = accept_roster(roster_statement, secretariat=secretariat, current=None)
     except (SignatureError, MalformedError, RollbackError) as exc:
         raise type(exc)(f"{fed.roster}: roster refused: {exc}") from exc
 
     member = roster.member(cfg.member_id)
     if member is None:
         raise ConfigurationError(f"{cfg.path}: member {cfg.member_id} is not in the roster {fed.roster}")
-    if signing.public() != member.signing_key:
-        raise ConfigurationError(f"{cfg.path}: {cfg.member_id}'s signing key {keys.signing} is not the roster's")
-    if hpke.public() != member.hpke_keys:
-        raise ConfigurationError(f"{cfg.path}: {cfg.member_id}'s HPKE key {keys.hpke} is not the roster's")
-    _check_tls(cfg, member, tls_cert, tls_key, ca_pem)
+    keys = select_keys(cfg, candidates, member)
+    _check_ca(cfg, keys.tls.cert_pem, ca_pem)
     for rule in cfg.consent.auto_grant:
         if roster.member(rule.grantee) is None:
             raise ConfigurationError(f"{cfg.path}: consent.auto_grant grantee {rule.grantee} is not in the roster")
 
-    book = AgreementBook()
-    statements: list[Signed] = []
     try:
         files = sorted(fed.agreements.glob("*.json"))
     except OSError as exc:
         raise ConfigurationError(f"{cfg.path}: agreements directory {fed.agreements}: {exc}") from exc
     if not fed.agreements.is_dir():
         raise ConfigurationError(f"{cfg.path}: agreements directory {fed.agreements} does not exist")
-    for file in files:
-        statement = _signed(cfg, file, "agreement")
-        try:
-            book.accept(statement, roster)
-        except ConfigurationError as exc:
-            raise ConfigurationError(f"{file}: {exc}") from exc
-        except (SignatureError, MalformedError, RollbackError) as exc:
-            raise type(exc)(f"{file}: agreement refused: {exc}") from exc
-        statements.append(statement)
+    agreement_files = tuple((str(file), _signed(cfg, file, "agreement")) for file in files)
+    held = hold_agreements(agreement_files, roster, cfg.member_id)
 
     return NodeMaterial(
         config=cfg,
-        signing_key=signing,
-        hpke_keys=hpke,
-        tls_cert_pem=tls_cert,
-        tls_key_pem=tls_key,
+        signing_key=keys.signing,
+        hpke_keys=keys.hpke,
+        tls_cert_pem=keys.tls.cert_pem,
+        tls_key_pem=keys.tls.key_pem,
         ca_pem=ca_pem,
         at_rest_key=at_rest,
         secretariat=secretariat,
         roster_statement=roster_statement,
         roster=roster,
-        agreements=book,
-        agreement_statements=tuple(statements),
+        agreements=held.book,
+        agreement_statements=held.statements,
+        keys=keys,
+        agreements_set_aside=held.set_aside,
+        agreement_files=agreement_files,
     )
+
+
+def _check_ca(cfg: NodeConfig, cert_pem: bytes, ca_pem: bytes) -> None:
+    where = f"{cfg.path}: {cfg.member_id}'s TLS"
+    try:
+        cert, ca = pki.cert_from_pem(cert_pem), pki.cert_from_pem(ca_pem)
+    except ValueError as exc:
+        raise ConfigurationError(f"{where} certificate or CA does not load: {exc}") from exc
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        raise ConfigurationError(f"{where} certificate was not issued by the CA {cfg.federation.ca}") from exc

@@ -73,8 +73,10 @@ async def identify(port: NodePort, context: Context) -> tuple[Member, PeerIdenti
     return member, identity
 
 
-def _ack_pb(ack: Ack) -> exchange_pb2.Ack:
-    answer = exchange_pb2.Ack(accepted=ack.accepted, reason=ack.reason.value, detail=ack.detail)
+def _ack_pb(ack: Ack, roster_version: int) -> exchange_pb2.Ack:
+    answer = exchange_pb2.Ack(
+        accepted=ack.accepted, reason=ack.reason.value, detail=ack.detail, roster_version=roster_version
+    )
     if ack.statement is not None:
         answer.statement.CopyFrom(signed_to_pb(ack.statement))
     return answer
@@ -128,7 +130,7 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
         if isinstance(request, Undecodable):  # refused like an envelope that does not parse (SPEC §11.3)
             self.port.refused(member.member_id, f"an undecodable {request.what}")
         (receipt,) = await self.port.ingest_batch([request], member, identity)
-        return exchange_pb2.Receipt(statement=signed_to_pb(receipt))
+        return exchange_pb2.Receipt(statement=signed_to_pb(receipt), roster_version=self.port.state.roster.version)
 
     async def DeliverBatches(
         self, request_iterator: AsyncIterator[exchange_pb2.EnvelopeBatch | Undecodable], context: Context
@@ -151,8 +153,9 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
         signed = _statement(request)
         if isinstance(signed, Ack):
             self.port.refused(member.member_id, "a malformed statement")
-            return _ack_pb(signed)
-        return _ack_pb(await self.port.db(receive, signed=signed, peer=member.member_id, now=self.port.now()))
+            return _ack_pb(signed, self.port.state.roster.version)
+        ack = await self.port.db(receive, signed=signed, peer=member.member_id, now=self.port.now())
+        return _ack_pb(ack, self.port.state.roster.version)
 
     async def RequestConsent(self, request: exchange_pb2.Signed | Undecodable, context: Context) -> exchange_pb2.Ack:
         # A decision by standing rules is queued for the requester in the same commit.
@@ -227,3 +230,20 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
                 raise
             await context.abort(*answer)
         return exchange_pb2.ProofResponse(hashes=proof.hashes, leaf=proof.leaf, checkpoint=proof.checkpoint)
+
+    async def PublishRoster(self, request: exchange_pb2.Signed | Undecodable, context: Context) -> exchange_pb2.Ack:
+        # SPEC §11.12: any peer the federation CA certified may deliver a roster (the
+        # secretariat's tool, or a member passing it on): the statement carries its own
+        # authority, the secretariat's threshold of signatures. A peer whose roster entry
+        # this node does not know yet (a member the new roster adds) is named by its SAN.
+        identity = peer_identity(context)
+        if identity is None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "no client certificate")
+        assert identity is not None
+        member = _member_for(self.port, identity)
+        source = member.member_id if member is not None else ",".join(identity.san_uris) or "no SAN URI"
+        signed = _statement(request)
+        if isinstance(signed, Ack):
+            return _ack_pb(signed, self.port.state.roster.version)
+        ack = await self.port.publish_roster(signed, source)
+        return _ack_pb(ack, self.port.state.roster.version)

@@ -16,6 +16,7 @@ from node.services.egress import Outcome
 from node.services.state import NodeState
 from node.transport import PeerIdentity
 from node.wire import exchange_pb2
+from protocol.ack import Ack
 from protocol.envelope import Suite
 from protocol.roster import Member
 from protocol.statements import Signed
@@ -89,4 +90,8 @@ class NodePort(Protocol):
 
     async def await_ack(self, message_id: str, timeout: float) -> exchange_pb2.Ack | None:
         """Wait briefly for a queued control message's acknowledgement."""
+        ...
+
+    async def publish_roster(self, signed: Signed, source: str) -> Ack:
+        """A roster version delivered by ``source``: verified, applied at once if newer, audited (SPEC §11.12)."""
         ...

@@ -16,8 +16,34 @@ class Channels:
 
     def __init__(self, roster: Roster, cert_pem: bytes, key_pem: bytes, ca_pem: bytes) -> None:
         self._roster = roster
+        self._ca_pem = ca_pem
+        self._cert_pem = cert_pem
         self._credentials = channel_credentials(cert_pem, key_pem, ca_pem)
         self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def update(self, roster: Roster, cert_pem: bytes, key_pem: bytes) -> list[grpc.aio.Channel]:
+        """Follow a new roster (SPEC §11.12); the channels to close, which the caller closes.
+
+        A member that left, or whose endpoint or certificate changed, gets a new channel
+        on its next call; all do when this node's own certificate changed. A call on a
+        closed channel fails and its messages are retried on the new one (SPEC §11.6).
+        """
+        stale: list[str] = []
+        if cert_pem != self._cert_pem:
+            self._cert_pem = cert_pem
+            self._credentials = channel_credentials(cert_pem, key_pem, self._ca_pem)
+            stale = list(self._channels)
+        else:
+            for member_id in self._channels:
+                old, new = self._roster.member(member_id), roster.member(member_id)
+                if (
+                    new is None
+                    or old is None
+                    or (old.endpoint, old.tls_fingerprint) != (new.endpoint, new.tls_fingerprint)
+                ):
+                    stale.append(member_id)
+        self._roster = roster
+        return [self._channels.pop(member_id) for member_id in stale]
 
     def get(self, member_id: str) -> grpc.aio.Channel:
         """The channel to ``member_id``; ``NotFoundError`` if the roster has no such member."""

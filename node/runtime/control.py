@@ -48,14 +48,26 @@ class ControlPump:
                 ControlRpc.SEND_CONSENT_DECISION: stub.SendConsentDecision,
                 ControlRpc.NOTIFY: stub.Notify,
                 ControlRpc.ACKNOWLEDGE: stub.Acknowledge,
+                ControlRpc.PUBLISH_ROSTER: stub.PublishRoster,
             }[due.rpc]
             ack: exchange_pb2.Ack = await method(
                 exchange_pb2.Signed.FromString(due.wire), timeout=context.settings.deadline_seconds
             )
             answer = f"{ack.reason} {ack.detail}".strip()
-            await context.commit.run(
-                control.control_acknowledged, message_id=due.message_id, ack=answer, now=context.clock()
+            seconds = context.backoff.delay(due.attempts)
+            now = context.clock()
+            acknowledged = await context.commit.run(
+                control.control_answered,
+                message_id=due.message_id,
+                ack=answer,
+                accepted=ack.accepted,
+                peer_roster_version=ack.roster_version,
+                retry_at=now + timedelta(seconds=seconds),
+                now=now,
             )
+            if not acknowledged:  # refused under an older roster: tried again (SPEC §11.12)
+                context.background.spawn(self.poller.wake_after(seconds))
+                return
             if ack.HasField("statement"):  # the holder's signed acknowledgement of a notice (SPEC §10.3)
                 await self._keep_notice_ack(ack.statement, due.recipient)
             waiter = self._ack_waiters.pop(due.message_id, None)

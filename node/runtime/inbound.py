@@ -40,13 +40,15 @@ async def receipt_batches(
     ingest: Callable[[Sequence[exchange_pb2.Envelope]], Awaitable[list[Signed]]],
     refuse_batch: Callable[[str], Awaitable[None]],
     idle_seconds: float,
+    roster_version: Callable[[], int],
 ) -> AsyncGenerator[exchange_pb2.ReceiptBatch | EndCall]:
     """One ``ReceiptBatch`` per batch read, in order; an ``EndCall`` ends the stream.
 
     ``ingest`` commits one batch and returns its receipts; ``refuse_batch`` audits a batch
     refused whole (over ``MAX_ENVELOPE_BATCH``, or not decodable) before the call is ended
     with INVALID_ARGUMENT. A stream with every batch answered and none read for
-    ``idle_seconds`` is ended with DEADLINE_EXCEEDED.
+    ``idle_seconds`` is ended with DEADLINE_EXCEEDED. Each ``ReceiptBatch`` names the
+    roster version the node holds (SPEC §11.12).
     """
     pending: asyncio.Queue[asyncio.Future[list[Signed]] | EndCall | None] = asyncio.Queue(maxsize=_READ_AHEAD)
 
@@ -82,7 +84,8 @@ async def receipt_batches(
                 return
             receipts = await future
             yield exchange_pb2.ReceiptBatch(
-                receipts=[exchange_pb2.Receipt(statement=signed_to_pb(r)) for r in receipts]
+                receipts=[exchange_pb2.Receipt(statement=signed_to_pb(r)) for r in receipts],
+                roster_version=roster_version(),
             )
     finally:
         reader.cancel()
@@ -102,6 +105,7 @@ class InboundStreams:
         *,
         ingest: Callable[[Sequence[exchange_pb2.Envelope]], Awaitable[list[Signed]]],
         refuse_batch: Callable[[str], Awaitable[None]],
+        roster_version: Callable[[], int],
     ) -> AsyncGenerator[exchange_pb2.ReceiptBatch | EndCall]:
         """``receipt_batches`` for one call, unless ``peer`` already has the most streams open."""
         limit = self.settings.max_streams_per_peer
@@ -112,7 +116,9 @@ class InboundStreams:
         idle = self.settings.stream_idle_seconds
         try:
             async with aclosing(
-                receipt_batches(requests, ingest=ingest, refuse_batch=refuse_batch, idle_seconds=idle)
+                receipt_batches(
+                    requests, ingest=ingest, refuse_batch=refuse_batch, idle_seconds=idle, roster_version=roster_version
+                )
             ) as replies:
                 async for reply in replies:
                     yield reply

@@ -33,6 +33,7 @@ from node.runtime.due import PumpContext
 from node.runtime.inbound import InboundStreams
 from node.runtime.outbound import Outbound
 from node.runtime.refusals import RefusalLog
+from node.runtime.rosters import RosterKeeper
 from node.runtime.tasks import Background
 from node.runtime.watcher import watch_agreements
 from node.runtime.witnessing import WitnessPump
@@ -41,8 +42,9 @@ from node.services.federation import record_start
 from node.services.ingress import receive_batch, record_oversized_batch
 from node.services.state import AtRestKey, NodeState, load_runtime_sets
 from node.store import analyse, make_engine, make_sessionmaker, opening, upgrade
-from node.transport import SERVER_OPTIONS, PeerIdentity, add_health_and_reflection, bind_secure, server_credentials
+from node.transport import SERVER_OPTIONS, PeerIdentity, add_health_and_reflection, bind_secure
 from node.wire import desk_pb2_grpc, exchange_pb2
+from protocol.ack import Ack
 from protocol.envelope import Envelope, Suite
 from protocol.errors import MalformedError
 from protocol.roster import Member
@@ -77,6 +79,9 @@ class Node:
             agreements=material.agreements,
             window=cfg.window,
             consent=cfg.consent,
+            secretariat=material.secretariat,
+            roster_statement=material.roster_statement,
+            previous_hpke=material.keys.previous_hpke,
         )
         self.engine = make_engine(cfg.database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
@@ -92,6 +97,7 @@ class Node:
             clock=clock,
             analyse=lambda: analyse(self.engine),
         )
+        self.rosters = RosterKeeper(cfg, material, self.commit, channels, self.background, clock)
         pumps = PumpContext(self.commit, channels, cfg.delivery, clock, self.background)
         self.outbound = Outbound(pumps)
         self.control = ControlPump(pumps)
@@ -187,7 +193,17 @@ class Node:
         async def refuse_batch(detail: str) -> None:
             await self.db(record_oversized_batch, peer=member.member_id, detail=detail, now=self.clock())
 
-        return self.inbound.serve(member.member_id, requests, ingest=ingest, refuse_batch=refuse_batch)
+        return self.inbound.serve(
+            member.member_id,
+            requests,
+            ingest=ingest,
+            refuse_batch=refuse_batch,
+            roster_version=lambda: self._state.roster.version,
+        )
+
+    async def publish_roster(self, signed: Signed, source: str) -> Ack:
+        """A roster version delivered by ``source``: applied at once if newer (``RosterKeeper.publish``)."""
+        return await self.rosters.publish(signed, source)
 
     async def await_ack(self, message_id: str, timeout: float) -> exchange_pb2.Ack | None:
         """Wait briefly for a queued control message's acknowledgement (None if not yet)."""
@@ -201,20 +217,21 @@ class Node:
         self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
         add_exchange_servicer(ExchangeServicer(self), self.exchange_server)
         await add_health_and_reflection(self.exchange_server, [EXCHANGE_SERVICE])
-        creds = server_credentials(self.material.tls_cert_pem, self.material.tls_key_pem, self.material.ca_pem)
-        bind_secure(self.exchange_server, self.cfg.listen, creds)
+        bind_secure(self.exchange_server, self.cfg.listen, self.rosters.server_certificate.credentials())
         with opening(self.cfg.database_url):  # no server there, not a database: one typed error
             upgrade(self.cfg.database_url)
             # The commit loop next: every database call below goes through it.
             self._tasks = [asyncio.create_task(self.commit.loop())]
-            signer = CheckpointSigner(self.material.signing_key, self._state.roster.federation, self.cfg.member_id)
-            roster = self._state.roster
+            signer = CheckpointSigner(self._state.signing_key, self._state.roster.federation, self.cfg.member_id)
+            own_keys = self.rosters.own_signing_keys()
             # Refuse to run on a log that is not as this node left it, before appending to it.
-            self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
+            self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, own_keys))
             witnessed = os.environ.get(UNSAFE_NO_CHECKPOINTS_ENV) != "1"
             if not witnessed:  # a benchmark measuring what checkpoints cost; the log is then unprotected
                 warnings.warn(f"{UNSAFE_NO_CHECKPOINTS_ENV} is set: no checkpoints, no witnessing", stacklevel=2)
                 self.commit.tree.signer = None
+            # The newest roster the node held, its agreements and keys under it (SPEC §11.12).
+            await self.rosters.settle_at_start()
             await self.db(load_runtime_sets)
             await self.db(record_start, now=self.clock())
         self.desk_server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -234,6 +251,7 @@ class Node:
             asyncio.create_task(self.outbound.poller.run()),
             asyncio.create_task(watcher),
             asyncio.create_task(self.control.poller.run()),
+            asyncio.create_task(self.rosters.watch_staged_hpke()),
         ]
         if witnessed:
             self._tasks.append(asyncio.create_task(self.witnessing.run()))

@@ -69,9 +69,16 @@ class Outbound:
         link.push(envelope_id, envelope)
 
     async def settle_batch(
-        self, recipient: str, sent: Sequence[tuple[str, str]], statements: Sequence[exchange_pb2.Signed]
+        self,
+        recipient: str,
+        sent: Sequence[tuple[str, str]],
+        statements: Sequence[exchange_pb2.Signed],
+        peer_roster_version: int = 0,
     ) -> None:
-        """Verify a receipt batch and commit it in one job (one batch root check)."""
+        """Verify a receipt batch and commit it in one job (one batch root check).
+
+        ``peer_roster_version`` is the roster version the receiver answered under (SPEC §11.12).
+        """
         try:
             receipts: list[Signed] = []
             good: list[tuple[str, str]] = []
@@ -83,7 +90,12 @@ class Outbound:
                 except MalformedError as exc:
                     refused.append((envelope_id, f"bad receipt: {exc}"))
             settled = await self.context.commit.run(
-                delivery.settle_receipts, recipient=recipient, sent=good, receipts=receipts, now=self.context.clock()
+                delivery.settle_receipts,
+                recipient=recipient,
+                sent=good,
+                receipts=receipts,
+                now=self.context.clock(),
+                peer_roster_version=peer_roster_version,
             )
             for envelope_id in settled.unmatched:
                 log.warning("receipt for %s matches no outbox entry", envelope_id)
@@ -201,7 +213,7 @@ class PeerLink:
                     in_flight -= len(ids)
                     room.set()
                     statements = [receipt.statement for receipt in reply.receipts]
-                    settle = self.outbound.settle_batch(self.recipient, ids, statements)
+                    settle = self.outbound.settle_batch(self.recipient, ids, statements, reply.roster_version)
                     self.outbound.context.background.spawn(settle)
                     reading = asyncio.ensure_future(call.read())
             finally:

@@ -32,7 +32,7 @@ from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest
 from protocol.envelope import OriginAttestation
 from protocol.errors import MalformedError, RemoteProtocolError
 from protocol.policy import Reason
-from protocol.statements import PayloadType, Signed, parse_unverified, sign, verify
+from protocol.statements import PayloadType, Signed, parse_unverified, sign
 
 __all__ = ["ask_consent", "decide_consent", "receive_consent_decision", "receive_consent_request"]
 
@@ -164,7 +164,7 @@ def receive_consent_request(session: Session, state: NodeState, *, signed: Signe
                 f"request claims {claimed.requester} but came from {peer}",
                 now,
             )
-        verify(signed, PayloadType.CONSENT_REQUEST, [requester.signing_key])
+        state.roster.verify_member(signed, PayloadType.CONSENT_REQUEST, requester.member_id)
     except MalformedError as exc:
         return refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED, str(exc), now)
     except RemoteProtocolError as exc:
@@ -289,7 +289,7 @@ def receive_consent_decision(session: Session, state: NodeState, *, signed: Sign
                 f"decision signed by {signer} came from {peer}",
                 now,
             )
-        verify(signed, PayloadType(signed.payload_type), [member.signing_key])
+        state.roster.verify_member(signed, PayloadType(signed.payload_type), member.member_id)
     except (RemoteProtocolError, ValueError) as exc:
         return refuse_remote(session, state, event, peer, Reason.CONSENT_INVALID, str(exc), now)
     row = session.get(ConsentRequestRow, request_id) if request_id else None

@@ -25,9 +25,11 @@ __all__ = [
     "CONTROL_QUEUED",
     "DueControl",
     "control_acknowledged",
+    "control_answered",
     "control_failed",
     "due_control",
     "due_rows",
+    "peer_behind",
     "queue_control",
 ]
 
@@ -127,3 +129,37 @@ def control_failed(
         row.state = CONTROL_MESSAGE.next(row.state, ControlEvent.ATTEMPT_FAILED)
         row.attempts += 1
         row.last_error, row.next_attempt_at, row.updated_at = error[:500], retry_at, now
+
+
+def peer_behind(state: NodeState, peer_roster_version: int) -> bool:
+    """Whether a peer's answer came under an older roster than this node holds (SPEC §11.12).
+
+    0 means the peer did not say (a node that does not report its roster version).
+    """
+    return 0 < peer_roster_version < state.roster.version
+
+
+def control_answered(
+    session: Session,
+    state: NodeState,
+    *,
+    message_id: str,
+    ack: str,
+    accepted: bool,
+    peer_roster_version: int,
+    retry_at: datetime,
+    now: datetime,
+) -> bool:
+    """The peer answered; True if the message is now acknowledged.
+
+    A refusal from a peer that holds an older roster than this node is not final: it is
+    retried like a transport failure, by which time the roster this node passed on has
+    reached the peer (SPEC §11.12), e.g. a statement signed with a key the peer does not
+    know yet.
+    """
+    if not accepted and peer_behind(state, peer_roster_version):
+        error = f"refused under roster v{peer_roster_version} (this node holds v{state.roster.version}): {ack}"
+        control_failed(session, state, message_id=message_id, error=error, retry_at=retry_at, now=now)
+        return False
+    control_acknowledged(session, state, message_id=message_id, ack=ack, now=now)
+    return True

@@ -20,13 +20,13 @@ from sqlalchemy.orm.attributes import set_committed_value
 from node import audit
 from node.audit import AuditEvent
 from node.lifecycle import OUTBOX_ENTRY, OutboxEvent, OutboxState
-from node.services.control import due_rows
+from node.services.control import due_rows, peer_behind
 from node.services.notices import follow_late_delivery
 from node.services.state import NodeState, core_table
 from node.store import HotWrite, OutboxEntry, OutboxEnvelope, driver_time
 from protocol.errors import RemoteProtocolError
 from protocol.receipt import Receipt
-from protocol.statements import PayloadType, Signed, verify_and_parse
+from protocol.statements import PayloadType, Signed
 
 __all__ = [
     "DueEnvelope",
@@ -140,7 +140,9 @@ def _check_receipt(
     member = state.roster.member(recipient)
     if member is None:
         raise RemoteProtocolError(f"{recipient} is not in the roster")
-    parsed = verify_and_parse(receipt, PayloadType.RECEIPT, [member.signing_key], Receipt, state.roots)
+    # SPEC §5.4.3: the recipient's key, or a retired one in its overlap.
+    state.roster.verify_member(receipt, PayloadType.RECEIPT, member.member_id, state.roots)
+    parsed = Receipt.from_bytes(receipt.payload)
     bound = (parsed.envelope_id, parsed.envelope_digest, parsed.sender, parsed.receiver)
     if bound != (envelope_id, envelope_digest, state.me, recipient):
         raise RemoteProtocolError(f"receipt from {recipient} is for another envelope")
@@ -303,17 +305,27 @@ def settle_receipts(
     sent: Sequence[tuple[str, str]],
     receipts: Sequence[Signed],
     now: datetime,
+    peer_roster_version: int = 0,
 ) -> Settled:
     """Verify a batch of receipts and settle their outbox entries in the caller's transaction (SPEC §11.3).
 
     ``sent`` is (envelope id, digest) of what each receipt answers. Verifying runs in the
-    same database job (SPEC §11.7); a batch root is verified once.
+    same database job (SPEC §11.7); a batch root is verified once. A refusal from a
+    receiver that answered under an older roster than this node holds does not settle
+    its entry: it is retried, by which time the roster has reached the receiver
+    (``peer_roster_version``, SPEC §11.12).
     """
     refused: list[tuple[str, str]] = []
     verified: list[VerifiedReceipt] = []
+    behind = peer_behind(state, peer_roster_version)
     for result in check_receipts(state, recipient=recipient, sent=sent, receipts=receipts):
         if isinstance(result, RefusedReceipt):
             refused.append((result.envelope_id, f"bad receipt: {result.error}"))
+        elif behind and not result.receipt.accepted:
+            why = (
+                f"{result.receipt.reason} under roster v{peer_roster_version}, this node holds v{state.roster.version}"
+            )
+            refused.append((result.envelope_id, f"refused by a receiver behind this node's roster: {why}"))
         else:
             verified.append(result)
     unmatched = []

@@ -35,11 +35,12 @@ def held_agreement_versions(state: NodeState) -> list[str]:
 def record_start(session: Session, state: NodeState, *, now: datetime) -> None:
     """Refuse to run under an older roster or agreement than before (SPEC §5.3), then record these."""
     roster_seen, agreements_seen = 0, dict[str, int]()
-    for row in session.scalars(
-        select(AuditEntryRow).where(AuditEntryRow.event.in_((AuditEvent.NODE_STARTED, AuditEvent.AGREEMENT_UPDATED)))
-    ):
+    events = (AuditEvent.NODE_STARTED, AuditEvent.AGREEMENT_UPDATED, AuditEvent.ROSTER_UPDATED)
+    for row in session.scalars(select(AuditEntryRow).where(AuditEntryRow.event.in_(events))):
         detail = json.loads(row.detail)
         roster_seen = max(roster_seen, int(detail.get("roster_version", 0)))
+        if row.event == AuditEvent.ROSTER_UPDATED and row.allowed:
+            roster_seen = max(roster_seen, int(detail.get("version", 0)))
         for held in detail.get("agreements", []):
             agreement_id, _, version = str(held).rpartition(":")
             agreements_seen[agreement_id] = max(agreements_seen.get(agreement_id, 0), int(version))

@@ -113,6 +113,7 @@ def check_ingress_batch(
             is_replay=lambda header, digest: False,
             roots=state.roots,
             batch_keys=state.batch_keys,
+            previous_keys=state.previous_hpke,
         )
         out.append((envelope, result))
     return out

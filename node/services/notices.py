@@ -40,7 +40,7 @@ from protocol.errors import RemoteProtocolError
 from protocol.notices import Correction, NoticeAck, Recall, verify_correction, verify_notice_ack, verify_recall
 from protocol.notices import NoticeKind as NoticeAckKind
 from protocol.policy import Reason
-from protocol.statements import PayloadType, Signed, parse_unverified, sign, verify
+from protocol.statements import PayloadType, Signed, parse_unverified, sign
 
 __all__ = [
     "delivered_to",
@@ -393,7 +393,7 @@ def _receive_revocation(session: Session, state: NodeState, *, signed: Signed, p
         member = state.roster.member(claimed.revoker)
         if member is None or grantor != claimed.revoker or state.roster.is_revoked(member.signing_key.keyid):
             raise RemoteProtocolError("revocation is not by the grant's grantor")
-        verify(signed, PayloadType.CONSENT_REVOCATION, [member.signing_key])
+        state.roster.verify_member(signed, PayloadType.CONSENT_REVOCATION, member.member_id)
     except RemoteProtocolError as exc:
         return refuse_remote(session, state, event, peer, Reason.CONSENT_INVALID, str(exc), now)
     assert grant_row is not None

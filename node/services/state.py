@@ -26,7 +26,8 @@ from protocol.agreement import AgreementBook
 from protocol.envelope import BatchKeys
 from protocol.keys import HpkeKeyPair, SigningKey, VerifiedRoots
 from protocol.policy import PolicyContext, TimeWindow
-from protocol.roster import Roster
+from protocol.roster import Roster, SecretariatKeys
+from protocol.statements import Signed
 
 __all__ = ["AtRestKey", "NodeState", "at_rest_binding", "core_table", "load_runtime_sets", "record_with_peer"]
 
@@ -87,6 +88,12 @@ class NodeState:
     roots: VerifiedRoots = field(default_factory=VerifiedRoots)
     #: Batch keys already opened with ``hpke_keys`` (SPEC §8.2): each batch's HPKE runs once.
     batch_keys: BatchKeys = field(init=False)
+    #: The trust anchor for rosters (SPEC §5.3); a held roster that declares a set overrides it.
+    secretariat: SecretariatKeys | None = None
+    #: The signed statement of ``roster``, as held (SPEC §11.12).
+    roster_statement: Signed | None = None
+    #: The node's other HPKE key pairs: what was sealed to them before a rotation still opens (SPEC §5.4.4).
+    previous_hpke: tuple[HpkeKeyPair, ...] = ()
 
     def __post_init__(self) -> None:
         self.batch_keys = BatchKeys(self.hpke_keys)

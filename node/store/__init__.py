@@ -39,6 +39,7 @@ from node.store.models import (
     OriginalItem,
     OutboxEntry,
     OutboxEnvelope,
+    RosterRow,
     WitnessedCheckpoint,
 )
 from node.store.types import EnumText, UTCDateTime, driver_time
@@ -67,6 +68,7 @@ __all__ = [
     "OriginalItem",
     "OutboxEntry",
     "OutboxEnvelope",
+    "RosterRow",
     "UTCDateTime",
     "WitnessedCheckpoint",
     "analyse",

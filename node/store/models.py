@@ -355,3 +355,21 @@ class NoticeAckRow(Base):
     holder: Mapped[str] = mapped_column(String, primary_key=True)
     statement: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RosterRow(Base):
+    """A roster version this node held: from its file at start, or published to it (SPEC §11.12).
+
+    The newest is the one the node runs under, after a restart too.
+    """
+
+    __tablename__ = "roster_history"
+
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: SHA-256 of the roster payload (SPEC §4.3).
+    digest: Mapped[str] = mapped_column(String(64))
+    #: The signed statement's JSON, exactly as received.
+    statement: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Who delivered it: ``file``, a member id, or a TLS identity that is no member.
+    source: Mapped[str] = mapped_column(String)
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime)

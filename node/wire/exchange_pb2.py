@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cintelshare/v1/exchange.proto\x12\rintelshare.v1\"4\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x0b\n\x03sig\x18\x03 \x01(\x0c\"]\n\x06Signed\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12,\n\nsignatures\x18\x03 \x03(\x0b\x32\x18.intelshare.v1.Signature\"\x95\x01\n\x08\x45nvelope\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12%\n\x06origin\x18\x02 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12\'\n\x08\x63onsents\x18\x03 \x03(\x0b\x32\x15.intelshare.v1.Signed\x12\x12\n\nciphertext\x18\x04 \x01(\x0c\"3\n\x07Receipt\x12(\n\tstatement\x18\x01 \x01(\x0b\x32\x15.intelshare.v1.Signed\";\n\rEnvelopeBatch\x12*\n\tenvelopes\x18\x01 \x03(\x0b\x32\x17.intelshare.v1.Envelope\"8\n\x0cReceiptBatch\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.intelshare.v1.Receipt\"a\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12(\n\tstatement\x18\x04 \x01(\x0b\x32\x15.intelshare.v1.Signed\"!\n\x0eWitnessRequest\x12\x0f\n\x07request\x18\x01 \x01(\x0c\"\x8c\x01\n\x0fWitnessResponse\x12\x10\n\x08\x63osigned\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x13\n\x0b\x63osignature\x18\x04 \x01(\x0c\x12\x16\n\x0ewitnessed_size\x18\x05 \x01(\x04\x12\x1a\n\x12has_witnessed_size\x18\x06 \x01(\x08\" \n\x0f\x45videnceRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"b\n\x0c\x45videnceItem\x12\x1e\n\x14witnessed_checkpoint\x18\x01 \x01(\x0cH\x00\x12*\n\tstatement\x18\x02 \x01(\x0b\x32\x15.intelshare.v1.SignedH\x00\x42\x06\n\x04item\"@\n\x0cProofRequest\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x13\n\x0b\x63onsistency\x18\x03 \x01(\x08\"A\n\rProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\x0c\x32\xde\x04\n\x08\x45xchange\x12:\n\x07\x44\x65liver\x12\x17.intelshare.v1.Envelope\x1a\x16.intelshare.v1.Receipt\x12O\n\x0e\x44\x65liverBatches\x12\x1c.intelshare.v1.EnvelopeBatch\x1a\x1b.intelshare.v1.ReceiptBatch(\x01\x30\x01\x12;\n\x0eRequestConsent\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12@\n\x13SendConsentDecision\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12\x33\n\x06Notify\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12\x38\n\x0b\x41\x63knowledge\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12H\n\x07Witness\x12\x1d.intelshare.v1.WitnessRequest\x1a\x1e.intelshare.v1.WitnessResponse\x12I\n\x08\x45vidence\x12\x1e.intelshare.v1.EvidenceRequest\x1a\x1b.intelshare.v1.EvidenceItem0\x01\x12\x42\n\x05Prove\x12\x1b.intelshare.v1.ProofRequest\x1a\x1c.intelshare.v1.ProofResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cintelshare/v1/exchange.proto\x12\rintelshare.v1\"4\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03\x61lg\x18\x02 \x01(\t\x12\x0b\n\x03sig\x18\x03 \x01(\x0c\"]\n\x06Signed\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12,\n\nsignatures\x18\x03 \x03(\x0b\x32\x18.intelshare.v1.Signature\"\x95\x01\n\x08\x45nvelope\x12%\n\x06header\x18\x01 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12%\n\x06origin\x18\x02 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12\'\n\x08\x63onsents\x18\x03 \x03(\x0b\x32\x15.intelshare.v1.Signed\x12\x12\n\nciphertext\x18\x04 \x01(\x0c\"K\n\x07Receipt\x12(\n\tstatement\x18\x01 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12\x16\n\x0eroster_version\x18\x02 \x01(\r\";\n\rEnvelopeBatch\x12*\n\tenvelopes\x18\x01 \x03(\x0b\x32\x17.intelshare.v1.Envelope\"P\n\x0cReceiptBatch\x12(\n\x08receipts\x18\x01 \x03(\x0b\x32\x16.intelshare.v1.Receipt\x12\x16\n\x0eroster_version\x18\x02 \x01(\r\"y\n\x03\x41\x63k\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12(\n\tstatement\x18\x04 \x01(\x0b\x32\x15.intelshare.v1.Signed\x12\x16\n\x0eroster_version\x18\x05 \x01(\r\"!\n\x0eWitnessRequest\x12\x0f\n\x07request\x18\x01 \x01(\x0c\"\x8c\x01\n\x0fWitnessResponse\x12\x10\n\x08\x63osigned\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x13\n\x0b\x63osignature\x18\x04 \x01(\x0c\x12\x16\n\x0ewitnessed_size\x18\x05 \x01(\x04\x12\x1a\n\x12has_witnessed_size\x18\x06 \x01(\x08\" \n\x0f\x45videnceRequest\x12\r\n\x05limit\x18\x01 \x01(\r\"b\n\x0c\x45videnceItem\x12\x1e\n\x14witnessed_checkpoint\x18\x01 \x01(\x0cH\x00\x12*\n\tstatement\x18\x02 \x01(\x0b\x32\x15.intelshare.v1.SignedH\x00\x42\x06\n\x04item\"@\n\x0cProofRequest\x12\x0c\n\x04size\x18\x01 \x01(\x04\x12\r\n\x05index\x18\x02 \x01(\x04\x12\x13\n\x0b\x63onsistency\x18\x03 \x01(\x08\"A\n\rProofResponse\x12\x0e\n\x06hashes\x18\x01 \x03(\x0c\x12\x0c\n\x04leaf\x18\x02 \x01(\x0c\x12\x12\n\ncheckpoint\x18\x03 \x01(\x0c\x32\x9a\x05\n\x08\x45xchange\x12:\n\x07\x44\x65liver\x12\x17.intelshare.v1.Envelope\x1a\x16.intelshare.v1.Receipt\x12O\n\x0e\x44\x65liverBatches\x12\x1c.intelshare.v1.EnvelopeBatch\x1a\x1b.intelshare.v1.ReceiptBatch(\x01\x30\x01\x12;\n\x0eRequestConsent\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12@\n\x13SendConsentDecision\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12\x33\n\x06Notify\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12\x38\n\x0b\x41\x63knowledge\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ack\x12H\n\x07Witness\x12\x1d.intelshare.v1.WitnessRequest\x1a\x1e.intelshare.v1.WitnessResponse\x12I\n\x08\x45vidence\x12\x1e.intelshare.v1.EvidenceRequest\x1a\x1b.intelshare.v1.EvidenceItem0\x01\x12\x42\n\x05Prove\x12\x1b.intelshare.v1.ProofRequest\x1a\x1c.intelshare.v1.ProofResponse\x12:\n\rPublishRoster\x12\x15.intelshare.v1.Signed\x1a\x12.intelshare.v1.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,25 +38,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE']._serialized_start=197
   _globals['_ENVELOPE']._serialized_end=346
   _globals['_RECEIPT']._serialized_start=348
-  _globals['_RECEIPT']._serialized_end=399
-  _globals['_ENVELOPEBATCH']._serialized_start=401
-  _globals['_ENVELOPEBATCH']._serialized_end=460
-  _globals['_RECEIPTBATCH']._serialized_start=462
-  _globals['_RECEIPTBATCH']._serialized_end=518
-  _globals['_ACK']._serialized_start=520
-  _globals['_ACK']._serialized_end=617
-  _globals['_WITNESSREQUEST']._serialized_start=619
-  _globals['_WITNESSREQUEST']._serialized_end=652
-  _globals['_WITNESSRESPONSE']._serialized_start=655
-  _globals['_WITNESSRESPONSE']._serialized_end=795
-  _globals['_EVIDENCEREQUEST']._serialized_start=797
-  _globals['_EVIDENCEREQUEST']._serialized_end=829
-  _globals['_EVIDENCEITEM']._serialized_start=831
-  _globals['_EVIDENCEITEM']._serialized_end=929
-  _globals['_PROOFREQUEST']._serialized_start=931
-  _globals['_PROOFREQUEST']._serialized_end=995
-  _globals['_PROOFRESPONSE']._serialized_start=997
-  _globals['_PROOFRESPONSE']._serialized_end=1062
-  _globals['_EXCHANGE']._serialized_start=1065
-  _globals['_EXCHANGE']._serialized_end=1671
+  _globals['_RECEIPT']._serialized_end=423
+  _globals['_ENVELOPEBATCH']._serialized_start=425
+  _globals['_ENVELOPEBATCH']._serialized_end=484
+  _globals['_RECEIPTBATCH']._serialized_start=486
+  _globals['_RECEIPTBATCH']._serialized_end=566
+  _globals['_ACK']._serialized_start=568
+  _globals['_ACK']._serialized_end=689
+  _globals['_WITNESSREQUEST']._serialized_start=691
+  _globals['_WITNESSREQUEST']._serialized_end=724
+  _globals['_WITNESSRESPONSE']._serialized_start=727
+  _globals['_WITNESSRESPONSE']._serialized_end=867
+  _globals['_EVIDENCEREQUEST']._serialized_start=869
+  _globals['_EVIDENCEREQUEST']._serialized_end=901
+  _globals['_EVIDENCEITEM']._serialized_start=903
+  _globals['_EVIDENCEITEM']._serialized_end=1001
+  _globals['_PROOFREQUEST']._serialized_start=1003
+  _globals['_PROOFREQUEST']._serialized_end=1067
+  _globals['_PROOFRESPONSE']._serialized_start=1069
+  _globals['_PROOFRESPONSE']._serialized_end=1134
+  _globals['_EXCHANGE']._serialized_start=1137
+  _globals['_EXCHANGE']._serialized_end=1803
 # @@protoc_insertion_point(module_scope)

@@ -39,10 +39,12 @@ class Envelope(_message.Message):
     def __init__(self, header: _Optional[_Union[Signed, _Mapping]] = ..., origin: _Optional[_Union[Signed, _Mapping]] = ..., consents: _Optional[_Iterable[_Union[Signed, _Mapping]]] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
 class Receipt(_message.Message):
-    __slots__ = ("statement",)
+    __slots__ = ("statement", "roster_version")
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    ROSTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     statement: Signed
-    def __init__(self, statement: _Optional[_Union[Signed, _Mapping]] = ...) -> None: ...
+    roster_version: int
+    def __init__(self, statement: _Optional[_Union[Signed, _Mapping]] = ..., roster_version: _Optional[int] = ...) -> None: ...
 
 class EnvelopeBatch(_message.Message):
     __slots__ = ("envelopes",)
@@ -51,22 +53,26 @@ class EnvelopeBatch(_message.Message):
     def __init__(self, envelopes: _Optional[_Iterable[_Union[Envelope, _Mapping]]] = ...) -> None: ...
 
 class ReceiptBatch(_message.Message):
-    __slots__ = ("receipts",)
+    __slots__ = ("receipts", "roster_version")
     RECEIPTS_FIELD_NUMBER: _ClassVar[int]
+    ROSTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     receipts: _containers.RepeatedCompositeFieldContainer[Receipt]
-    def __init__(self, receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ...) -> None: ...
+    roster_version: int
+    def __init__(self, receipts: _Optional[_Iterable[_Union[Receipt, _Mapping]]] = ..., roster_version: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("accepted", "reason", "detail", "statement")
+    __slots__ = ("accepted", "reason", "detail", "statement", "roster_version")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     STATEMENT_FIELD_NUMBER: _ClassVar[int]
+    ROSTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     reason: str
     detail: str
     statement: Signed
-    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., statement: _Optional[_Union[Signed, _Mapping]] = ...) -> None: ...
+    roster_version: int
+    def __init__(self, accepted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., statement: _Optional[_Union[Signed, _Mapping]] = ..., roster_version: _Optional[int] = ...) -> None: ...
 
 class WitnessRequest(_message.Message):
     __slots__ = ("request",)

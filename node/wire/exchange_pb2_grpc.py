@@ -80,6 +80,11 @@ class ExchangeStub:
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.ProofRequest.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_exchange__pb2.ProofResponse.FromString,
                 _registered_method=True)
+        self.PublishRoster = channel.unary_unary(
+                '/intelshare.v1.Exchange/PublishRoster',
+                request_serializer=intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class ExchangeServicer:
@@ -149,6 +154,14 @@ class ExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PublishRoster(self, request, context):
+        """A roster version signed by the secretariat (SPEC §11.12). Any peer the federation CA
+        certified may deliver it: the statement carries its own authority.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -196,6 +209,11 @@ def add_ExchangeServicer_to_server(servicer, server):
                     servicer.Prove,
                     request_deserializer=intelshare_dot_v1_dot_exchange__pb2.ProofRequest.FromString,
                     response_serializer=intelshare_dot_v1_dot_exchange__pb2.ProofResponse.SerializeToString,
+            ),
+            'PublishRoster': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishRoster,
+                    request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Signed.FromString,
+                    response_serializer=intelshare_dot_v1_dot_exchange__pb2.Ack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -442,6 +460,33 @@ class Exchange:
             '/intelshare.v1.Exchange/Prove',
             intelshare_dot_v1_dot_exchange__pb2.ProofRequest.SerializeToString,
             intelshare_dot_v1_dot_exchange__pb2.ProofResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishRoster(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Exchange/PublishRoster',
+            intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
+            intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

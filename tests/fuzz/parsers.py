@@ -56,7 +56,7 @@ from protocol.item import item_from_plaintext
 from protocol.notices import Correction, NoticeAck, NoticeKind, Recall, verify_correction, verify_recall
 from protocol.policy import Transfer, check_egress, open_envelope
 from protocol.receipt import Receipt
-from protocol.roster import Roster, accept_roster
+from protocol.roster import RetiredKey, Roster, SecretariatKeys, accept_roster
 from protocol.statements import PayloadType, Signature, Signed, parse_unverified, verify
 from protocol.statements import sign as sign_statement
 
@@ -92,6 +92,8 @@ SIGNER = {
     PayloadType.AUDIT_BUNDLE: "TR",
 }
 
+_ANCHOR = SecretariatKeys(threshold=1, keys=(SECRETARIAT.public(),))
+
 
 @dataclass(frozen=True)
 class Corpus:
@@ -107,6 +109,10 @@ class Corpus:
         return self.statements[payload_type].payload
 
 
+def origin_time(origin: Signed) -> Any:
+    return OriginAttestation.from_bytes(origin.payload).attested_at
+
+
 def _corpus() -> Corpus:
     origin, plaintext = make_origin()
     new_origin, _ = make_origin(item_id="item-1")
@@ -119,7 +125,17 @@ def _corpus() -> Corpus:
         return sign_statement(ptype, model, [signing_key(who)])
 
     statements = {
-        PayloadType.ROSTER: signed_roster(roster()),
+        # With the optional fields present, so mutations reach their parsers (SPEC §5.1, §5.4.3).
+        PayloadType.ROSTER: signed_roster(
+            roster().model_copy(
+                update={
+                    "secretariat": _ANCHOR,
+                    "retired_keys": (
+                        RetiredKey(member_id="KZ", signing_key=SECRETARIAT.public(), until=origin_time(origin)),
+                    ),
+                }
+            )
+        ),
         PayloadType.AGREEMENT: signed_agreement(agreement("KZ", "TR")),
         PayloadType.ORIGIN: origin,
         PayloadType.HEADER: envelope.header,
@@ -464,7 +480,7 @@ def target_statement(payload_type: PayloadType, signed: Signed) -> None:
     ros = roster()
     _typed(lambda: parse_unverified(signed, payload_type, MODELS[payload_type]), MalformedError)
     if payload_type is PayloadType.ROSTER:
-        _typed(lambda: accept_roster(signed, secretariat=[SECRETARIAT.public()], current=None), IntelshareError)
+        _typed(lambda: accept_roster(signed, secretariat=_ANCHOR, current=None), IntelshareError)
         return
     if payload_type is PayloadType.AGREEMENT:
         _typed(lambda: AgreementBook().accept(signed, ros), IntelshareError)

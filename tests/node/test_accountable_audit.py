@@ -538,3 +538,26 @@ def test_receipt_holder_finds_a_rewrite_through_inclusion_proofs(copy: History) 
         caught = cli("audit", "prove", "--dir", str(copy.root), "--member", "KZ", "--log", "TR")
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert f"TR entry {ingress}" in caught.stderr
+
+
+def test_a_node_tells_a_member_only_about_its_own_log(copy: History) -> None:
+    # SPEC §11.10.9: KZ holds checkpoints and statements of TR's and AZ's logs; TR hears of TR's only.
+    from node.codec import signed_from_pb
+    from node.config import load_material, load_node_config
+    from node.peers import channel_to
+    from node.wire import exchange_pb2, exchange_pb2_grpc
+    from protocol.checkpoint import parse_checkpoint
+
+    tr = load_material(load_node_config(copy.root / "nodes" / "TR" / "node.toml"))
+    held = query(copy.root, "KZ", "SELECT count(DISTINCT member) FROM witnessed_checkpoints")
+    assert held == [(2,)]  # KZ witnessed TR's log and AZ's
+    with LocalFederation(copy.root).running(["KZ"]), channel_to(tr, "KZ") as channel:
+        items = list(exchange_pb2_grpc.ExchangeStub(channel).Evidence(exchange_pb2.EvidenceRequest(limit=1000)))
+    notes = [
+        parse_checkpoint(i.witnessed_checkpoint).checkpoint.origin for i in items if i.HasField("witnessed_checkpoint")
+    ]
+    signers = {signed_from_pb(i.statement).payload for i in items if i.HasField("statement")}
+    assert notes
+    assert {origin.rsplit("/", 1)[-1] for origin in notes} == {"TR"}
+    assert signers
+    assert all(b'"receiver":"TR"' in payload or b'"holder":"TR"' in payload for payload in signers)

@@ -55,6 +55,7 @@ def test_demo_from_an_installed_wheel_plays_every_expected_outcome(tmp_path: Pat
         "CONSENT_NOT_TRANSFERABLE",
         "BAND_ABOVE_CEILING",
         "SENDER_IDENTITY_MISMATCH",
+        "KEY_REVOKED",
         "All as expected",
     ):
         assert expected in result.stdout
@@ -73,6 +74,8 @@ def test_demo_from_an_installed_wheel_plays_every_expected_outcome(tmp_path: Pat
         (("inbox", "--dir", "/nonexistent", "--member", "TR"), "no node 'TR'"),
         (("federation", "init", "/nonexistent.toml", "--dir", "/tmp/x"), "no federation file"),
         (("node", "run"), "give --config"),
+        (("roster", "revoke-key", "--dir", "/nonexistent", "--member", "UZ"), "not a federation directory"),
+        (("roster", "show", "--dir", "/nonexistent"), "/nonexistent/roster.json"),
     ],
 )
 def test_user_mistakes_give_one_clear_line_and_no_traceback(args: tuple[str, ...], message: str) -> None:
@@ -90,6 +93,7 @@ def test_every_command_has_help() -> None:
         ["consent", "grant", "--help"],
         ["federation", "init", "--help"],
         ["demo", "--help"],
+        ["roster", "--help"],
     ):
         result = intelshare(*command, timeout=60)
         assert result.returncode == 0, command
@@ -110,3 +114,42 @@ def test_example_federation_header_runs_as_written_and_names_no_machine_path(tmp
     done = intelshare(*args, timeout=60, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "roster.json").is_file()
+
+
+def test_roster_commands_refuse_mistakes_with_their_exit_codes(tmp_path: Path) -> None:
+    root = tmp_path / "fed"
+    example = Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
+    assert intelshare("federation", "init", str(example), "--dir", str(root)).returncode == 0
+    unknown = intelshare("roster", "rotate-key", "--dir", str(root), "--member", "XX")
+    assert (unknown.returncode, "XX is not a member" in unknown.stderr) == (4, True), unknown.stderr
+    twice = intelshare(
+        "roster",
+        "add-member",
+        "--dir",
+        str(root),
+        "--member",
+        "TR",
+        "--state",
+        "x",
+        "--service",
+        "y",
+        "--marking=SECRET=Z",
+    )
+    assert (twice.returncode, "already a member" in twice.stderr) == (5, True), twice.stderr
+    nobody = intelshare("roster", "revoke-key", "--dir", str(root), "--member", "UZ", "--sign-as", "chair")
+    assert (nobody.returncode, "needs 2 signatures" in nobody.stderr) == (5, True), nobody.stderr
+    assert "Traceback" not in unknown.stderr + twice.stderr + nobody.stderr
+    shown = intelshare("roster", "show", "--dir", str(root))
+    assert shown.returncode == 0
+    assert "version 1" in shown.stdout
+
+
+@pytest.mark.parametrize("command", ["show", "add-member", "remove-member", "rotate-key", "revoke-key", "publish"])
+def test_every_roster_command_has_help(command: str) -> None:
+    from typer.testing import CliRunner
+
+    from node.cli import app
+
+    result = CliRunner().invoke(app, ["roster", command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output

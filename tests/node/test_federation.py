@@ -46,7 +46,8 @@ def _variant(tmp_path: Path, old: str, new: str) -> Path:
 
 def test_layout_files(layout: FederationLayout) -> None:
     assert layout.members == ("TR", "AZ", "KZ", "KG", "UZ", "HU", "TM")
-    files = (layout.config, layout.ca_cert, layout.ca_key, layout.secretariat, layout.secretariat_key, layout.roster)
+    files = (layout.config, layout.ca_cert, layout.ca_key, layout.secretariat, layout.roster)
+    files += (layout.holder_key("chair"), layout.secretariat_dir / "tls.pem", layout.roster_version(1))
     for path in files:
         assert path.is_file(), path
     assert layout.config.read_bytes() == EXAMPLE.read_bytes()
@@ -60,7 +61,8 @@ def test_layout_files(layout: FederationLayout) -> None:
 
 
 def test_private_files_are_owner_only(layout: FederationLayout) -> None:
-    paths = [layout.ca_key, layout.secretariat_key]
+    paths = [layout.ca_key, layout.secretariat_dir / "tls.key"]
+    paths += [layout.holder_key(holder) for holder in ("chair", "deputy", "registrar")]
     paths += [layout.node_dir(m) / name for m in layout.members for name in PRIVATE_FILES]
     for path in paths:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -105,15 +107,18 @@ def test_roster_members_statuses_and_markings(layout: FederationLayout) -> None:
         assert re.fullmatch(r"127\.0\.0\.1:\d+", member.endpoint)
 
 
-def test_every_agreement_in_force_in_2026(layout: FederationLayout) -> None:
+def test_every_agreement_in_force_in_2026_and_each_node_holds_only_its_own(layout: FederationLayout) -> None:
+    # SPEC §6.2: a node holds only the agreements it is a party to.
+    every = {p.stem for p in layout.agreements_dir.glob("*.json")}
     for member_id in layout.members:
         book = load_material(load_node_config(layout.node_config(member_id))).agreements
         agreements = list(book.agreements())
-        assert len(agreements) == 8
+        assert {a.agreement_id for a in agreements} == {a for a in every if member_id in a.split("-")}, member_id
         for agreement in agreements:
             a, b = agreement.parties
             assert book.in_force(a, b, IN_2026), agreement.agreement_id
             assert book.in_force(b, a, IN_2026), agreement.agreement_id
+    book = load_material(load_node_config(layout.node_config("TR"))).agreements
     kz_tr = book.get("TR", "KZ")
     assert kz_tr is not None
     assert kz_tr.valid_from == datetime(2022, 8, 5, tzinfo=UTC)

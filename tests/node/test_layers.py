@@ -24,6 +24,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     (
         "node.client",
         "node.federation",
+        "node.secretariat",
         "node.harness",
         "node.demo",
         "node.demo_audit",

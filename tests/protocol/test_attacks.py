@@ -44,8 +44,10 @@ from protocol.envelope import OriginAttestation, attest
 from protocol.errors import NoticeMismatchError, OpenError, RollbackError, SignatureError
 from protocol.notices import Correction, Recall, verify_correction, verify_recall
 from protocol.policy import IngressResult, Reason, Transfer, check_egress, open_envelope
-from protocol.roster import Roster, accept_roster
+from protocol.roster import Roster, SecretariatKeys, accept_roster
 from protocol.statements import PayloadType, Signed, sign
+
+ANCHOR = SecretariatKeys(threshold=1, keys=(SECRETARIAT.public(),))
 
 
 def _reason(result: IngressResult) -> Reason:
@@ -295,33 +297,31 @@ def test_redirected_envelope_readdressed_by_holder() -> None:
 def test_roster_rollback() -> None:
     current = roster(version=3)
     with pytest.raises(RollbackError):
-        accept_roster(signed_roster(roster(version=2)), secretariat=[SECRETARIAT.public()], current=current)
+        accept_roster(signed_roster(roster(version=2)), secretariat=ANCHOR, current=current)
 
 
 def test_roster_replay_of_same_version() -> None:
     current = roster(version=3)
     with pytest.raises(RollbackError):
-        accept_roster(signed_roster(roster(version=3)), secretariat=[SECRETARIAT.public()], current=current)
+        accept_roster(signed_roster(roster(version=3)), secretariat=ANCHOR, current=current)
 
 
 def test_roster_rollback_unrevokes_key() -> None:
     # After KZ's key was revoked in v2, an old v1 (which still trusts it) must not come back.
     current = roster(version=2, revoked=(signing_key("KZ").keyid,))
     with pytest.raises(RollbackError):
-        accept_roster(signed_roster(roster(version=1)), secretariat=[SECRETARIAT.public()], current=current)
+        accept_roster(signed_roster(roster(version=1)), secretariat=ANCHOR, current=current)
 
 
 def test_roster_for_another_federation() -> None:
     other = roster(version=9).model_copy(update={"federation": "OTHER"})
     with pytest.raises(RollbackError):
-        accept_roster(signed_roster(other), secretariat=[SECRETARIAT.public()], current=roster())
+        accept_roster(signed_roster(other), secretariat=ANCHOR, current=roster())
 
 
 def test_roster_signed_by_a_member() -> None:
     with pytest.raises(SignatureError):
-        accept_roster(
-            signed_roster(roster(version=2), signing_key("TR")), secretariat=[SECRETARIAT.public()], current=roster()
-        )
+        accept_roster(signed_roster(roster(version=2), signing_key("TR")), secretariat=ANCHOR, current=roster())
 
 
 def test_agreement_rollback() -> None:

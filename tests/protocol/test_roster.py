@@ -10,9 +10,9 @@ from support import SECRETARIAT, member, roster, signed_roster, signing_key
 from protocol.classification import Band
 from protocol.errors import MalformedError, RollbackError, SignatureError
 from protocol.keys import SigningKey
-from protocol.roster import Roster, accept_roster
+from protocol.roster import Roster, SecretariatKeys, accept_roster
 
-SECRETARIAT_KEYS = [SECRETARIAT.public()]
+SECRETARIAT_KEYS = SecretariatKeys(threshold=1, keys=(SECRETARIAT.public(),))
 
 
 def test_first_roster_is_accepted() -> None:
@@ -26,10 +26,12 @@ def test_newer_roster_is_accepted() -> None:
     assert accept_roster(signed_roster(newer), secretariat=SECRETARIAT_KEYS, current=roster()) == newer
 
 
-def test_every_secretariat_key_must_sign() -> None:
+def test_threshold_of_secretariat_keys_must_sign() -> None:
+    # SPEC §5.3: k of the n keys; here the one key present is not the two needed.
     second = SigningKey.from_seeds(b"\x07" * 32, None)
-    with pytest.raises(SignatureError):
-        accept_roster(signed_roster(roster()), secretariat=[*SECRETARIAT_KEYS, second.public()], current=None)
+    two_of_two = SecretariatKeys(threshold=2, keys=(SECRETARIAT.public(), second.public()))
+    with pytest.raises(SignatureError, match="1 of the 2 trusted secretariat keys; 2 needed"):
+        accept_roster(signed_roster(roster()), secretariat=two_of_two, current=None)
 
 
 def test_lookups() -> None:

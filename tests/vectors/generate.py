@@ -60,7 +60,7 @@ from protocol.policy import (  # noqa: E402
     open_envelope,
 )
 from protocol.receipt import Receipt  # noqa: E402
-from protocol.roster import Roster, accept_roster  # noqa: E402
+from protocol.roster import Roster, SecretariatKeys, accept_roster  # noqa: E402
 from protocol.statements import PayloadType, Signature, Signed, sign, sign_many, verify  # noqa: E402
 from tests import support as S  # noqa: E402, N812
 from tests.test_vectors import MODELS, hpke_base_key_schedule, xwing_decapsulate  # noqa: E402
@@ -1106,12 +1106,12 @@ def gen_decisions() -> None:
 def evaluate(sc: dict[str, Any], rosters: dict[str, Any], signed_ag: dict[str, Signed]) -> Any:
     roster = accept_roster(
         Signed.from_bytes(json.dumps(rosters[sc["roster"]]).encode()),
-        secretariat=[key_for("SECRETARIAT").public()],
+        secretariat=SecretariatKeys(threshold=1, keys=(key_for("SECRETARIAT").public(),)),
         current=None,
     )
     held_under = accept_roster(
         Signed.from_bytes(json.dumps(rosters[sc["agreements_roster"]]).encode()),
-        secretariat=[key_for("SECRETARIAT").public()],
+        secretariat=SecretariatKeys(threshold=1, keys=(key_for("SECRETARIAT").public(),)),
         current=None,
     )
     book = AgreementBook()
@@ -1178,6 +1178,7 @@ def outcome(fn: Any) -> str:
 def gen_agreements_rosters() -> None:
     sec = key_for("SECRETARIAT")
     sec_pub = sec.public()
+    anchor = SecretariatKeys(threshold=1, keys=(sec_pub,))
     r1, r2 = S.roster(1), S.roster(2)
     s1 = sign(PayloadType.ROSTER, r1, [sec])
     s2 = sign(PayloadType.ROSTER, r2, [sec])
@@ -1202,7 +1203,7 @@ def gen_agreements_rosters() -> None:
     rc = []
     for name, signed, current, expected in roster_cases:
         cur = None if current is None else Roster.from_bytes(current.payload)
-        got = outcome(lambda signed=signed, cur=cur: accept_roster(signed, secretariat=[sec_pub], current=cur))
+        got = outcome(lambda signed=signed, cur=cur: accept_roster(signed, secretariat=anchor, current=cur))
         assert got == expected, (name, got)
         rc.append(
             {
