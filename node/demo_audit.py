@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from node import audit
-from node.audit.bundle import write_bundle
+from node.audit.bundle import BundleError, open_bundle, write_bundle
 from node.audit.reconcile import reconcile
 from node.audit.sources import AuditView, bundle_view, federation_view, pins_for
 from node.audit.trace import trace
@@ -84,12 +84,23 @@ def witnessed(fed: LocalFederation, t: Narrator, members: tuple[str, ...]) -> No
     def covered(member: str) -> bool:
         return max(_witnesses(fed.root, members, member).values(), default=0) >= _last_entry(fed.root, member)
 
+    revoked = _revoked(fed.root, members)
     for member in members:
+        held = _witnesses(fed.root, members, member)
+        if member in revoked:  # its checkpoints are signed with a revoked key: no witness counts them now
+            table.add_row(member, str(_last_entry(fed.root, member)), "key revoked: no longer witnessed")
+            continue
         done = eventually(partial(covered, member), timeout=60)
         held = _witnesses(fed.root, members, member)
         table.add_row(member, str(_last_entry(fed.root, member)), ", ".join(f"{p} ({s})" for p, s in held.items()))
         t.expect(f"{member}'s log is co-signed by a partner", done, ", ".join(held) or "no witness")
     t.console.print(table)
+
+
+def _revoked(root: Path, members: tuple[str, ...]) -> set[str]:
+    """The members whose signing key the federation's roster has revoked (an earlier step may have)."""
+    roster = federation_view(root).roster
+    return {m for m in members if roster.trusted_signer(m) is None}
 
 
 def _verify(view: AuditView, member: str) -> audit.AuditReport:
@@ -129,9 +140,20 @@ def audit_after(fed: LocalFederation, t: Narrator, members: tuple[str, ...]) -> 
         "auditor checks each bundle against the roster, verifies every log against its checkpoints and "
         "what the other members hold, and compares both sides of every transfer, consent and recall.",
     )
-    view = bundle_view(federation_view(root).roster, _bundle_all(root, members, root / "bundles"))
-    broken = [m for m in members if not _verify(view, m).ok]
-    t.expect("every bundled log verifies", not broken, ", ".join(broken) or f"{len(members)} logs")
+    roster = federation_view(root).roster
+    revoked = _revoked(root, members)
+    bundles = dict(zip(members, _bundle_all(root, members, root / "bundles"), strict=True))
+    for member in sorted(revoked):  # signed with a key the roster revoked: not evidence of anything
+        try:
+            open_bundle(bundles[member], roster=roster)
+        except BundleError as exc:
+            t.expect(f"{member}'s bundle is refused: its key was revoked", True, str(exc).split(": ", 1)[-1])
+        else:
+            t.expect(f"{member}'s bundle is refused: its key was revoked", False, "accepted")
+    trusted = tuple(m for m in members if m not in revoked)
+    view = bundle_view(roster, [bundles[m] for m in trusted])
+    broken = [m for m in trusted if not _verify(view, m).ok]
+    t.expect("every other bundled log verifies", not broken, ", ".join(broken) or f"{len(trusted)} logs")
     mismatches = reconcile(view)
     t.expect("the logs reconcile: no mismatch", not mismatches, f"{len(mismatches)} mismatches")
 
