@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import sys
 
-from node.cli import admin, audit, consent, officer, oversight
+from node.cli import admin, agreement, audit, consent, officer, oversight
 from node.cli.base import app, err, exit_code_for
 from protocol.errors import IntelshareError
 
-__all__ = ["admin", "app", "audit", "consent", "main", "officer", "oversight"]
+__all__ = ["admin", "agreement", "app", "audit", "consent", "main", "officer", "oversight"]
 
 
 def main() -> None:

@@ -33,14 +33,17 @@ from node.errors import (
 )
 from node.lifecycle import ConsentRequestState, OutboxState
 from node.rpc.port import NodePort
-from node.services import consent, egress, holdings, notices
+from node.services import agreements, consent, egress, holdings, notices
 from node.services.egress import NewItem, Outcome, SubmitResult
-from node.store import InboxItem, OriginalItem
+from node.store import AgreementProposalRow, ConsentGrantRow, InboxItem, OriginalItem
 from node.wire import desk_pb2, desk_pb2_grpc
+from protocol.agreement import Agreement, AgreementProposal
+from protocol.consent import ConsentGrant
 from protocol.envelope import Suite
 from protocol.errors import IntelshareError
 from protocol.item import item_from_bytes
 from protocol.label import Label
+from protocol.statements import Signed
 
 __all__ = ["DeskServicer", "status_for"]
 
@@ -58,7 +61,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(exc, StoredDataError):
         return grpc.StatusCode.DATA_LOSS, str(exc)
     if isinstance(exc, ValidationError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc.errors()[0]["msg"])
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
     if isinstance(exc, IntelshareError | ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     return None
@@ -136,6 +139,48 @@ def _iso(at: datetime | None) -> str:
     return "" if at is None else audit.format_time(at)
 
 
+def _proposal_entry(row: AgreementProposalRow) -> desk_pb2.AgreementProposalEntry:
+    proposal = AgreementProposal.from_bytes(Signed.model_validate_json(row.proposal).payload)
+    return desk_pb2.AgreementProposalEntry(
+        proposal_id=row.proposal_id,
+        direction=row.direction.value,
+        agreement_id=row.agreement_id,
+        version=row.version,
+        proposer=row.proposer,
+        counterparty=row.counterparty,
+        state=row.state.value,
+        note=row.note,
+        reason=row.reason or "",
+        created_at=_iso(row.created_at),
+        decided_at=_iso(row.decided_at),
+        agreement_json=proposal.proposed.model_dump_json(),
+    )
+
+
+def _grant_entry(statement: bytes, revoked_at: datetime | None) -> desk_pb2.GrantEntry:
+    grant = ConsentGrant.from_bytes(Signed.model_validate_json(statement).payload)
+    return desk_pb2.GrantEntry(
+        grant_id=grant.grant_id,
+        item_id=grant.item_id,
+        item_version=grant.item_version,
+        grantor=grant.grantor,
+        holder=grant.holder,
+        grantee=grant.grantee,
+        expires_at=_iso(grant.expires_at),
+        transferable=grant.transferable,
+        conditions=list(grant.conditions),
+        revoked_at=_iso(revoked_at),
+        request_id=grant.request_id or "",
+    )
+
+
+def _grant_id(row_decision: bytes | None) -> str:
+    """The grant id of a granted request's decision, else empty."""
+    if row_decision is None:
+        return ""
+    return str(json.loads(Signed.model_validate_json(row_decision).payload).get("grant_id", ""))
+
+
 class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generated base
     """Officer operations; each one calls a plain function in ``node.services``."""
 
@@ -178,6 +223,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
                 recipients=new.recipients,
                 suite=new.suite,
                 now=self.port.now(),
+                reason=request.reason,
             )
         else:
             (result,) = await self.port.db(egress.submit_many, requests=[new], now=self.port.now())
@@ -245,7 +291,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             category=label.category.value,
             topics=list(label.topics),
             received_at=_iso(row.created_at),
-            status="recalled" if row.recalled_at else "original",
+            status=row.state.value if row.recalled_at or row.purged_at else "original",
         )
 
     @_desk_call(*_ACT)
@@ -253,7 +299,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         read = await self.port.db(
             holdings.read_item,
             item_id=request.item_id,
-            item_version=request.item_version or 1,
+            item_version=request.item_version,  # 0: the newest version held
             officer=self._officer,
             now=self.port.now(),
         )
@@ -307,6 +353,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
                     created_at=_iso(r.created_at),
                     decided_at=_iso(r.decided_at),
                     reason=r.reason or "",
+                    grant_id=_grant_id(r.decision),
                 )
                 for r in rows
             ]
@@ -347,7 +394,11 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def QueryAudit(self, request: desk_pb2.QueryAuditRequest, context: Context) -> desk_pb2.QueryAuditResponse:
         event = _choice(AuditEvent, request.event, "audit event")
         rows = await self.port.db(
-            holdings.audit_page, after_seq=request.after_seq, limit=request.limit or 100, event=event
+            holdings.audit_page,
+            after_seq=request.after_seq,
+            limit=request.limit or 100,
+            event=event,
+            item_id=request.item_id or None,
         )
         out = []
         for row in rows:
@@ -391,3 +442,87 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             audit_head=status.audit_head,
             outbox_pending=status.outbox_pending,
         )
+
+    # --- agreements (SPEC §6.4) --------------------------------------------------------
+
+    @_desk_call(*_ACT)
+    async def ProposeAgreement(
+        self, request: desk_pb2.ProposeAgreementRequest, context: Context
+    ) -> desk_pb2.AgreementProposalEntry:
+        agreement = Agreement.model_validate_json(request.agreement_json)
+        now = self.port.now()
+        row = await self.port.db(agreements.propose_agreement, agreement=agreement, note=request.note, now=now)
+        return _proposal_entry(row)
+
+    @_desk_call(*_READ)
+    async def ListAgreements(
+        self, request: desk_pb2.ListAgreementsRequest, context: Context
+    ) -> desk_pb2.ListAgreementsResponse:
+        held, proposals = await self.port.db(agreements.list_agreements, now=self.port.now())
+        return desk_pb2.ListAgreementsResponse(
+            agreements=[
+                desk_pb2.HeldAgreement(
+                    agreement_id=h.agreement.agreement_id,
+                    version=h.agreement.version,
+                    parties=list(h.agreement.parties),
+                    in_force=h.in_force,
+                    agreement_json=h.agreement.model_dump_json(),
+                )
+                for h in held
+            ],
+            proposals=[_proposal_entry(row) for row in proposals],
+        )
+
+    @_desk_call(*_ACT)
+    async def DecideAgreement(
+        self, request: desk_pb2.DecideAgreementRequest, context: Context
+    ) -> desk_pb2.AgreementProposalEntry:
+        if request.countersign:
+            row = await self.port.db(
+                agreements.countersign_proposal,
+                proposal_id=request.proposal_id,
+                officer=self._officer,
+                now=self.port.now(),
+            )
+        else:
+            row = await self.port.db(
+                agreements.reject_proposal,
+                proposal_id=request.proposal_id,
+                reason=request.reason,
+                officer=self._officer,
+                now=self.port.now(),
+            )
+        return _proposal_entry(row)
+
+    # --- consent: revocation and onward grants (SPEC §9.4.3, §9.4.4) --------------------
+
+    @_desk_call(*_ACT)
+    async def RevokeGrant(self, request: desk_pb2.RevokeGrantRequest, context: Context) -> desk_pb2.RevokeGrantResponse:
+        signed, told = await self.port.db(
+            consent.revoke_grant,
+            grant_id=request.grant_id,
+            reason=request.reason or "revoked by the grantor",
+            officer=self._officer,
+            now=self.port.now(),
+        )
+        return desk_pb2.RevokeGrantResponse(revocation_id=json.loads(signed.payload)["revocation_id"], notified=told)
+
+    @_desk_call(*_ACT)
+    async def GrantOnward(self, request: desk_pb2.GrantOnwardRequest, context: Context) -> desk_pb2.GrantEntry:
+        signed = await self.port.db(
+            consent.grant_onward,
+            item_id=request.item_id,
+            item_version=request.item_version or 1,
+            grantee=request.grantee,
+            valid_for=timedelta(days=request.valid_days or 30),
+            transferable=request.transferable,
+            conditions=tuple(request.conditions),
+            officer=self._officer,
+            now=self.port.now(),
+        )
+        return _grant_entry(signed.model_dump_json().encode(), None)
+
+    @_desk_call(*_READ)
+    async def ListGrants(self, request: desk_pb2.ListGrantsRequest, context: Context) -> desk_pb2.ListGrantsResponse:
+        rows: list[ConsentGrantRow] = await self.port.db(consent.grants)
+        return desk_pb2.ListGrantsResponse(grants=[_grant_entry(r.statement, r.revoked_at) for r in rows])

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from node.codec import signed_from_pb, signed_to_pb
 from node.rpc.port import NodePort, Oversized
+from node.services.agreements import receive_amendment
 from node.services.consent import receive_consent_decision, receive_consent_request
 from node.services.ingress import record_refused_connection
 from node.services.notices import receive_ack, receive_notice
@@ -118,6 +119,10 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
     async def Acknowledge(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
         # A holder's signed word that it applied a notice, passed on towards the originator (SPEC §10.3).
         return await self._control(receive_ack, request, context)
+
+    async def AmendAgreement(self, request: exchange_pb2.Signed, context: Context) -> exchange_pb2.Ack:
+        # A proposal, countersignature or rejection from the other party of an agreement (SPEC §6.4).
+        return await self._control(receive_amendment, request, context)
 
     async def Witness(self, request: exchange_pb2.WitnessRequest, context: Context) -> exchange_pb2.WitnessResponse:
         member, _ = await identify(self.port, context)

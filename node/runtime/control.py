@@ -48,6 +48,7 @@ class ControlPump:
                 ControlRpc.SEND_CONSENT_DECISION: stub.SendConsentDecision,
                 ControlRpc.NOTIFY: stub.Notify,
                 ControlRpc.ACKNOWLEDGE: stub.Acknowledge,
+                ControlRpc.AMEND_AGREEMENT: stub.AmendAgreement,
             }[due.rpc]
             ack: exchange_pb2.Ack = await method(
                 exchange_pb2.Signed.FromString(due.wire), timeout=context.settings.deadline_seconds

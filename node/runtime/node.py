@@ -31,9 +31,11 @@ from node.runtime.control import ControlPump
 from node.runtime.due import PumpContext
 from node.runtime.inbound import receipt_batches
 from node.runtime.outbound import Outbound
+from node.runtime.retention import RetentionPump
 from node.runtime.tasks import Background
 from node.runtime.watcher import watch_agreements
 from node.runtime.witnessing import WitnessPump
+from node.services.agreements import hold_countersigned
 from node.services.egress import Outcome
 from node.services.federation import record_start
 from node.services.ingress import receive_batch, record_oversized_batch
@@ -70,6 +72,7 @@ class Node:
             agreements=material.agreements,
             window=cfg.window,
             consent=cfg.consent,
+            retention=cfg.retention,
         )
         upgrade(cfg.database_url)
         self.engine = make_engine(cfg.database_url)
@@ -89,6 +92,7 @@ class Node:
         self.outbound = Outbound(pumps)
         self.control = ControlPump(pumps)
         self.witnessing = WitnessPump(pumps, cfg.witness, self._peers, self._log_size)
+        self.retention = RetentionPump(self.commit, clock, cfg.retention)
         self._tasks: list[asyncio.Task[None]] = []
         self.exchange_server: grpc.aio.Server | None = None
         self.desk_server: grpc.aio.Server | None = None
@@ -185,6 +189,8 @@ class Node:
         # Refuse to run on a log that is not as this node left it, before appending to it.
         self.commit.tree = await self.commit.submit(lambda session: open_log(session, signer, roster))
         await self.db(load_runtime_sets)
+        # Versions put in force by amendment (SPEC §6.4) count before the start-up check.
+        await self.db(hold_countersigned)
         await self.db(record_start, now=self.clock())
         self.exchange_server = grpc.aio.server(options=SERVER_OPTIONS)
         exchange_pb2_grpc.add_ExchangeServicer_to_server(ExchangeServicer(self), self.exchange_server)
@@ -209,6 +215,7 @@ class Node:
             asyncio.create_task(watcher),
             asyncio.create_task(self.control.poller.run()),
             asyncio.create_task(self.witnessing.run()),
+            asyncio.create_task(self.retention.run()),
         ]
 
     async def stop(self) -> None:

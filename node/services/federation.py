@@ -32,7 +32,11 @@ def record_start(session: Session, state: NodeState, *, now: datetime) -> None:
     """Refuse to run under an older roster or agreement than before (SPEC §5.3), then record these."""
     roster_seen, agreements_seen = 0, dict[str, int]()
     for row in session.scalars(
-        select(AuditEntryRow).where(AuditEntryRow.event.in_((AuditEvent.NODE_STARTED, AuditEvent.AGREEMENT_UPDATED)))
+        select(AuditEntryRow).where(
+            AuditEntryRow.event.in_(
+                (AuditEvent.NODE_STARTED, AuditEvent.AGREEMENT_UPDATED, AuditEvent.AGREEMENT_COUNTERSIGNED)
+            )
+        )
     ):
         detail = json.loads(row.detail)
         roster_seen = max(roster_seen, int(detail.get("roster_version", 0)))

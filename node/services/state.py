@@ -6,6 +6,7 @@ no connection and reads no clock: ``now`` is passed to each function.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from node import audit
 from node.audit import AuditEvent
-from node.config import ConsentPolicy
+from node.config import ConsentPolicy, RetentionSettings
 from node.lifecycle import NoticeKind
 from node.store import AuditEntryRow, ConsentGrantRow, NoticeRow, OriginalItem
 from protocol.agreement import AgreementBook
@@ -25,6 +26,7 @@ from protocol.envelope import BatchKeys
 from protocol.keys import HpkeKeyPair, SigningKey, VerifiedRoots
 from protocol.policy import PolicyContext, TimeWindow
 from protocol.roster import Roster
+from protocol.statements import Signed
 
 __all__ = ["AtRestKey", "NodeState", "at_rest_binding", "core_table", "load_runtime_sets", "record_with_peer"]
 
@@ -74,6 +76,8 @@ class NodeState:
     agreements: AgreementBook
     window: TimeWindow
     consent: ConsentPolicy
+    #: When this node purges its own originals (SPEC §11.12).
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     #: (item_id, version) recalled; loaded at start, kept current by the services.
     recalled: set[tuple[str, int]] = field(default_factory=set)
     revoked_grants: set[str] = field(default_factory=set)
@@ -109,6 +113,10 @@ def load_runtime_sets(session: Session, state: NodeState) -> None:
     state.revoked_grants = set(
         session.scalars(select(ConsentGrantRow.grant_id).where(ConsentGrantRow.revoked_at.is_not(None)))
     )
+    # Revocations of grants this node holds only inside consent chains (SPEC §9.4.3).
+    for statement in session.scalars(select(NoticeRow.statement).where(NoticeRow.kind == NoticeKind.REVOCATION)):
+        payload = Signed.model_validate_json(statement).payload
+        state.revoked_grants.add(str(json.loads(payload)["grant_id"]))
 
 
 def record_with_peer(
