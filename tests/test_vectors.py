@@ -32,7 +32,7 @@ from protocol.agreement import (
     verify_rejection,
 )
 from protocol.bundle import BundleManifest
-from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
+from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation, verify_revocation
 from protocol.encoding import canonical_json, hpke_info, pae
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, batch_key_info, seal_info
 from protocol.errors import IntelshareError, OpenError, SignatureError
@@ -467,6 +467,18 @@ def test_decisions_cover_every_reason() -> None:
     # SPEC §9.5: egress never gives a reason only ingress gives.
     egress = {Reason(sc["expected"]["reason"]) for sc in doc.get("scenarios", []) if sc["kind"] == "egress"}
     assert egress.isdisjoint(INGRESS_ONLY)
+
+
+@pytest.mark.parametrize(
+    "case", _cases("decisions.json", "revocations"), ids=_ids(_cases("decisions.json", "revocations"))
+)
+def test_revocation(case: dict[str, Any]) -> None:
+    # SPEC §9.4.3: only the grant's grantor, trusted, revokes it, and only that grant.
+    doc = _load("decisions.json")
+    roster = Roster.from_bytes(_signed(doc["rosters"][case["roster"]]).payload)
+    grant = ConsentGrant.from_bytes(_signed(case["grant"]).payload)
+    outcome = _outcome(lambda: verify_revocation(_signed(case["revocation"]), roster=roster, grant=grant))
+    assert outcome == case["expected"]
 
 
 # --- agreements_rosters.json --------------------------------------------------------------

@@ -306,7 +306,7 @@ def load_agreement_file(path: Path) -> Agreement:
     doc = read_toml(path)
     tables = doc.get("agreements")
     if set(doc) != {"agreements"} or not isinstance(tables, dict) or len(tables) != 1:
-        raise at.fail(message="expected exactly one [agreements.<ID>] table")
+        raise at.fail(message="expected exactly one table agreements.<ID>")
     ((agreement_id, raw),) = tables.items()
     here = ("agreements", agreement_id)
     try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from functools import wraps
 from typing import Any, TypeVar
@@ -33,17 +33,16 @@ from node.errors import (
 )
 from node.lifecycle import ConsentRequestState, OutboxState
 from node.rpc.port import NodePort
+from node.rpc.views import grant_entry, grant_id_of, iso, proposal_entry, submit_response
 from node.services import agreements, consent, egress, holdings, notices
-from node.services.egress import NewItem, Outcome, SubmitResult
-from node.store import AgreementProposalRow, ConsentGrantRow, InboxItem, OriginalItem
+from node.services.egress import NewItem
+from node.store import ConsentGrantRow, InboxItem, OriginalItem
 from node.wire import desk_pb2, desk_pb2_grpc
-from protocol.agreement import Agreement, AgreementProposal
-from protocol.consent import ConsentGrant
+from protocol.agreement import Agreement
 from protocol.envelope import Suite
 from protocol.errors import IntelshareError
 from protocol.item import item_from_bytes
 from protocol.label import Label
-from protocol.statements import Signed
 
 __all__ = ["DeskServicer", "status_for"]
 
@@ -116,71 +115,6 @@ def _choice(enum: type[E], text: str, what: str) -> E | None:
         ) from None
 
 
-def _outcome(outcome: Outcome) -> desk_pb2.Outcome:
-    d = outcome.decision
-    return desk_pb2.Outcome(
-        recipient=outcome.recipient,
-        allowed=d.allowed,
-        reason=d.reason.value,
-        rule=d.rule,
-        detail=d.detail,
-        envelope_id=outcome.envelope_id or "",
-        delivery_state=OutboxState.PENDING.value if d.allowed else "not sent",
-    )
-
-
-def _submit_response(result: SubmitResult) -> desk_pb2.SubmitResponse:
-    return desk_pb2.SubmitResponse(
-        item_id=result.item_id, item_version=result.item_version, outcomes=[_outcome(o) for o in result.outcomes]
-    )
-
-
-def _iso(at: datetime | None) -> str:
-    return "" if at is None else audit.format_time(at)
-
-
-def _proposal_entry(row: AgreementProposalRow) -> desk_pb2.AgreementProposalEntry:
-    proposal = AgreementProposal.from_bytes(Signed.model_validate_json(row.proposal).payload)
-    return desk_pb2.AgreementProposalEntry(
-        proposal_id=row.proposal_id,
-        direction=row.direction.value,
-        agreement_id=row.agreement_id,
-        version=row.version,
-        proposer=row.proposer,
-        counterparty=row.counterparty,
-        state=row.state.value,
-        note=row.note,
-        reason=row.reason or "",
-        created_at=_iso(row.created_at),
-        decided_at=_iso(row.decided_at),
-        agreement_json=proposal.proposed.model_dump_json(),
-    )
-
-
-def _grant_entry(statement: bytes, revoked_at: datetime | None) -> desk_pb2.GrantEntry:
-    grant = ConsentGrant.from_bytes(Signed.model_validate_json(statement).payload)
-    return desk_pb2.GrantEntry(
-        grant_id=grant.grant_id,
-        item_id=grant.item_id,
-        item_version=grant.item_version,
-        grantor=grant.grantor,
-        holder=grant.holder,
-        grantee=grant.grantee,
-        expires_at=_iso(grant.expires_at),
-        transferable=grant.transferable,
-        conditions=list(grant.conditions),
-        revoked_at=_iso(revoked_at),
-        request_id=grant.request_id or "",
-    )
-
-
-def _grant_id(row_decision: bytes | None) -> str:
-    """The grant id of a granted request's decision, else empty."""
-    if row_decision is None:
-        return ""
-    return str(json.loads(Signed.model_validate_json(row_decision).payload).get("grant_id", ""))
-
-
 class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generated base
     """Officer operations; each one calls a plain function in ``node.services``."""
 
@@ -228,7 +162,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         else:
             (result,) = await self.port.db(egress.submit_many, requests=[new], now=self.port.now())
         self.port.hand_over(result.outcomes)
-        return _submit_response(result)
+        return submit_response(result)
 
     @_desk_call(*_ACT)
     async def SubmitBatch(self, request: desk_pb2.SubmitBatchRequest, context: Context) -> desk_pb2.SubmitBatchResponse:
@@ -240,7 +174,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         results = await self.port.db(egress.submit_many, requests=items, now=self.port.now())
         for result in results:
             self.port.hand_over(result.outcomes)
-        return desk_pb2.SubmitBatchResponse(results=[_submit_response(r) for r in results])
+        return desk_pb2.SubmitBatchResponse(results=[submit_response(r) for r in results])
 
     @_desk_call(*_ACT)
     async def Reshare(self, request: desk_pb2.ReshareRequest, context: Context) -> desk_pb2.SubmitResponse:
@@ -253,7 +187,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             now=self.port.now(),
         )
         self.port.hand_over(result.outcomes)
-        return _submit_response(result)
+        return submit_response(result)
 
     @_desk_call(*_READ)
     async def ListInbox(self, request: desk_pb2.ListInboxRequest, context: Context) -> desk_pb2.ListInboxResponse:
@@ -273,7 +207,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             reader_marking=state.roster.marking(state.me, label.band) or "",
             category=row.category,
             topics=list(label.topics),
-            received_at=_iso(row.received_at),
+            received_at=iso(row.received_at),
             status=row.status.value,
             envelope_id=row.envelope_id,
         )
@@ -290,7 +224,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             reader_marking=label.originator_marking,
             category=label.category.value,
             topics=list(label.topics),
-            received_at=_iso(row.created_at),
+            received_at=iso(row.created_at),
             status=row.state.value if row.recalled_at or row.purged_at else "original",
         )
 
@@ -350,10 +284,10 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
                     third_party=r.third_party,
                     purpose=r.purpose,
                     state=r.state.value,
-                    created_at=_iso(r.created_at),
-                    decided_at=_iso(r.decided_at),
+                    created_at=iso(r.created_at),
+                    decided_at=iso(r.decided_at),
                     reason=r.reason or "",
-                    grant_id=_grant_id(r.decision),
+                    grant_id=grant_id_of(r.decision),
                 )
                 for r in rows
             ]
@@ -452,7 +386,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         agreement = Agreement.model_validate_json(request.agreement_json)
         now = self.port.now()
         row = await self.port.db(agreements.propose_agreement, agreement=agreement, note=request.note, now=now)
-        return _proposal_entry(row)
+        return proposal_entry(row)
 
     @_desk_call(*_READ)
     async def ListAgreements(
@@ -470,7 +404,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
                 )
                 for h in held
             ],
-            proposals=[_proposal_entry(row) for row in proposals],
+            proposals=[proposal_entry(row) for row in proposals],
         )
 
     @_desk_call(*_ACT)
@@ -492,7 +426,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
                 officer=self._officer,
                 now=self.port.now(),
             )
-        return _proposal_entry(row)
+        return proposal_entry(row)
 
     # --- consent: revocation and onward grants (SPEC §9.4.3, §9.4.4) --------------------
 
@@ -520,9 +454,9 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             officer=self._officer,
             now=self.port.now(),
         )
-        return _grant_entry(signed.model_dump_json().encode(), None)
+        return grant_entry(signed.model_dump_json().encode(), None)
 
     @_desk_call(*_READ)
     async def ListGrants(self, request: desk_pb2.ListGrantsRequest, context: Context) -> desk_pb2.ListGrantsResponse:
         rows: list[ConsentGrantRow] = await self.port.db(consent.grants)
-        return desk_pb2.ListGrantsResponse(grants=[_grant_entry(r.statement, r.revoked_at) for r in rows])
+        return desk_pb2.ListGrantsResponse(grants=[grant_entry(r.statement, r.revoked_at) for r in rows])

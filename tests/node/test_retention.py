@@ -62,7 +62,7 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
 def test_an_item_is_purged_by_every_holder_at_its_retention_date(fed: LocalFederation) -> None:
     # SPEC §11.12: content and what opens it destroyed, metadata kept, an audit entry each.
     kz, tr, az = fed.desk("KZ"), fed.desk("TR"), fed.desk("AZ")
-    deadline = datetime.now(UTC) + timedelta(seconds=8)
+    deadline = datetime.now(UTC) + timedelta(seconds=12)
     label = make_label(fed.roster, "KZ", band=Band.CONFIDENTIAL, releasable_to=["TR"]).model_copy(
         update={"retain_until": deadline}
     )

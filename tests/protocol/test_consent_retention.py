@@ -48,7 +48,7 @@ def test_conditions_in_the_vocabulary_parse(condition: str) -> None:
 )
 def test_conditions_outside_the_vocabulary_do_not_parse(condition: str) -> None:
     # SPEC §9.4.4: a grant with any other condition does not parse.
-    with pytest.raises(ValueError, match="condition|onward-to|timestamp"):
+    with pytest.raises(ValueError, match=r"condition|onward-to|timestamp"):
         g("KZ", "TR", "AZ", conditions=(condition,))
     statement = g("KZ", "TR", "AZ").model_dump(mode="json") | {"conditions": [condition]}
     from protocol.encoding import canonical_json
@@ -94,7 +94,7 @@ def test_an_onward_grant_stays_within_the_scope_of_the_grant_it_rests_on() -> No
         "originator": ([g("KZ", "TR", "AZ", transferable=True)], "AZ", "KZ", 1, NOW),
     }
     for name, (chain, holder, grantee, days, now) in refusals.items():
-        with pytest.raises(LocalProtocolError):
+        with pytest.raises(LocalProtocolError):  # noqa: PT012 — name says which case did not raise
             check_onward(chain, holder=holder, grantee=grantee, expires_at=NOW + timedelta(days=days), now=now)
             pytest.fail(name)
 
@@ -142,4 +142,4 @@ def test_retention_passes_at_its_deadline_and_ends_at_the_earliest_limit() -> No
     assert retention_passed(NOW, NOW)
     assert not retention_passed(NOW, NOW - timedelta(microseconds=1))
     with pytest.raises(LocalProtocolError):
-        retention_passed(NOW, datetime(2026, 1, 1))  # noqa: DTZ001 — a naive time is refused
+        retention_passed(NOW, datetime(2026, 1, 1))  # a naive time is refused

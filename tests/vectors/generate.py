@@ -43,7 +43,13 @@ from protocol.agreement import (  # noqa: E402
 )
 from protocol.bundle import BundleManifest  # noqa: E402
 from protocol.classification import Band  # noqa: E402
-from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation  # noqa: E402
+from protocol.consent import (  # noqa: E402
+    ConsentDenial,
+    ConsentGrant,
+    ConsentRequest,
+    ConsentRevocation,
+    verify_revocation,
+)
 from protocol.encoding import canonical_json, hpke_info, pae  # noqa: E402
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite, seal_info  # noqa: E402
 from protocol.errors import IntelshareError, OpenError  # noqa: E402
@@ -1165,6 +1171,7 @@ def gen_decisions() -> None:
     covered = {sc["expected"]["reason"] for sc in scenarios}
     missing = {r.value for r in Reason} - covered - set(UNREACHABLE)
     assert not missing, missing
+    revocations = gen_revocations(origin, g_ok, rosters)
     write(
         "decisions.json",
         {
@@ -1175,7 +1182,9 @@ def gen_decisions() -> None:
                 "under 'roster', run check_egress on "
                 "the transfer or check_ingress on the envelope (receiver's HPKE keys from keys.json). "
                 "is_recalled(item_id, version) is membership in 'recalled'; is_grant_revoked is membership "
-                "in 'revoked_grants'; is_replay(header, digest) is header.nonce in 'seen_nonces'."
+                "in 'revoked_grants'; is_replay(header, digest) is header.nonce in 'seen_nonces'. "
+                "Revocations (SPEC §9.4.3): verify_revocation(revocation, roster, grant) -> 'accepted' or "
+                "the error class."
             ),
             "secretariat_public_hex": sec.public().ed25519.hex(),
             "members": {m: member_seeds(m) for m in MEMBERS},
@@ -1183,8 +1192,50 @@ def gen_decisions() -> None:
             "agreements": {name: obj(s) for name, s in signed_ag.items()},
             "unreachable": UNREACHABLE,
             "scenarios": scenarios,
+            "revocations": revocations,
         },
     )
+
+
+def gen_revocations(origin: Signed, granted: Signed, rosters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Revocations of KZ's grant to TR for AZ, by whom and of what (SPEC §9.4.3)."""
+    grant = ConsentGrant.from_bytes(granted.payload)
+
+    def revocation(signer: str = "KZ", **changes: Any) -> Signed:
+        fields: dict[str, Any] = {
+            "revocation_id": "c" * 32,
+            "grant_id": grant.grant_id,
+            "item_id": grant.item_id,
+            "revoker": signer,
+            "reason": "source at risk",
+            "issued_at": NOW,
+        }
+        fields.update(changes)
+        return sign(PayloadType.CONSENT_REVOCATION, ConsentRevocation.model_validate(fields), [S.signing_key(signer)])
+
+    cases = [
+        ("revoked by the grantor", "default", revocation(), "accepted"),
+        ("revoked by another member", "default", revocation("TR"), "SignatureError"),
+        ("signed by another member in the grantor's name", "default", revocation("TR", revoker="KZ"), "SignatureError"),
+        ("grantor's key revoked", "kz-key-revoked", revocation(), "SignatureError"),
+        ("another grant", "default", revocation(grant_id="f" * 32), "NoticeMismatchError"),
+        ("another item", "default", revocation(item_id="item-2"), "NoticeMismatchError"),
+    ]
+    out = []
+    for name, roster_name, signed, expected in cases:
+        roster = Roster.from_bytes(Signed.from_bytes(json.dumps(rosters[roster_name]).encode()).payload)
+        got = outcome(lambda signed=signed, roster=roster: verify_revocation(signed, roster=roster, grant=grant))
+        assert got == expected, (name, got)
+        out.append(
+            {
+                "name": name,
+                "roster": roster_name,
+                "grant": obj(granted),
+                "revocation": obj(signed),
+                "expected": expected,
+            }
+        )
+    return out
 
 
 def evaluate(sc: dict[str, Any], rosters: dict[str, Any], signed_ag: dict[str, Signed]) -> Any:
