@@ -21,7 +21,16 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("node.services",),
     ("node.rpc",),
     ("node.runtime",),
-    ("node.client", "node.federation", "node.harness", "node.demo", "node.cli", "node.migrations"),
+    (
+        "node.client",
+        "node.federation",
+        "node.harness",
+        "node.demo",
+        "node.demo_referee",
+        "node.demo_play",
+        "node.cli",
+        "node.migrations",
+    ),
 )
 #: What a node does is plain functions over a session: no gRPC, no asyncio, below the servicers.
 NO_IO_FRAMEWORKS = ("node.store", "node.config", "node.audit", "node.services")

@@ -16,7 +16,7 @@ from rich.table import Table
 from node import audit
 from node.client import DeskClient, DeskError
 from node.config import AutoGrant, load_node_config
-from node.demo.referee import Cast, Referee, Transcript, forge_delivery
+from node.demo_referee import Cast, Referee, Transcript, forge_delivery
 from node.harness import LocalFederation, eventually, make_label
 from node.store import make_engine, make_sessionmaker
 from protocol.classification import Band

@@ -2,10 +2,10 @@
 
 Builds the federation of a federation file in a directory, starts one node process per
 member (observers aside) on loopback with SQLite, and plays the scenario step by step
-with a narrated transcript (``node.demo.play``). The cast comes from the file's ``[demo]``
+with a narrated transcript (``node.demo_play``). The cast comes from the file's ``[demo]``
 table (originator, recipient, reshare_target, refused_target) and every expected outcome
 from its agreements and consent rules: before each transfer the demo asks the protocol's
-own policy engine what the signed agreements say (``node.demo.referee.Referee``), so a
+own policy engine what the signed agreements say (``node.demo_referee.Referee``), so a
 trainer who tightens an agreement sees the refusal narrated as expected, and the steps
 that needed the item are skipped with the reason, rather than an abort or a false ✔.
 Every expectation is checked; the command exits non-zero if any did not happen. The
@@ -20,8 +20,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.panel import Panel
 
-from node.demo.play import play
-from node.demo.referee import Cast, Referee, Transcript, forge_delivery
+from node.demo_play import play
+from node.demo_referee import Cast, Referee, Transcript, forge_delivery
 from node.federation import open_layout
 from node.harness import LocalFederation
 
@@ -42,7 +42,7 @@ DEMO_MEMBERS = ("TR", "AZ", "KZ", "KG", "UZ")
 
 def default_federation_file() -> Path:
     """``examples/federation.toml`` of the source tree this package runs from."""
-    return Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
+    return Path(__file__).resolve().parents[1] / "examples" / "federation.toml"
 
 
 def run_demo(directory: Path | None, federation_file: Path | None, console: Console) -> int:
