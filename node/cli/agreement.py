@@ -99,6 +99,8 @@ def agreement_countersign(
     """Countersign a proposal received: the version is in force here now, and at the proposer when it arrives."""
     with open_desk(directory, member) as desk:
         entry = desk.countersign(proposal_id)
+    if entry.state != "countersigned":
+        fail(f"{entry.agreement_id} v{entry.version} was not countersigned: {entry.state}, {entry.reason}", ExitCode.PRECONDITION)
     console.print(f"{entry.agreement_id} v{entry.version} countersigned: in force at {member.upper()}")
 
 

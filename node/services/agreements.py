@@ -204,7 +204,11 @@ def _incoming(session: Session, proposal_id: str) -> AgreementProposalRow:
 def countersign_proposal(
     session: Session, state: NodeState, *, proposal_id: str, officer: str, now: datetime
 ) -> AgreementProposalRow:
-    """This node's officer countersigns a proposal: the version is in force here at once (SPEC §6.4)."""
+    """This node's officer countersigns a proposal: the version is in force here at once (SPEC §6.4).
+
+    A proposal the pair has moved past (a version as high already held) is marked
+    superseded instead, and returned so; the caller reads its state.
+    """
     row = _incoming(session, proposal_id)
     if not AGREEMENT_PROPOSAL.allows(row.state, ProposalEvent.COUNTERSIGNED):
         raise FailedPreconditionError(f"proposal {proposal_id} was already {row.state.value}")
@@ -213,10 +217,11 @@ def countersign_proposal(
     try:
         statement = countersign(proposal, key=state.signing_key, me=state.me, roster=state.roster, held=held)
         agreement = state.agreements.accept(statement, state.roster)
-    except RollbackError as exc:
+    except RollbackError as exc:  # the pair moved on since it arrived: it can never take effect now
         row.state = AGREEMENT_PROPOSAL.next(row.state, ProposalEvent.SUPERSEDED)
         row.reason, row.decided_at = str(exc), now
-        raise FailedPreconditionError(f"proposal {proposal_id} is out of date: {exc}") from exc
+        session.flush()
+        return row
     except IntelshareError as exc:  # the roster changed since it arrived
         raise FailedPreconditionError(f"proposal {proposal_id} can no longer be countersigned: {exc}") from exc
     row.state = AGREEMENT_PROPOSAL.next(row.state, ProposalEvent.COUNTERSIGNED)

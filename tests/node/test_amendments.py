@@ -126,13 +126,28 @@ def test_amendment_countersigned_on_both_nodes_and_another_rejected(tmp_path: Pa
             kz.countersign(offer.proposal_id)
         with pytest.raises(DeskError, match="not newer"):
             kz.propose_agreement(loose.model_copy(update={"version": 2}))
+
+        # Both propose v3 at once; TR countersigns KZ's. Every other open proposal up to v3,
+        # on either side, is superseded: it can no longer take effect.
+        base = Agreement.model_validate_json(kz.held_agreement("TR").agreement_json)  # type: ignore[union-attr]
+        kz_v3 = kz.propose_agreement(base.model_copy(update={"version": 3, "max_retention_days": 365}))
+        tr_v3 = tr.propose_agreement(base.model_copy(update={"version": 3, "max_retention_days": 90}))
+        assert eventually(lambda: proposal(tr, kz_v3.proposal_id) is not None)
+        assert eventually(lambda: proposal(kz, tr_v3.proposal_id) is not None)
+        assert tr.countersign(kz_v3.proposal_id).state == "countersigned"
+        assert eventually(lambda: held(kz, "TR") == (3, True))
+        assert proposal(tr, tr_v3.proposal_id).state == "superseded"  # type: ignore[union-attr]
+        assert proposal(kz, tr_v3.proposal_id).state == "superseded"  # type: ignore[union-attr]
+        with pytest.raises(DeskError, match="already superseded"):
+            kz.countersign(tr_v3.proposal_id)
+        assert Agreement.model_validate_json(tr.held_agreement("KZ").agreement_json).max_retention_days == 365  # type: ignore[union-attr]
     sim.close()
 
-    # After a restart each node still holds the version it agreed, not v1 from the files.
+    # After a restart each node still holds the version it agreed last, not v1 from the files.
     with fed.running(["KZ", "TR"]):
         kz, tr = fed.desk("KZ"), fed.desk("TR")
-        assert held(kz, "TR") == (2, True)
-        assert held(tr, "KZ") == (2, True)
+        assert held(kz, "TR") == (3, True)
+        assert held(tr, "KZ") == (3, True)
 
 
 def test_a_proposal_of_another_member_or_a_stale_version_is_refused(tmp_path: Path) -> None:
