@@ -100,7 +100,10 @@ def agreement_countersign(
     with open_desk(directory, member) as desk:
         entry = desk.countersign(proposal_id)
     if entry.state != "countersigned":
-        fail(f"{entry.agreement_id} v{entry.version} was not countersigned: {entry.state}, {entry.reason}", ExitCode.PRECONDITION)
+        fail(
+            f"{entry.agreement_id} v{entry.version} was not countersigned: {entry.state}, {entry.reason}",
+            ExitCode.PRECONDITION,
+        )
     console.print(f"{entry.agreement_id} v{entry.version} countersigned: in force at {member.upper()}")
 
 
