@@ -5,18 +5,19 @@ Run it from the repository root after installing (see README):
     .venv/bin/python examples/scenario.py [DIR]
 
 It builds the demonstration federation from examples/federation.toml in DIR (or a new
-temporary directory), starts the five member nodes as separate processes, and plays
-the scenario. Change the steps below to vary it (see examples/TRAINERS.md).
+temporary directory), starts the member nodes as separate processes, and plays the
+scenario. Change the steps below to vary it (see examples/TRAINERS.md).
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from node.harness import LocalFederation, make_label
-from protocol import Band, ReportTemplate
+from node.harness import LocalFederation, eventually, make_label
+from protocol import Agreement, Band, ReportTemplate
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,7 +46,9 @@ def main(root: Path) -> int:
         print("TR → AZ without consent:", [o.reason for o in tr.reshare(sent.item_id, ["AZ"]).outcomes])
 
         # 3. TR asks; KZ's standing rule grants (see [members.KZ.consent] in federation.toml).
-        print("consent:", tr.ask_consent(sent.item_id, "AZ", "joint operation").state)
+        asked = tr.ask_consent(sent.item_id, "AZ", "joint operation")
+        decided = tr.wait_decided(asked.request_id)
+        print("consent:", decided.state if decided else asked.state)
 
         # 4. With the grant, the re-share passes; AZ verifies the origin and the chain.
         again = tr.reshare(sent.item_id, ["AZ"])
@@ -55,6 +58,42 @@ def main(root: Path) -> int:
 
         # 5. The grant was not transferable: AZ cannot pass it on.
         print("AZ → UZ:", [o.reason for o in az.reshare(sent.item_id, ["UZ"]).outcomes])
+
+        # 6. KZ revokes its grant; TR applies it and passes it on to AZ.
+        if decided is not None and decided.grant_id:
+            print("revocation sent to:", list(kz.revoke_grant(decided.grant_id, "source at risk").notified))
+            eventually(lambda: bool(az.audit(event="CONSENT_REVOKED", item_id=sent.item_id)))
+            print("TR → AZ after the revocation:", [o.reason for o in tr.reshare(sent.item_id, ["AZ"]).outcomes])
+
+        # 7. KZ recalls the item; the recall reaches AZ through TR, and both holders' signed
+        #    acknowledgements come back to KZ.
+        print("recall sent to:", list(kz.recall(sent.item_id, "source withdrawn").notified))
+        eventually(lambda: len(kz.audit(event="NOTICE_ACKNOWLEDGED", item_id=sent.item_id)) == 2)
+        print("acknowledged by:", [a["detail"]["holder"] for a in kz.audit(event="NOTICE_ACKNOWLEDGED")])
+
+        # 8. A short-lived item is purged by every holder when its retention ends.
+        brief = label.model_copy(update={"band": Band.CONFIDENTIAL, "originator_marking": "КОНФИДЕНЦИАЛЬНО"})
+        brief = brief.model_copy(update={"retain_until": datetime.now(UTC) + timedelta(seconds=5)})
+        short = kz.submit(brief, report.model_copy(update={"title": "Ferry times"}), ["TR"])
+        kz.wait_settled([o.envelope_id for o in short.outcomes])
+        eventually(lambda: any(e.item_id == short.item_id and e.status == "purged" for e in tr.inbox()), 30)
+        print("TR's copy:", [e.status for e in tr.inbox() if e.item_id == short.item_id])
+
+        # 9. KZ proposes a shorter maximum retention to TR; TR's officer countersigns, and the
+        #    new version is in force on both nodes. Each node signs with its own key only.
+        held = kz.held_agreement("TR")
+        assert held is not None
+        current = Agreement.model_validate_json(held.agreement_json)
+        proposal = kz.propose_agreement(
+            current.model_copy(update={"version": current.version + 1, "max_retention_days": 365}), "one year"
+        )
+        eventually(lambda: any(p.proposal_id == proposal.proposal_id for p in tr.agreements().proposals))
+        tr.countersign(proposal.proposal_id)
+        eventually(lambda: (kz.held_agreement("TR") or held).version == current.version + 1)
+        print(
+            "KZ–TR now:",
+            [(a.agreement_id, a.version, a.in_force) for a in kz.agreements().agreements if "TR" in a.parties],
+        )
     return 0
 
 

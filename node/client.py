@@ -32,6 +32,7 @@ from node.errors import (
     StoredDataError,
 )
 from node.wire import desk_pb2, desk_pb2_grpc
+from protocol.agreement import Agreement
 from protocol.errors import IntelshareError
 from protocol.item import RawData, ReportTemplate
 from protocol.label import Label
@@ -52,7 +53,12 @@ _ERRORS: dict[grpc.StatusCode, type[IntelshareError]] = {
 
 
 def _submit_request(
-    label: Label, item: ReportTemplate | RawData, recipients: Sequence[str], suite: str = "", item_id: str = ""
+    label: Label,
+    item: ReportTemplate | RawData,
+    recipients: Sequence[str],
+    suite: str = "",
+    item_id: str = "",
+    reason: str = "",
 ) -> desk_pb2.SubmitRequest:
     return desk_pb2.SubmitRequest(
         label_json=label.model_dump_json(),
@@ -60,6 +66,7 @@ def _submit_request(
         recipients=list(recipients),
         suite=suite,
         item_id=item_id,
+        reason=reason,
     )
 
 
@@ -124,10 +131,15 @@ class DeskClient:
         return list(reply.results)
 
     def correct(
-        self, item_id: str, label: Label, item: ReportTemplate | RawData, recipients: Sequence[str]
+        self,
+        item_id: str,
+        label: Label,
+        item: ReportTemplate | RawData,
+        recipients: Sequence[str],
+        reason: str = "",
     ) -> desk_pb2.SubmitResponse:
-        """Issue the next version of an item this node originated (SPEC §10.2)."""
-        request = _submit_request(label, item, recipients, item_id=item_id)
+        """Issue the next version of an item this node originated (SPEC §10.2); ``reason`` goes to its holders."""
+        request = _submit_request(label, item, recipients, item_id=item_id, reason=reason)
         reply: desk_pb2.SubmitResponse = self._call("Submit", request)
         return reply
 
@@ -143,7 +155,7 @@ class DeskClient:
         return list(reply.entries)
 
     def read(self, item_id: str, version: int = 1) -> desk_pb2.ReadItemResponse:
-        """Read a held item (audited as an officer read)."""
+        """Read a held item (audited as an officer read); version 0 is the newest held."""
         request = desk_pb2.ReadItemRequest(item_id=item_id, item_version=version)
         reply: desk_pb2.ReadItemResponse = self._call("ReadItem", request)
         return reply
@@ -165,11 +177,23 @@ class DeskClient:
         return list(reply.requests)
 
     def decide(
-        self, request_id: str, *, grant: bool, reason: str = "", transferable: bool = False, valid_days: int = 30
+        self,
+        request_id: str,
+        *,
+        grant: bool,
+        reason: str = "",
+        transferable: bool = False,
+        valid_days: int = 30,
+        conditions: Sequence[str] = (),
     ) -> desk_pb2.DecideConsentResponse:
-        """Grant or deny an incoming consent request."""
+        """Grant or deny an incoming consent request; a grant may carry conditions (SPEC §9.4.4)."""
         request = desk_pb2.DecideConsentRequest(
-            request_id=request_id, grant=grant, reason=reason, transferable=transferable, valid_days=valid_days
+            request_id=request_id,
+            grant=grant,
+            reason=reason,
+            transferable=transferable,
+            valid_days=valid_days,
+            conditions=list(conditions),
         )
         reply: desk_pb2.DecideConsentResponse = self._call("DecideConsent", request)
         return reply
@@ -180,9 +204,9 @@ class DeskClient:
         reply: desk_pb2.RecallResponse = self._call("Recall", request)
         return reply
 
-    def audit(self, after_seq: int = 0, limit: int = 1000, event: str = "") -> list[dict[str, Any]]:
-        """Audit entries as JSON objects (fields as in SPEC §11.4, ``at`` as RFC 3339 UTC)."""
-        request = desk_pb2.QueryAuditRequest(after_seq=after_seq, limit=limit, event=event)
+    def audit(self, after_seq: int = 0, limit: int = 1000, event: str = "", item_id: str = "") -> list[dict[str, Any]]:
+        """Audit entries as JSON objects (fields as in SPEC §11.4, ``at`` as RFC 3339 UTC), of one item if given."""
+        request = desk_pb2.QueryAuditRequest(after_seq=after_seq, limit=limit, event=event, item_id=item_id)
         reply: desk_pb2.QueryAuditResponse = self._call("QueryAudit", request)
         return [json.loads(row.json) | {"at": row.at} for row in reply.rows]
 
@@ -194,6 +218,78 @@ class DeskClient:
     def status(self) -> desk_pb2.StatusResponse:
         """The node's status line."""
         reply: desk_pb2.StatusResponse = self._call("Status", desk_pb2.StatusRequest())
+        return reply
+
+    def wait_decided(self, request_id: str, timeout: float = 10.0) -> desk_pb2.ConsentRequestEntry | None:
+        """Wait until an outgoing consent request is granted or denied; None if not within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in self.consent_requests():
+                if entry.request_id == request_id and entry.direction == "outgoing" and entry.state != "pending":
+                    return entry
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+    def grants(self) -> list[desk_pb2.GrantEntry]:
+        """The grants this node signed or was given (not those only inside received chains)."""
+        reply: desk_pb2.ListGrantsResponse = self._call("ListGrants", desk_pb2.ListGrantsRequest())
+        return list(reply.grants)
+
+    def grant_onward(
+        self,
+        item_id: str,
+        grantee: str,
+        *,
+        version: int = 1,
+        valid_days: int = 30,
+        transferable: bool = False,
+        conditions: Sequence[str] = (),
+    ) -> desk_pb2.GrantEntry:
+        """Sign the onward grant that lets this node pass a received item to ``grantee`` (SPEC §9.4.4)."""
+        request = desk_pb2.GrantOnwardRequest(
+            item_id=item_id,
+            item_version=version,
+            grantee=grantee,
+            valid_days=valid_days,
+            transferable=transferable,
+            conditions=list(conditions),
+        )
+        reply: desk_pb2.GrantEntry = self._call("GrantOnward", request)
+        return reply
+
+    def revoke_grant(self, grant_id: str, reason: str) -> desk_pb2.RevokeGrantResponse:
+        """Revoke a grant this node signed; the revocation follows the item to every holder (SPEC §9.4.3)."""
+        reply: desk_pb2.RevokeGrantResponse = self._call(
+            "RevokeGrant", desk_pb2.RevokeGrantRequest(grant_id=grant_id, reason=reason)
+        )
+        return reply
+
+    def agreements(self) -> desk_pb2.ListAgreementsResponse:
+        """The agreements this node holds and every proposal sent or received (SPEC §6.4)."""
+        reply: desk_pb2.ListAgreementsResponse = self._call("ListAgreements", desk_pb2.ListAgreementsRequest())
+        return reply
+
+    def held_agreement(self, other: str) -> desk_pb2.HeldAgreement | None:
+        """The agreement held with ``other``, if any."""
+        return next((a for a in self.agreements().agreements if other in a.parties), None)
+
+    def propose_agreement(self, agreement: Agreement, note: str = "") -> desk_pb2.AgreementProposalEntry:
+        """Propose a new version to the agreement's other party; this node signs it (SPEC §6.4)."""
+        request = desk_pb2.ProposeAgreementRequest(agreement_json=agreement.model_dump_json(), note=note)
+        reply: desk_pb2.AgreementProposalEntry = self._call("ProposeAgreement", request)
+        return reply
+
+    def countersign(self, proposal_id: str) -> desk_pb2.AgreementProposalEntry:
+        """Countersign a proposal received: the version takes effect on both nodes."""
+        request = desk_pb2.DecideAgreementRequest(proposal_id=proposal_id, countersign=True)
+        reply: desk_pb2.AgreementProposalEntry = self._call("DecideAgreement", request)
+        return reply
+
+    def reject_agreement(self, proposal_id: str, reason: str) -> desk_pb2.AgreementProposalEntry:
+        """Reject a proposal received, with a reason the proposer is sent."""
+        request = desk_pb2.DecideAgreementRequest(proposal_id=proposal_id, countersign=False, reason=reason)
+        reply: desk_pb2.AgreementProposalEntry = self._call("DecideAgreement", request)
         return reply
 
     def wait_settled(self, envelope_ids: Sequence[str], timeout: float = 20.0) -> dict[str, desk_pb2.OutboxEntry]:

@@ -251,6 +251,11 @@ def _node_doc(spec: FederationSpec, member: MemberSpec, port: int) -> dict[str, 
             "retry_max_seconds": defaults.delivery.retry_max_seconds,
             "deadline_seconds": defaults.delivery.deadline_seconds,
         },
+        "retention": {
+            "interval_seconds": defaults.retention.interval_seconds,
+            "originals": defaults.retention.originals,
+            "originals_extra_days": defaults.retention.originals_extra_days,
+        },
         "consent": member.consent.to_toml(),
     }
 

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 from node.errors import IllegalTransitionError
 
 __all__ = [
+    "AGREEMENT_PROPOSAL",
     "CONSENT_REQUEST",
     "CONTROL_MESSAGE",
     "INBOX_ITEM",
@@ -42,6 +43,8 @@ __all__ = [
     "OutboxEvent",
     "OutboxKind",
     "OutboxState",
+    "ProposalEvent",
+    "ProposalState",
 ]
 
 S = TypeVar("S", bound=StrEnum)
@@ -95,6 +98,8 @@ class OutboxEvent(StrEnum):
     RECEIPT_ACCEPTED = "receipt_accepted"
     RECEIPT_REFUSED = "receipt_refused"
     RECALLED = "recalled"
+    #: The item's retention ended before a receipt came; the envelope is not sent (SPEC §11.13).
+    EXPIRED = "expired"
 
 
 OUTBOX_ENTRY: Lifecycle[OutboxState, OutboxEvent] = Lifecycle(
@@ -105,6 +110,7 @@ OUTBOX_ENTRY: Lifecycle[OutboxState, OutboxEvent] = Lifecycle(
             OutboxEvent.RECEIPT_ACCEPTED: OutboxState.DELIVERED,
             OutboxEvent.RECEIPT_REFUSED: OutboxState.REFUSED,
             OutboxEvent.RECALLED: OutboxState.WITHDRAWN,
+            OutboxEvent.EXPIRED: OutboxState.WITHDRAWN,
         },
         # Withdrawn while already on the wire: the receipt still settles it (SPEC §10.1),
         # and an accepted one means the recall must follow the envelope.
@@ -134,25 +140,40 @@ class InboxStatus(StrEnum):
     HELD = "held"
     RECALLED = "recalled"
     SUPERSEDED = "superseded"
+    #: Its retention ended: the content is destroyed, the metadata kept (SPEC §11.13).
+    PURGED = "purged"
 
 
 class InboxEvent(StrEnum):
-    """Notices from the originator that change a held copy."""
+    """Notices from the originator that change a held copy, and the end of its retention."""
 
     RECALLED = "recalled"
     CORRECTED = "corrected"
+    PURGED = "purged"
 
 
 INBOX_ITEM: Lifecycle[InboxStatus, InboxEvent] = Lifecycle(
     "inbox item",
     {
-        InboxStatus.HELD: {InboxEvent.RECALLED: InboxStatus.RECALLED, InboxEvent.CORRECTED: InboxStatus.SUPERSEDED},
+        InboxStatus.HELD: {
+            InboxEvent.RECALLED: InboxStatus.RECALLED,
+            InboxEvent.CORRECTED: InboxStatus.SUPERSEDED,
+            InboxEvent.PURGED: InboxStatus.PURGED,
+        },
         InboxStatus.SUPERSEDED: {
             InboxEvent.RECALLED: InboxStatus.RECALLED,
             InboxEvent.CORRECTED: InboxStatus.SUPERSEDED,
+            InboxEvent.PURGED: InboxStatus.PURGED,
         },
-        # A recall is final: a later notice of either kind leaves the copy recalled (SPEC §10.2).
-        InboxStatus.RECALLED: {InboxEvent.RECALLED: InboxStatus.RECALLED, InboxEvent.CORRECTED: InboxStatus.RECALLED},
+        # A recall is final: a later notice of either kind leaves the copy recalled (SPEC §10.2);
+        # only the end of its retention destroys its content.
+        InboxStatus.RECALLED: {
+            InboxEvent.RECALLED: InboxStatus.RECALLED,
+            InboxEvent.CORRECTED: InboxStatus.RECALLED,
+            InboxEvent.PURGED: InboxStatus.PURGED,
+        },
+        # Purged is final: a notice that arrives afterwards is applied to nothing (SPEC §11.13).
+        InboxStatus.PURGED: {InboxEvent.RECALLED: InboxStatus.PURGED, InboxEvent.CORRECTED: InboxStatus.PURGED},
     },
 )
 
@@ -161,24 +182,34 @@ INBOX_ITEM: Lifecycle[InboxStatus, InboxEvent] = Lifecycle(
 
 
 class OriginalState(StrEnum):
-    """An item version this node originated; kept as ``recalled_at`` (null or not)."""
+    """An item version this node originated; kept as ``recalled_at`` and ``purged_at`` (null or not)."""
 
     ACTIVE = "active"
     RECALLED = "recalled"
+    PURGED = "purged"
 
 
 class OriginalEvent(StrEnum):
-    """What the originator can do to its own item version."""
+    """What the originator can do to its own item version, and the end of its retention."""
 
     RECALLED = "recalled"
+    PURGED = "purged"
 
 
 ORIGINAL_ITEM: Lifecycle[OriginalState, OriginalEvent] = Lifecycle(
     "original item",
     {
-        OriginalState.ACTIVE: {OriginalEvent.RECALLED: OriginalState.RECALLED},
+        OriginalState.ACTIVE: {
+            OriginalEvent.RECALLED: OriginalState.RECALLED,
+            OriginalEvent.PURGED: OriginalState.PURGED,
+        },
         # Recalling again re-sends a fresh notice; the item stays recalled.
-        OriginalState.RECALLED: {OriginalEvent.RECALLED: OriginalState.RECALLED},
+        OriginalState.RECALLED: {
+            OriginalEvent.RECALLED: OriginalState.RECALLED,
+            OriginalEvent.PURGED: OriginalState.PURGED,
+        },
+        # A purged version can still be recalled: the notice reaches holders that keep it longer.
+        OriginalState.PURGED: {OriginalEvent.RECALLED: OriginalState.PURGED},
     },
 )
 
@@ -234,6 +265,8 @@ class ControlRpc(StrEnum):
     ACKNOWLEDGE = "Acknowledge"
     #: A roster version this node applied, passed on to every other member (SPEC §11.12).
     PUBLISH_ROSTER = "PublishRoster"
+    #: An agreement proposal, countersignature or rejection, to the other party (SPEC §6.4).
+    AMEND_AGREEMENT = "AmendAgreement"
 
 
 class ControlState(StrEnum):
@@ -266,9 +299,45 @@ CONTROL_MESSAGE: Lifecycle[ControlState, ControlEvent] = Lifecycle(
 
 
 class NoticeKind(StrEnum):
-    """A signed notice this node issued or received (SPEC §10)."""
+    """A signed notice this node issued or received (SPEC §10, §9.4.3)."""
 
     RECALL = "recall"
     CORRECTION = "correction"
-    #: Allowed by the schema since migration 0001; no row of this kind is written yet.
+    #: A consent revocation this node issued or applied (SPEC §9.4.3).
     REVOCATION = "revocation"
+
+
+# --- agreement proposal (SPEC §6.4) --------------------------------------------------------
+
+
+class ProposalState(StrEnum):
+    """Where a proposed agreement version stands, at the proposer and at the counterparty."""
+
+    PROPOSED = "proposed"
+    COUNTERSIGNED = "countersigned"
+    REJECTED = "rejected"
+    #: A newer version was proposed or took effect before this one was decided.
+    SUPERSEDED = "superseded"
+
+
+class ProposalEvent(StrEnum):
+    """What the counterparty decided, or that the pair moved past the proposal."""
+
+    COUNTERSIGNED = "countersigned"
+    REJECTED = "rejected"
+    SUPERSEDED = "superseded"
+
+
+AGREEMENT_PROPOSAL: Lifecycle[ProposalState, ProposalEvent] = Lifecycle(
+    "agreement proposal",
+    {
+        ProposalState.PROPOSED: {
+            ProposalEvent.COUNTERSIGNED: ProposalState.COUNTERSIGNED,
+            ProposalEvent.REJECTED: ProposalState.REJECTED,
+            ProposalEvent.SUPERSEDED: ProposalState.SUPERSEDED,
+        },
+        ProposalState.COUNTERSIGNED: {},
+        ProposalState.REJECTED: {},
+        ProposalState.SUPERSEDED: {},
+    },
+)

@@ -42,6 +42,18 @@ class AckReason(StrEnum):
     ROSTER_ROLLBACK = "ROSTER_ROLLBACK"
     #: A roster the secretariat's threshold did not sign, or that does not parse (refused, SPEC §5.3).
     ROSTER_INVALID = "ROSTER_INVALID"
+    #: A countersigned agreement version is now held in force (SPEC §6.4).
+    IN_FORCE = "IN_FORCE"
+    #: A rejection of a proposal was recorded (SPEC §6.4).
+    REJECTED = "REJECTED"
+    #: A countersignature or rejection names no proposal pending here (refused).
+    UNKNOWN_PROPOSAL = "UNKNOWN_PROPOSAL"
+    #: A proposed agreement version is not newer than the one held (refused, SPEC §6.4).
+    VERSION_NOT_NEWER = "VERSION_NOT_NEWER"
+    #: A proposed agreement breaks a rule of SPEC §5.2 or §6.2 (refused).
+    AGREEMENT_INVALID = "AGREEMENT_INVALID"
+    #: A revocation names a grant the receiver does not hold (refused, SPEC §9.4.3).
+    UNKNOWN_GRANT = "UNKNOWN_GRANT"
 
 
 @dataclass(frozen=True)

@@ -16,21 +16,27 @@ from typing import Annotated
 
 from pydantic import Field, field_validator, model_validator
 
-from protocol._model import AgreementId, MemberId, Model, SortedUnique, Timestamp, Version
+from protocol._model import AgreementId, Digest, Hex32Id, MemberId, Model, SortedUnique, Timestamp, Version
 from protocol.classification import Band, BandField
-from protocol.errors import ConfigurationError, RollbackError, SignatureError
+from protocol.errors import ConfigurationError, MalformedError, NoticeMismatchError, RollbackError, SignatureError
+from protocol.keys import SigningKey
 from protocol.label import Category, Topic
-from protocol.roster import Roster
-from protocol.statements import PayloadType, Signed, parse_unverified
+from protocol.roster import Member, Roster
+from protocol.statements import PayloadType, Signed, cosign, parse_unverified, verify
 
 __all__ = [
     "Agreement",
     "AgreementBook",
+    "AgreementProposal",
+    "AgreementRejection",
     "DirectionTerms",
     "ReshareRule",
     "TrustModel",
     "check_markings",
+    "countersign",
     "pair_key",
+    "verify_proposal",
+    "verify_rejection",
 ]
 
 
@@ -262,3 +268,137 @@ class AgreementBook:
     def agreements(self) -> Iterable[Agreement]:
         """Every held agreement."""
         return self._agreements.values()
+
+
+# --- amendments between the two parties (SPEC §6.4) ---------------------------------------
+
+
+class AgreementProposal(Model):
+    """One party proposes a new version of the pair's agreement to the other (SPEC §6.4).
+
+    ``agreement`` is the proposed version as an AGREEMENT statement signed by the proposer
+    alone: the counterparty countersigns those exact bytes (``countersign``), which makes
+    the statement both parties signed, the format of SPEC §6.2. The proposal itself, a
+    separate statement signed by the proposer, says to whom it is offered and which held
+    version it would replace, so that an offer is never taken for a version either party
+    holds: a one-party AGREEMENT statement handed to ``AgreementBook.accept`` would
+    supersede the pair's agreement at once (SPEC §6.2), a proposal does not.
+    """
+
+    proposal_id: Hex32Id
+    proposer: MemberId
+    counterparty: MemberId
+    agreement: Signed
+    #: The version of the agreement the proposer held when it proposed (null: none held).
+    replaces: Version | None
+    note: str = Field(default="", max_length=1024)
+    proposed_at: Timestamp
+
+    @model_validator(mode="after")
+    def _agreement_between_the_two(self) -> AgreementProposal:
+        if self.agreement.payload_type != PayloadType.AGREEMENT.value:
+            raise ValueError("the proposed agreement is not an AGREEMENT statement")
+        try:
+            proposed = Agreement.from_bytes(self.agreement.payload)
+        except MalformedError as exc:
+            raise ValueError(f"the proposed agreement does not parse: {exc}") from exc
+        if set(proposed.parties) != {self.proposer, self.counterparty}:
+            raise ValueError("the proposed agreement is not between the proposer and the counterparty")
+        if self.replaces is not None and proposed.version <= self.replaces:
+            raise ValueError("a proposal's version must be higher than the version it replaces")
+        return self
+
+    @property
+    def proposed(self) -> Agreement:
+        """The proposed version (parsed when the proposal was)."""
+        return Agreement.from_bytes(self.agreement.payload)
+
+
+class AgreementRejection(Model):
+    """The counterparty declines a proposal, with its reason (SPEC §6.4)."""
+
+    proposal_id: Hex32Id
+    agreement_id: AgreementId
+    version: Version
+    #: SHA-256 of the proposed agreement's payload (SPEC §4.3).
+    agreement_digest: Digest
+    proposer: MemberId
+    rejecter: MemberId
+    reason: str = Field(min_length=1, max_length=1024)
+    rejected_at: Timestamp
+
+
+def _trusted_key(roster: Roster, member_id: str, what: str) -> Member:
+    member = roster.trusted_signer(member_id)
+    if member is None:
+        raise SignatureError(f"{what} claims unknown or revoked member {member_id}")
+    return member
+
+
+def verify_proposal(signed: Signed, *, roster: Roster, counterparty: str, held: Agreement | None) -> AgreementProposal:
+    """Verify a proposal addressed to ``counterparty`` against the version it holds (SPEC §6.4).
+
+    ``MalformedError`` if it does not parse; ``SignatureError`` unless the proposer (a
+    roster member with an unrevoked key) signed both the proposal and the proposed
+    agreement; ``NoticeMismatchError`` if it is addressed to another member;
+    ``ConfigurationError`` if the agreement breaks the marking rule (SPEC §5.2) or has
+    another id than the one held for the pair; ``RollbackError`` unless its version is
+    higher than ``held``'s.
+    """
+    proposal = parse_unverified(signed, PayloadType.AGREEMENT_PROPOSAL, AgreementProposal)
+    proposer = _trusted_key(roster, proposal.proposer, "proposal")
+    verify(signed, PayloadType.AGREEMENT_PROPOSAL, [proposer.signing_key])
+    verify(proposal.agreement, PayloadType.AGREEMENT, [proposer.signing_key])
+    if proposal.counterparty != counterparty:
+        raise NoticeMismatchError(f"proposal {proposal.proposal_id} is addressed to {proposal.counterparty}")
+    _check_amendment(proposal.proposed, roster, held)
+    return proposal
+
+
+def _check_amendment(proposed: Agreement, roster: Roster, held: Agreement | None) -> None:
+    check_markings(proposed, roster)
+    if held is None:
+        return
+    if held.agreement_id != proposed.agreement_id:
+        raise ConfigurationError(
+            f"{proposed.parties[0]}–{proposed.parties[1]} holds agreement {held.agreement_id}, "
+            f"not {proposed.agreement_id}"
+        )
+    if proposed.version <= held.version:
+        raise RollbackError(f"{proposed.agreement_id} v{proposed.version} is not newer than held v{held.version}")
+
+
+def countersign(
+    proposal: AgreementProposal, *, key: SigningKey, me: str, roster: Roster, held: Agreement | None
+) -> Signed:
+    """The counterparty's countersignature: the proposed statement signed by both (SPEC §6.2, §6.4).
+
+    Checks again that the proposal is addressed to ``me`` and newer than ``held`` (the
+    pair may have moved on since it arrived), then adds ``key``'s signatures over the
+    exact payload bytes the proposer signed.
+    """
+    if proposal.counterparty != me:
+        raise NoticeMismatchError(f"proposal {proposal.proposal_id} is addressed to {proposal.counterparty}")
+    _check_amendment(proposal.proposed, roster, held)
+    return cosign(proposal.agreement, PayloadType.AGREEMENT, [key])
+
+
+def verify_rejection(signed: Signed, *, roster: Roster, proposal: AgreementProposal) -> AgreementRejection:
+    """Verify the counterparty's rejection of ``proposal`` (SPEC §6.4).
+
+    ``MalformedError`` if it does not parse; ``SignatureError`` unless the proposal's
+    counterparty signed it; ``NoticeMismatchError`` if it names another proposal, version
+    or text.
+    """
+    rejection = parse_unverified(signed, PayloadType.AGREEMENT_REJECTION, AgreementRejection)
+    if rejection.rejecter != proposal.counterparty:
+        raise SignatureError(f"rejection is signed by {rejection.rejecter}, not {proposal.counterparty}")
+    rejecter = _trusted_key(roster, rejection.rejecter, "rejection")
+    verify(signed, PayloadType.AGREEMENT_REJECTION, [rejecter.signing_key])
+    proposed = proposal.proposed
+    bound = (rejection.proposal_id, rejection.agreement_id, rejection.version, rejection.agreement_digest)
+    if bound != (proposal.proposal_id, proposed.agreement_id, proposed.version, proposal.agreement.digest) or (
+        rejection.proposer != proposal.proposer
+    ):
+        raise NoticeMismatchError(f"rejection of {rejection.proposal_id} is not bound to this proposal")
+    return rejection

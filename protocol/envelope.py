@@ -305,6 +305,10 @@ class BatchKeys:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def forget(self) -> None:
+        """Forget every batch key (a holder that destroyed content drops what could open it, SPEC §11.13)."""
+        self._keys.clear()
+
 
 def _open_batch_key(keys: HpkeKeyPair, suite: Suite, info: bytes, sealed: bytes) -> bytes:
     key = suite._primitive().decrypt(sealed, keys._private_for(suite.kem), info=info)

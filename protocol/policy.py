@@ -14,12 +14,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from protocol.agreement import AgreementBook, ReshareRule
-from protocol.consent import ConsentGrant
+from protocol.consent import ConsentGrant, check_conditions
 from protocol.encoding import require_aware
 from protocol.envelope import BatchKeys, Envelope, EnvelopeHeader, OriginAttestation, decrypt_exact
 from protocol.errors import MalformedError, OpenError, SignatureError
 from protocol.item import ContentKind, RawData, ReportTemplate
 from protocol.keys import HpkeKeyPair, VerifiedRoots
+from protocol.retention import retention_passed
 from protocol.roster import Member, Roster
 from protocol.statements import PayloadType, Signed, parse_unverified
 
@@ -55,6 +56,7 @@ class Reason(StrEnum):
     RAW_DATA_NOT_ALLOWED = "RAW_DATA_NOT_ALLOWED"
     TEMPLATE_REQUIRED = "TEMPLATE_REQUIRED"
     RETENTION_EXCEEDS_AGREEMENT = "RETENTION_EXCEEDS_AGREEMENT"
+    RETENTION_EXPIRED = "RETENTION_EXPIRED"
     NOT_RELEASABLE = "NOT_RELEASABLE"
     THIRD_PARTY_WITHOUT_CONSENT = "THIRD_PARTY_WITHOUT_CONSENT"
     CONSENT_INVALID = "CONSENT_INVALID"
@@ -62,6 +64,7 @@ class Reason(StrEnum):
     CONSENT_REVOKED = "CONSENT_REVOKED"
     CONSENT_WRONG_GRANTEE = "CONSENT_WRONG_GRANTEE"
     CONSENT_NOT_TRANSFERABLE = "CONSENT_NOT_TRANSFERABLE"
+    CONSENT_CONDITION_UNMET = "CONSENT_CONDITION_UNMET"
     ORIGIN_SIGNATURE_INVALID = "ORIGIN_SIGNATURE_INVALID"
     SENDER_SIGNATURE_INVALID = "SENDER_SIGNATURE_INVALID"
     SENDER_IDENTITY_MISMATCH = "SENDER_IDENTITY_MISMATCH"
@@ -150,6 +153,7 @@ RULES: dict[Reason, str] = {
     Reason.RAW_DATA_NOT_ALLOWED: "§9.3.7",
     Reason.TEMPLATE_REQUIRED: "§9.3.8",
     Reason.RETENTION_EXCEEDS_AGREEMENT: "§9.3.9",
+    Reason.RETENTION_EXPIRED: "§9.3.9",
     Reason.NOT_RELEASABLE: "§9.3.10",
     Reason.THIRD_PARTY_WITHOUT_CONSENT: "§9.4.2",
     Reason.CONSENT_INVALID: "§9.4.2",
@@ -157,6 +161,7 @@ RULES: dict[Reason, str] = {
     Reason.CONSENT_EXPIRED: "§9.4.2",
     Reason.CONSENT_NOT_TRANSFERABLE: "§9.4.2",
     Reason.CONSENT_WRONG_GRANTEE: "§9.4.2",
+    Reason.CONSENT_CONDITION_UNMET: "§9.4.4",
 }
 
 
@@ -261,6 +266,12 @@ def _check_transfer(t: Transfer, ctx: PolicyContext) -> Decision:
         return Decision.refuse(Reason.TEMPLATE_REQUIRED, f"{under} requires the report template")
     if t.attestation.content_kind is ContentKind.RAW and not terms.raw_data_allowed:
         return Decision.refuse(Reason.RAW_DATA_NOT_ALLOWED, f"{under} does not allow raw data {t.sender}→{t.recipient}")
+    # §9.3.9: an item whose retention has passed goes nowhere; its holders purge it (§11.13).
+    if retention_passed(label.retain_until, ctx.now):
+        return Decision.refuse(
+            Reason.RETENTION_EXPIRED,
+            f"retention of {t.attestation.item_id} v{label.item_version} ended {label.retain_until}",
+        )
     if label.retain_until > ctx.now + terms.max_retention:
         return Decision.refuse(
             Reason.RETENTION_EXCEEDS_AGREEMENT,
@@ -306,6 +317,7 @@ def _check_chain(t: Transfer, ctx: PolicyContext) -> Decision | None:
     """A chain of grants rooted at the originator (SPEC §9.4.2). None means valid."""
     att = t.attestation
     previous: ConsentGrant | None = None
+    grants: list[ConsentGrant] = []
     for position, signed in enumerate(t.consents, start=1):
         try:
             grant = parse_unverified(signed, PayloadType.CONSENT_GRANT, ConsentGrant)
@@ -340,7 +352,12 @@ def _check_chain(t: Transfer, ctx: PolicyContext) -> Decision | None:
         if grant.expires_at <= ctx.now:
             return Decision.refuse(Reason.CONSENT_EXPIRED, f"grant {grant.grant_id} expired {grant.expires_at}")
         previous = grant
+        grants.append(grant)
     assert previous is not None  # _check_release only calls with a non-empty chain
+    # §9.4.4: every grant's conditions bind every later link of the chain.
+    broken = check_conditions(grants, ctx.now)
+    if broken is not None:
+        return Decision.refuse(Reason.CONSENT_CONDITION_UNMET, broken)
     if previous.holder == t.sender and previous.grantee == t.recipient:
         return None
     if previous.grantee == t.sender:

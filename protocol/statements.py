@@ -30,6 +30,7 @@ __all__ = [
     "PayloadType",
     "Signature",
     "Signed",
+    "cosign",
     "parse_unverified",
     "sign",
     "sign_many",
@@ -50,6 +51,8 @@ class PayloadType(StrEnum):
 
     ROSTER = "application/vnd.intelshare.roster+json;v=1"
     AGREEMENT = "application/vnd.intelshare.agreement+json;v=1"
+    AGREEMENT_PROPOSAL = "application/vnd.intelshare.agreement-proposal+json;v=1"
+    AGREEMENT_REJECTION = "application/vnd.intelshare.agreement-rejection+json;v=1"
     ORIGIN = "application/vnd.intelshare.origin+json;v=1"
     HEADER = "application/vnd.intelshare.envelope-header+json;v=1"
     RECEIPT = "application/vnd.intelshare.receipt+json;v=1"
@@ -117,6 +120,26 @@ def sign(payload_type: PayloadType, statement: Model, signers: Sequence[SigningK
         Signature(keyid=keyid, alg=alg, sig=sig) for signer in signers for keyid, alg, sig in signer.sign(message)
     )
     return Signed(payload_type=payload_type.value, payload=payload, signatures=signatures)
+
+
+def cosign(signed: Signed, payload_type: PayloadType, signers: Sequence[SigningKey]) -> Signed:
+    """The same statement with ``signers``' signatures added over its exact bytes (SPEC §4.1, §6.4).
+
+    The payload is not re-serialised: the new signatures cover the carried bytes, so a
+    statement one party signed becomes the statement both signed. A key that already
+    signed it is refused (``LocalProtocolError``: one signature per key and algorithm).
+    """
+    _check_signers(signers)
+    if signed.payload_type != payload_type.value:
+        raise LocalProtocolError(f"expected a {payload_type.name} statement, got {signed.payload_type!r}")
+    present = {s.keyid for s in signed.signatures}
+    if any(signer.keyid in present for signer in signers):
+        raise LocalProtocolError("the statement already carries a signature by that key")
+    message = pae(signed.payload_type, signed.payload)
+    added = tuple(
+        Signature(keyid=keyid, alg=alg, sig=sig) for signer in signers for keyid, alg, sig in signer.sign(message)
+    )
+    return Signed(payload_type=signed.payload_type, payload=signed.payload, signatures=signed.signatures + added)
 
 
 def sign_many(statements: Sequence[tuple[PayloadType, Model]], signers: Sequence[SigningKey]) -> list[Signed]:

@@ -228,6 +228,7 @@ def grant(
     expires_at: datetime | None = None,
     grant_id: str = "0" * 31 + "1",
     signer: str | None = None,
+    conditions: tuple[str, ...] = (),
 ) -> Signed:
     from protocol.envelope import OriginAttestation
 
@@ -242,6 +243,7 @@ def grant(
         grantee=grantee,
         expires_at=expires_at or NOW + timedelta(days=30),
         transferable=transferable,
+        conditions=conditions,
         issued_at=NOW,
     )
     return sign(PayloadType.CONSENT_GRANT, statement, [signing_key(signer or grantor)])

@@ -22,9 +22,17 @@ from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from protocol import envelope as envelope_mod
-from protocol.agreement import Agreement, AgreementBook
+from protocol.agreement import (
+    Agreement,
+    AgreementBook,
+    AgreementProposal,
+    AgreementRejection,
+    countersign,
+    verify_proposal,
+    verify_rejection,
+)
 from protocol.bundle import BundleManifest
-from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
+from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation, verify_revocation
 from protocol.encoding import canonical_json, hpke_info, pae
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, batch_key_info, seal_info
 from protocol.errors import IntelshareError, OpenError, SignatureError
@@ -74,6 +82,8 @@ FILES = (
 MODELS: dict[PayloadType, type[Any]] = {
     PayloadType.ROSTER: Roster,
     PayloadType.AGREEMENT: Agreement,
+    PayloadType.AGREEMENT_PROPOSAL: AgreementProposal,
+    PayloadType.AGREEMENT_REJECTION: AgreementRejection,
     PayloadType.ORIGIN: OriginAttestation,
     PayloadType.HEADER: EnvelopeHeader,
     PayloadType.RECEIPT: Receipt,
@@ -462,6 +472,18 @@ def test_decisions_cover_every_reason() -> None:
     assert egress.isdisjoint(INGRESS_ONLY)
 
 
+@pytest.mark.parametrize(
+    "case", _cases("decisions.json", "revocations"), ids=_ids(_cases("decisions.json", "revocations"))
+)
+def test_revocation(case: dict[str, Any]) -> None:
+    # SPEC §9.4.3: only the grant's grantor, trusted, revokes it, and only that grant.
+    doc = _load("decisions.json")
+    roster = Roster.from_bytes(_signed(doc["rosters"][case["roster"]]).payload)
+    grant = ConsentGrant.from_bytes(_signed(case["grant"]).payload)
+    outcome = _outcome(lambda: verify_revocation(_signed(case["revocation"]), roster=roster, grant=grant))
+    assert outcome == case["expected"]
+
+
 # --- agreements_rosters.json --------------------------------------------------------------
 
 
@@ -521,6 +543,55 @@ def test_direction_terms(case: dict[str, Any]) -> None:
 )
 def test_invalid_agreement(case: dict[str, Any]) -> None:
     outcome = _outcome(lambda: Agreement.from_bytes(canonical_json(case["payload_json"])))
+    assert outcome == case["expected"]
+
+
+@pytest.mark.parametrize(
+    "case",
+    _cases("agreements_rosters.json", "amendment_cases"),
+    ids=_ids(_cases("agreements_rosters.json", "amendment_cases")),
+)
+def test_amendment(case: dict[str, Any]) -> None:
+    # SPEC §6.4: a proposal verified by the counterparty, and its countersignature, byte for byte.
+    doc = _load("agreements_rosters.json")
+    roster = accept_roster(_signed(doc["rosters"][case["roster"]]), secretariat=_secretariat(doc), current=None)
+    held = None if case["held"] is None else _signed(case["held"])
+    held_agreement = None if held is None else Agreement.from_bytes(held.payload)
+    proposal = _signed(case["proposal"])
+    verifier = case["verifier"]
+    outcome = _outcome(lambda: verify_proposal(proposal, roster=roster, counterparty=verifier, held=held_agreement))
+    assert outcome == case["expected"]
+    if outcome != "accepted":
+        return
+    parsed = verify_proposal(proposal, roster=roster, counterparty=verifier, held=held_agreement)
+    key = SigningKey.from_seeds(bytes.fromhex(doc_seed(verifier)), None)
+    countersigned = countersign(parsed, key=key, me=verifier, roster=roster, held=held_agreement)
+    assert countersigned == _signed(case["countersigned"])
+    for side in parsed.proposed.parties:
+        book = AgreementBook()
+        if held is not None:
+            book.accept(held, roster)
+        book.accept(countersigned, roster)
+        assert book.in_force(side, parsed.proposed.other(side), _at(case["now"]))
+
+
+def doc_seed(member: str) -> str:
+    """A member's Ed25519 seed, from keys.json (SPEC §13)."""
+    (entry,) = [m for m in _load("keys.json")["members"] if m["member_id"] == member]
+    return str(entry["ed25519_seed_hex"])
+
+
+@pytest.mark.parametrize(
+    "case",
+    _cases("agreements_rosters.json", "rejection_cases"),
+    ids=_ids(_cases("agreements_rosters.json", "rejection_cases")),
+)
+def test_agreement_rejection(case: dict[str, Any]) -> None:
+    # SPEC §6.4: only the counterparty rejects, and only the proposal it names.
+    doc = _load("agreements_rosters.json")
+    roster = accept_roster(_signed(doc["rosters"][case["roster"]]), secretariat=_secretariat(doc), current=None)
+    proposal = AgreementProposal.from_bytes(_signed(case["proposal"]).payload)
+    outcome = _outcome(lambda: verify_rejection(_signed(case["rejection"]), roster=roster, proposal=proposal))
     assert outcome == case["expected"]
 
 

@@ -174,7 +174,11 @@ def _transfers(logs: Mapping[str, list[LoggedEntry]]) -> list[Mismatch]:
 
 
 def _consents(logs: Mapping[str, list[LoggedEntry]]) -> list[Mismatch]:
-    """Every grant a re-share carried must be one its originator's log issued, to that grantee."""
+    """Every grant a re-share carried must be one its grantor's log issued; the last, to that grantee.
+
+    The first grant of a chain is the originator's answer to a request, a later one a
+    holder's onward grant (SPEC §9.4.4): both are logged as ``CONSENT_DECISION_SENT``.
+    """
     issued: dict[str, tuple[LoggedEntry, str]] = {}  # decision digest -> (entry, grantee)
     for entries in logs.values():
         for e in entries:
@@ -186,13 +190,16 @@ def _consents(logs: Mapping[str, list[LoggedEntry]]) -> list[Mismatch]:
             if e.event != AuditEvent.RESHARE.value or not e.allowed:
                 continue
             digests = [str(d) for d in e.detail.get("consents", [])]
-            first = issued.get(digests[0]) if digests else None
-            if first is None:
-                detail = f"{e.member} re-shared {e.item_id} to {e.peer} with a grant no originator's log issued"
+            unknown = [position for position, digest in enumerate(digests, start=1) if digest not in issued]
+            if not digests or unknown:
+                which = "a grant" if not digests else f"grant {unknown[0]}"
+                detail = f"{e.member} re-shared {e.item_id} to {e.peer} with {which} no member's log issued"
                 out.append(Mismatch(MismatchKind.RESHARE_WITHOUT_CONSENT, e.item_id, detail, (e,)))
-            elif len(digests) == 1 and first[1] != e.peer:
-                detail = f"{e.member} re-shared {e.item_id} to {e.peer}; the originator granted {first[1]}"
-                out.append(Mismatch(MismatchKind.RESHARE_WITHOUT_CONSENT, e.item_id, detail, (e, first[0])))
+                continue
+            last, grantee = issued[digests[-1]]
+            if grantee != e.peer:
+                detail = f"{e.member} re-shared {e.item_id} to {e.peer}; the last grant names {grantee}"
+                out.append(Mismatch(MismatchKind.RESHARE_WITHOUT_CONSENT, e.item_id, detail, (e, last)))
     return out
 
 

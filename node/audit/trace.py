@@ -74,7 +74,12 @@ def _holdings(session: Session, member: str, item_id: str) -> list[Holding]:
         for row in session.scalars(select(InboxItem).where(InboxItem.item_id == item_id))
     ]
     out += [
-        Holding(member, row.item_version, "recalled" if row.recalled_at else "original", member)
+        Holding(
+            member,
+            row.item_version,
+            "original" if row.recalled_at is None and row.purged_at is None else row.state.value,
+            member,
+        )
         for row in session.scalars(select(OriginalItem).where(OriginalItem.item_id == item_id))
     ]
     return out

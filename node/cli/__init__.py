@@ -13,12 +13,12 @@ from typing import NoReturn
 
 from sqlalchemy.exc import DBAPIError
 
-from node.cli import admin, audit, consent, console, officer, oversight, roster
+from node.cli import admin, agreement, audit, consent, console, officer, oversight, roster
 from node.cli.base import ExitCode, app, err, exit_code_for
 from node.store import database_error
 from protocol.errors import IntelshareError
 
-__all__ = ["admin", "app", "audit", "consent", "console", "main", "officer", "oversight", "roster"]
+__all__ = ["admin", "agreement", "app", "audit", "consent", "console", "main", "officer", "oversight", "roster"]
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "ExitCode",
     "MemberOpt",
     "VersionOpt",
+    "agreement_app",
     "app",
     "audit_app",
     "audit_view",
@@ -62,11 +63,17 @@ app = typer.Typer(
 )
 federation_app = typer.Typer(help="Create a federation directory.", no_args_is_help=True)
 node_app = typer.Typer(help="Run a member service's node.", no_args_is_help=True)
-consent_app = typer.Typer(help="Third-party consent requests and decisions.", no_args_is_help=True)
+consent_app = typer.Typer(
+    help="Third-party consent: requests, decisions, onward grants and revocations.", no_args_is_help=True
+)
+agreement_app = typer.Typer(
+    help="The agreements this node holds, and amendments proposed to or by the other party.", no_args_is_help=True
+)
 audit_app = typer.Typer(help="Inspect, export and verify a node's audit log.", no_args_is_help=True)
 app.add_typer(federation_app, name="federation")
 app.add_typer(node_app, name="node")
 app.add_typer(consent_app, name="consent")
+app.add_typer(agreement_app, name="agreement")
 app.add_typer(audit_app, name="audit")
 
 console = Console()

@@ -1,4 +1,4 @@
-"""Officer commands: send, reshare, inbox, show, recall, outbox (through the node's desk)."""
+"""Officer commands: send, correct, reshare, inbox, show, recall, notices, outbox (through the node's desk)."""
 
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from node.lifecycle import OutboxState
 from node.wire import desk_pb2
 from protocol.classification import parse_band
 from protocol.errors import IntelshareError
-from protocol.item import RawData, ReportTemplate
-from protocol.label import Category, InformationCredibility, SourceReliability
+from protocol.item import RawData, ReportTemplate, item_from_bytes
+from protocol.label import Category, InformationCredibility, Label, SourceReliability
 
-__all__ = ["inbox", "outbox", "recall", "reshare", "send", "show"]
+__all__ = ["correct", "inbox", "notices", "outbox", "recall", "reshare", "send", "show"]
 
 
 @app.command()
@@ -202,7 +202,8 @@ def show(
         grant = json.loads(link)
         console.print(
             f"  consent: {grant['grantor']} lets {grant['holder']} pass it to {grant['grantee']} until "
-            f"{grant['expires_at']} (transferable: {grant['transferable']})"
+            f"{grant['expires_at']} (transferable: {grant['transferable']}); conditions: "
+            f"{', '.join(grant['conditions']) or '-'}"
         )
 
 
@@ -218,6 +219,101 @@ def recall(
     with open_desk(directory, member) as desk:
         response = desk.recall(item_id, reason, version)
     console.print(f"recall {response.recall_id} sent to {', '.join(response.notified) or 'nobody'}")
+
+
+@app.command()
+def correct(
+    item_id: Annotated[str, typer.Argument(help="Item id of an item this node originated.")],
+    directory: DirOpt,
+    member: MemberOpt,
+    to: Annotated[list[str] | None, typer.Option("--to", help="Recipients of the new version (repeat).")] = None,
+    source: Annotated[
+        Path | None, typer.Option("--from", help="JSON object of the report fields to change (title, body, …).")
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="New title.")] = None,
+    summary: Annotated[str | None, typer.Option(help="New summary.")] = None,
+    body: Annotated[str | None, typer.Option(help="New body.")] = None,
+    assessment: Annotated[str | None, typer.Option(help="New assessment.")] = None,
+    band: Annotated[str | None, typer.Option(help="New band (the label is otherwise kept).")] = None,
+    reason: Annotated[str, typer.Option(help="Why; every holder of the old version is told.")] = "",
+    wait: Annotated[bool, typer.Option(help="Wait for the receivers' receipts.")] = True,
+) -> None:
+    """Issue a corrected version of an item this node originated (SPEC §10.2).
+
+    The new version keeps the newest version's label and content except what is given,
+    and goes to --to (default: the label's release list). Every holder of the version it
+    corrects is sent a signed correction, and passes it on to whoever it re-shared to,
+    like a recall.
+    """
+    from node.harness import LocalFederation
+
+    with open_desk(directory, member) as desk:
+        previous = desk.read(item_id, 0)
+        if previous.entry.originator != member.upper():
+            fail(f"{member.upper()} did not originate {item_id}: only its originator corrects it", ExitCode.PERMISSION)
+        label = Label.model_validate_json(previous.label_json)
+        content = item_from_bytes(previous.item_json.encode())
+        if not isinstance(content, ReportTemplate):
+            fail("only a report can be corrected from the command line", ExitCode.INVALID)
+        changes: dict[str, object] = {}
+        if source is not None:
+            try:
+                loaded = json.loads(source.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                fail(f"{source}: {exc}")
+            if not isinstance(loaded, dict):
+                fail(f"{source}: expected a JSON object of report fields")
+            changes |= loaded
+        given = {"title": title, "summary": summary, "body": body, "assessment": assessment}
+        changes |= {key: value for key, value in given.items() if value is not None}
+        try:
+            if band is not None:
+                new_band = parse_band(band)
+                marking = LocalFederation(directory).roster.marking(member.upper(), new_band)
+                label = label.model_copy(update={"band": new_band, "originator_marking": marking})
+            corrected = ReportTemplate.model_validate(content.model_dump() | changes)
+        except ValueError as exc:
+            fail(str(exc), ExitCode.INVALID)
+        if corrected == content and band is None:
+            fail("nothing to correct: give --from, --title, --summary, --body, --assessment or --band", ExitCode.USAGE)
+        recipients = to or list(label.releasable_to)
+        response = desk.correct(item_id, label, corrected, recipients, reason)
+        console.print(f"item {item_id} v{previous.entry.item_version} corrected by v{response.item_version}")
+        _report(desk, response, f"item {response.item_id} v{response.item_version}", wait=wait)
+
+
+_NOTICE_EVENTS = (
+    "RECALL_SENT",
+    "CORRECTION_SENT",
+    "RECALL_RECEIVED",
+    "CORRECTION_RECEIVED",
+    "NOTICE_ACKNOWLEDGED",
+    "CONSENT_REVOCATION_SENT",
+    "CONSENT_REVOKED",
+)
+
+
+@app.command()
+def notices(
+    item_id: Annotated[str, typer.Argument(help="Item id.")],
+    directory: DirOpt,
+    member: MemberOpt,
+) -> None:
+    """Recalls, corrections and revocations of an item at this node, and who acknowledged them (SPEC §10.3)."""
+    with open_desk(directory, member) as desk:
+        entries = [e for e in desk.audit(item_id=item_id, limit=10_000) if e["event"] in _NOTICE_EVENTS]
+    rows = []
+    for e in entries:
+        d = e["detail"]
+        if e["event"] == "NOTICE_ACKNOWLEDGED":
+            what = f"{d.get('holder')} applied {d.get('kind')} (its entry #{d.get('holder_seq')}) via {d.get('via')}"
+        elif e["event"].endswith("_SENT"):
+            what = f"notified {', '.join(d.get('notified', [])) or 'nobody'}"
+        else:
+            what = f"from {e['peer']}; passed on to {', '.join(d.get('forwarded_to', [])) or 'nobody'}"
+        rows.append((str(e["seq"]), e["at"], e["event"], f"v{e['item_version']}", e["reason"] or "", what))
+    columns = ("seq", "at", "event", "version", "reason", "what")
+    print_table(f"{member.upper()}: notices of {item_id}", columns, rows)
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from types import MappingProxyType
@@ -20,7 +20,7 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import ArgumentError
 
 from node.config.consent import ConsentPolicy, ConsentTable, band_name
-from node.config.settings import DeliverySettings, DeliveryTable, IngressTable
+from node.config.settings import DeliverySettings, DeliveryTable, IngressTable, RetentionSettings, RetentionTable
 from node.config.toml import config_error, location, read_toml
 from protocol._model import MemberId
 from protocol.agreement import Agreement, ReshareRule, TrustModel, pair_key
@@ -37,6 +37,7 @@ __all__ = [
     "FederationSpec",
     "MemberSpec",
     "NodeDefaults",
+    "load_agreement_file",
     "load_federation_spec",
     "member_database_url",
 ]
@@ -83,6 +84,7 @@ class NodeDefaults:
     database_url: str
     window: TimeWindow
     delivery: DeliverySettings
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class _NodesTable(BaseModel):
     suite: Suite = Field(default=Suite.X25519_AES256GCM, strict=False)
     ingress: IngressTable
     delivery: DeliveryTable = DeliveryTable()
+    retention: RetentionTable = RetentionTable()
 
 
 class _MemberTable(BaseModel):
@@ -302,10 +305,16 @@ def _agreement(
         if topic not in topics:
             message = f"{agreement_id}: topic {topic!r} is not in the federation's vocabulary"
             raise at.fail(*here, "topics", message=message)
+    return AgreementSpec(_agreement_model(at, here, agreement_id, t, ceilings))
+
+
+def _agreement_model(
+    at: _Where, here: tuple[str, ...], agreement_id: str, t: _AgreementTable, ceilings: Mapping[str, Band]
+) -> Agreement:
     fields: dict[str, object] = {
         "agreement_id": agreement_id,
         "version": t.version,
-        "parties": tuple(parties),
+        "parties": tuple(t.parties),
         "title": t.title,
         "valid_from": _timestamp(at, (*here, "valid_from"), t.valid_from),
         "valid_until": _timestamp(at, (*here, "valid_until"), t.valid_until),
@@ -319,13 +328,49 @@ def _agreement(
         "reshare_rule": t.reshare_rule,
     }
     try:
-        agreement = Agreement.model_validate(fields)
+        return Agreement.model_validate(fields)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = tuple(str(p) for p in first.get("loc", ()))
         message = str(first.get("msg", exc)).removeprefix("Value error, ")
         raise at.fail(*here, *where, message=f"{agreement_id}: {message}") from None
-    return AgreementSpec(agreement)
+
+
+def load_agreement_file(path: Path) -> Agreement:
+    """An agreement's terms, to propose as a new version (SPEC §6.4): JSON or TOML.
+
+    JSON is the agreement's own JSON object (as ``intelshare agreement show --json``
+    prints it); TOML is one ``[agreements.<ID>]`` table as in the federation file. The
+    terms are checked as a model here; the node checks them against the roster.
+    """
+    at = _Where(path)
+    if path.suffix.lower() != ".toml":
+        try:
+            return Agreement.model_validate_json(path.read_bytes())
+        except OSError as exc:
+            raise ConfigurationError(f"{path}: {exc.strerror or exc}") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = tuple(str(p) for p in first.get("loc", ()))
+            message = str(first.get("msg", exc)).removeprefix("Value error, ")
+            raise at.fail(*where, message=message) from None
+    doc = read_toml(path)
+    tables = doc.get("agreements")
+    if set(doc) != {"agreements"} or not isinstance(tables, dict) or len(tables) != 1:
+        raise at.fail(message="expected exactly one table agreements.<ID>")
+    ((agreement_id, raw),) = tables.items()
+    here = ("agreements", agreement_id)
+    try:
+        table = _AgreementTable.model_validate(raw)
+    except ValidationError as exc:
+        raise config_error(path, exc) from exc
+    ceilings: dict[str, Band] = {}
+    for party, text in table.ceilings.items():
+        try:
+            ceilings[party] = band_name(text)
+        except ValueError:
+            raise at.fail(*here, "ceilings", party, message=f"unknown band {text!r}") from None
+    return _agreement_model(at, here, agreement_id, table, ceilings)
 
 
 def load_federation_spec(path: Path) -> FederationSpec:
@@ -384,7 +429,13 @@ def load_federation_spec(path: Path) -> FederationSpec:
         hybrid_signatures=fed.hybrid_signatures,
         ca_valid_days=fed.ca_valid_days,
         cert_valid_days=fed.cert_valid_days,
-        nodes=NodeDefaults(nodes.suite, nodes.database_url, nodes.ingress.window(), nodes.delivery.settings()),
+        nodes=NodeDefaults(
+            nodes.suite,
+            nodes.database_url,
+            nodes.ingress.window(),
+            nodes.delivery.settings(),
+            nodes.retention.settings(),
+        ),
         members=tuple(members.values()),
         agreements=tuple(agreements),
         demo=MappingProxyType(dict(doc.demo)),

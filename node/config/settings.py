@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from sqlalchemy import make_url
@@ -35,6 +35,8 @@ __all__ = [
     "IngressTable",
     "KeyPaths",
     "NodeConfig",
+    "RetentionSettings",
+    "RetentionTable",
     "WitnessSettings",
     "WitnessTable",
     "load_node_config",
@@ -100,6 +102,23 @@ class InboundSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """When this node destroys the content of items whose retention ended (SPEC §11.13)."""
+
+    #: How often the retention pump looks for copies whose retention ended.
+    interval_seconds: float = 1.0
+    #: This node's own originals: ``label`` purges them like every holder's copy, at the
+    #: label's ``retain_until`` plus ``originals_extra_days``; ``keep`` keeps them.
+    originals: Literal["label", "keep"] = "label"
+    originals_extra_days: int = 0
+
+    @property
+    def originals_extra(self) -> timedelta:
+        """How long after the label's ``retain_until`` the originator keeps its own copy."""
+        return timedelta(days=self.originals_extra_days)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """A validated ``node.toml``; every path is absolute."""
 
@@ -118,6 +137,7 @@ class NodeConfig:
     consent: ConsentPolicy = field(default_factory=ConsentPolicy)
     witness: WitnessSettings = field(default_factory=WitnessSettings)
     inbound: InboundSettings = field(default_factory=InboundSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
 
     @property
     def node_dir(self) -> Path:
@@ -283,6 +303,29 @@ class InboundTable(BaseModel):
         return InboundSettings(**self.model_dump())
 
 
+_DEFAULT_RETENTION = RetentionSettings()
+
+
+class RetentionTable(BaseModel):
+    """``[retention]``; absent keys take ``RetentionSettings``' defaults (SPEC §11.13)."""
+
+    model_config = _STRICT
+
+    interval_seconds: float = Field(default=_DEFAULT_RETENTION.interval_seconds, gt=0, allow_inf_nan=False)
+    originals: Literal["label", "keep"] = _DEFAULT_RETENTION.originals
+    originals_extra_days: int = Field(default=_DEFAULT_RETENTION.originals_extra_days, ge=0, le=36500)
+
+    @model_validator(mode="after")
+    def _extra_only_with_label(self) -> RetentionTable:
+        if self.originals == "keep" and self.originals_extra_days:
+            raise ValueError("originals_extra_days applies only with originals = 'label'")
+        return self
+
+    def settings(self) -> RetentionSettings:
+        """As the runtime takes them."""
+        return RetentionSettings(**self.model_dump())
+
+
 class _NodeFile(BaseModel):
     model_config = _STRICT
 
@@ -294,6 +337,7 @@ class _NodeFile(BaseModel):
     consent: ConsentTable = ConsentTable()
     witness: WitnessTable = WitnessTable()
     inbound: InboundTable = InboundTable()
+    retention: RetentionTable = RetentionTable()
 
 
 def _database_url(base: Path, text: str) -> str:
@@ -339,6 +383,7 @@ def load_node_config(path: Path) -> NodeConfig:
         consent=consent,
         witness=doc.witness.settings(),
         inbound=doc.inbound.settings(),
+        retention=doc.retention.settings(),
     )
 
 

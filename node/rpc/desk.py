@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from functools import wraps
 from typing import Any, TypeVar
@@ -34,10 +34,12 @@ from node.errors import (
 )
 from node.lifecycle import ConsentRequestState, OutboxState
 from node.rpc.port import NodePort
-from node.services import consent, egress, holdings, notices
-from node.services.egress import NewItem, Outcome, SubmitResult
-from node.store import InboxItem, OriginalItem
+from node.rpc.views import grant_entry, grant_id_of, iso, proposal_entry, submit_response
+from node.services import agreements, consent, egress, holdings, notices
+from node.services.egress import NewItem
+from node.store import ConsentGrantRow, InboxItem, OriginalItem
 from node.wire import desk_pb2, desk_pb2_grpc
+from protocol.agreement import Agreement
 from protocol.envelope import Suite
 from protocol.errors import IntelshareError
 from protocol.item import item_from_bytes
@@ -60,7 +62,7 @@ def status_for(exc: Exception) -> tuple[grpc.StatusCode, str] | None:
     if isinstance(exc, StoredDataError):
         return grpc.StatusCode.DATA_LOSS, str(exc)
     if isinstance(exc, ValidationError):
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc.errors()[0]["msg"])
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
     if isinstance(exc, IntelshareError | ValueError):
         return grpc.StatusCode.INVALID_ARGUMENT, str(exc)
     return None
@@ -115,29 +117,6 @@ def _choice(enum: type[E], text: str, what: str) -> E | None:
         raise InvalidRequestError(
             f"unknown {what} {text!r}; expected one of {', '.join(e.value for e in enum)}"
         ) from None
-
-
-def _outcome(outcome: Outcome) -> desk_pb2.Outcome:
-    d = outcome.decision
-    return desk_pb2.Outcome(
-        recipient=outcome.recipient,
-        allowed=d.allowed,
-        reason=d.reason.value,
-        rule=d.rule,
-        detail=d.detail,
-        envelope_id=outcome.envelope_id or "",
-        delivery_state=OutboxState.PENDING.value if d.allowed else "not sent",
-    )
-
-
-def _submit_response(result: SubmitResult) -> desk_pb2.SubmitResponse:
-    return desk_pb2.SubmitResponse(
-        item_id=result.item_id, item_version=result.item_version, outcomes=[_outcome(o) for o in result.outcomes]
-    )
-
-
-def _iso(at: datetime | None) -> str:
-    return "" if at is None else audit.format_time(at)
 
 
 class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generated base
@@ -199,11 +178,12 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
                 recipients=new.recipients,
                 suite=new.suite,
                 now=self.port.now(),
+                reason=request.reason,
             )
         else:
             (result,) = await self.port.db(egress.submit_many, requests=[new], now=self.port.now())
         self.port.hand_over(result.outcomes)
-        return _submit_response(result)
+        return submit_response(result)
 
     @_desk_call(*_ACT)
     async def SubmitBatch(self, request: desk_pb2.SubmitBatchRequest, context: Context) -> desk_pb2.SubmitBatchResponse:
@@ -215,7 +195,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         results = await self.port.db(egress.submit_many, requests=items, now=self.port.now())
         for result in results:
             self.port.hand_over(result.outcomes)
-        return desk_pb2.SubmitBatchResponse(results=[_submit_response(r) for r in results])
+        return desk_pb2.SubmitBatchResponse(results=[submit_response(r) for r in results])
 
     @_desk_call(*_ACT)
     async def Reshare(self, request: desk_pb2.ReshareRequest, context: Context) -> desk_pb2.SubmitResponse:
@@ -228,7 +208,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             now=self.port.now(),
         )
         self.port.hand_over(result.outcomes)
-        return _submit_response(result)
+        return submit_response(result)
 
     @_desk_call(*_READ)
     async def ListInbox(self, request: desk_pb2.ListInboxRequest, context: Context) -> desk_pb2.ListInboxResponse:
@@ -250,7 +230,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             reader_marking=state.roster.marking(state.me, label.band) or "",
             category=label.category.value,
             topics=list(label.topics),
-            received_at=_iso(row.received_at),
+            received_at=iso(row.received_at),
             status=row.status.value,
             envelope_id=row.envelope_id,
         )
@@ -267,8 +247,8 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             reader_marking=label.originator_marking,
             category=label.category.value,
             topics=list(label.topics),
-            received_at=_iso(row.created_at),
-            status="recalled" if row.recalled_at else "original",
+            received_at=iso(row.created_at),
+            status=row.state.value if row.recalled_at or row.purged_at else "original",
         )
 
     @_desk_call(*_ACT)
@@ -276,7 +256,7 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
         read = await self.port.db(
             holdings.read_item,
             item_id=await self._item_id(request.item_id),
-            item_version=request.item_version or 1,
+            item_version=request.item_version,  # 0: the newest version held
             officer=self._officer,
             now=self.port.now(),
         )
@@ -327,9 +307,10 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
                     third_party=r.third_party,
                     purpose=r.purpose,
                     state=r.state.value,
-                    created_at=_iso(r.created_at),
-                    decided_at=_iso(r.decided_at),
+                    created_at=iso(r.created_at),
+                    decided_at=iso(r.decided_at),
                     reason=r.reason or "",
+                    grant_id=grant_id_of(r.decision),
                 )
                 for r in rows
             ]
@@ -371,7 +352,11 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
     async def QueryAudit(self, request: desk_pb2.QueryAuditRequest, context: Context) -> desk_pb2.QueryAuditResponse:
         event = _choice(AuditEvent, request.event, "audit event")
         rows = await self.port.db(
-            holdings.audit_page, after_seq=request.after_seq, limit=request.limit or 100, event=event
+            holdings.audit_page,
+            after_seq=request.after_seq,
+            limit=request.limit or 100,
+            event=event,
+            item_id=request.item_id or None,
         )
         out = []
         for row in rows:
@@ -415,3 +400,87 @@ class DeskServicer(desk_pb2_grpc.DeskServicer):  # type: ignore[misc]  # generat
             audit_head=status.audit_head,
             outbox_pending=status.outbox_pending,
         )
+
+    # --- agreements (SPEC §6.4) --------------------------------------------------------
+
+    @_desk_call(*_ACT)
+    async def ProposeAgreement(
+        self, request: desk_pb2.ProposeAgreementRequest, context: Context
+    ) -> desk_pb2.AgreementProposalEntry:
+        agreement = Agreement.model_validate_json(request.agreement_json)
+        now = self.port.now()
+        row = await self.port.db(agreements.propose_agreement, agreement=agreement, note=request.note, now=now)
+        return proposal_entry(row)
+
+    @_desk_call(*_READ)
+    async def ListAgreements(
+        self, request: desk_pb2.ListAgreementsRequest, context: Context
+    ) -> desk_pb2.ListAgreementsResponse:
+        held, proposals = await self.port.db(agreements.list_agreements, now=self.port.now())
+        return desk_pb2.ListAgreementsResponse(
+            agreements=[
+                desk_pb2.HeldAgreement(
+                    agreement_id=h.agreement.agreement_id,
+                    version=h.agreement.version,
+                    parties=list(h.agreement.parties),
+                    in_force=h.in_force,
+                    agreement_json=h.agreement.model_dump_json(),
+                )
+                for h in held
+            ],
+            proposals=[proposal_entry(row) for row in proposals],
+        )
+
+    @_desk_call(*_ACT)
+    async def DecideAgreement(
+        self, request: desk_pb2.DecideAgreementRequest, context: Context
+    ) -> desk_pb2.AgreementProposalEntry:
+        if request.countersign:
+            row = await self.port.db(
+                agreements.countersign_proposal,
+                proposal_id=request.proposal_id,
+                officer=self._officer,
+                now=self.port.now(),
+            )
+        else:
+            row = await self.port.db(
+                agreements.reject_proposal,
+                proposal_id=request.proposal_id,
+                reason=request.reason,
+                officer=self._officer,
+                now=self.port.now(),
+            )
+        return proposal_entry(row)
+
+    # --- consent: revocation and onward grants (SPEC §9.4.3, §9.4.4) --------------------
+
+    @_desk_call(*_ACT)
+    async def RevokeGrant(self, request: desk_pb2.RevokeGrantRequest, context: Context) -> desk_pb2.RevokeGrantResponse:
+        signed, told = await self.port.db(
+            consent.revoke_grant,
+            grant_id=request.grant_id,
+            reason=request.reason or "revoked by the grantor",
+            officer=self._officer,
+            now=self.port.now(),
+        )
+        return desk_pb2.RevokeGrantResponse(revocation_id=json.loads(signed.payload)["revocation_id"], notified=told)
+
+    @_desk_call(*_ACT)
+    async def GrantOnward(self, request: desk_pb2.GrantOnwardRequest, context: Context) -> desk_pb2.GrantEntry:
+        signed = await self.port.db(
+            consent.grant_onward,
+            item_id=request.item_id,
+            item_version=request.item_version or 1,
+            grantee=request.grantee,
+            valid_for=timedelta(days=request.valid_days or 30),
+            transferable=request.transferable,
+            conditions=tuple(request.conditions),
+            officer=self._officer,
+            now=self.port.now(),
+        )
+        return grant_entry(signed.model_dump_json().encode(), None)
+
+    @_desk_call(*_READ)
+    async def ListGrants(self, request: desk_pb2.ListGrantsRequest, context: Context) -> desk_pb2.ListGrantsResponse:
+        rows: list[ConsentGrantRow] = await self.port.db(consent.grants)
+        return desk_pb2.ListGrantsResponse(grants=[grant_entry(r.statement, r.revoked_at) for r in rows])

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from node.codec import Undecodable, lenient, signed_from_pb, signed_to_pb
 from node.rpc.desk import status_for
 from node.rpc.port import EndCall, NodePort
+from node.services.agreements import receive_amendment
 from node.services.consent import receive_consent_decision, receive_consent_request
 from node.services.evidence import held_about, prove
 from node.services.ingress import record_refused_connection
@@ -173,6 +174,10 @@ class ExchangeServicer(exchange_pb2_grpc.ExchangeServicer):  # type: ignore[misc
     async def Acknowledge(self, request: exchange_pb2.Signed | Undecodable, context: Context) -> exchange_pb2.Ack:
         # A holder's signed word that it applied a notice, passed on towards the originator (SPEC §10.3).
         return await self._control(receive_ack, request, context)
+
+    async def AmendAgreement(self, request: exchange_pb2.Signed | Undecodable, context: Context) -> exchange_pb2.Ack:
+        # A proposal, countersignature or rejection from the other party of an agreement (SPEC §6.4).
+        return await self._control(receive_amendment, request, context)
 
     async def Witness(
         self, request: exchange_pb2.WitnessRequest | Undecodable, context: Context

@@ -49,6 +49,7 @@ class ControlPump:
                 ControlRpc.NOTIFY: stub.Notify,
                 ControlRpc.ACKNOWLEDGE: stub.Acknowledge,
                 ControlRpc.PUBLISH_ROSTER: stub.PublishRoster,
+                ControlRpc.AMEND_AGREEMENT: stub.AmendAgreement,
             }[due.rpc]
             ack: exchange_pb2.Ack = await method(
                 exchange_pb2.Signed.FromString(due.wire), timeout=context.settings.deadline_seconds

@@ -33,10 +33,12 @@ from node.runtime.due import PumpContext
 from node.runtime.inbound import InboundStreams
 from node.runtime.outbound import Outbound
 from node.runtime.refusals import RefusalLog
+from node.runtime.retention import RetentionPump
 from node.runtime.rosters import RosterKeeper
 from node.runtime.tasks import Background
 from node.runtime.watcher import watch_agreements
 from node.runtime.witnessing import WitnessPump
+from node.services.agreements import hold_countersigned
 from node.services.egress import Outcome
 from node.services.federation import record_start
 from node.services.ingress import receive_batch, record_oversized_batch
@@ -82,6 +84,7 @@ class Node:
             secretariat=material.secretariat,
             roster_statement=material.roster_statement,
             previous_hpke=material.keys.previous_hpke,
+            retention=cfg.retention,
         )
         self.engine = make_engine(cfg.database_url)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
@@ -104,6 +107,7 @@ class Node:
         self.witnessing = WitnessPump(pumps, cfg.witness, self._peers, self._log_size)
         self.inbound = InboundStreams(cfg.inbound)
         self.refusals = RefusalLog(cfg.inbound.refusal_log_seconds)
+        self.retention = RetentionPump(self.commit, clock, cfg.retention)
         self._tasks: list[asyncio.Task[None]] = []
         self.exchange_server: grpc.aio.Server | None = None
         self.desk_server: grpc.aio.Server | None = None
@@ -233,6 +237,8 @@ class Node:
             # The newest roster the node held, its agreements and keys under it (SPEC §11.12).
             await self.rosters.settle_at_start()
             await self.db(load_runtime_sets)
+            # Versions put in force by amendment (SPEC §6.4) count before the start-up check.
+            await self.db(hold_countersigned)
             await self.db(record_start, now=self.clock())
         self.desk_server = grpc.aio.server(options=SERVER_OPTIONS)
         desk_pb2_grpc.add_DeskServicer_to_server(DeskServicer(self), self.desk_server)
@@ -252,6 +258,7 @@ class Node:
             asyncio.create_task(watcher),
             asyncio.create_task(self.control.poller.run()),
             asyncio.create_task(self.rosters.watch_staged_hpke()),
+            asyncio.create_task(self.retention.run()),
         ]
         if witnessed:
             self._tasks.append(asyncio.create_task(self.witnessing.run()))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from node.runtime.clock import Clock
 from node.runtime.commit import GroupCommit
+from node.services.agreements import supersede_stale
 from node.services.federation import record_agreement_update
 from node.services.state import NodeState
 from protocol.errors import IntelshareError
@@ -42,3 +43,5 @@ async def watch_agreements(
             except (IntelshareError, OSError) as exc:
                 ok, detail = False, str(exc)
             await commit.run(record_agreement_update, file=path.name, ok=ok, detail=detail, now=clock())
+            if ok:  # pending proposals it overtook, copies a shorter maximum retention makes due (SPEC §6.4)
+                await commit.run(supersede_stale, now=clock())

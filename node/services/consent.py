@@ -1,9 +1,12 @@
-"""Third-party consent: requests, the originator's decisions, and receiving them (SPEC §9.4.1).
+"""Third-party consent: requests, the originator's decisions, onward grants, revocations (SPEC §9.4).
 
 A holder asks the originator (``ask_consent``); the originator's node records the
 request and decides it by its standing rules or leaves it to an officer
 (``receive_consent_request``, ``decide_consent``); the requester records the signed
-decision (``receive_consent_decision``). Each request's state moves only through
+decision (``receive_consent_decision``). A holder of a transferable grant signs the
+onward grant that lets it pass the item on (``grant_onward``). A grantor revokes a
+grant it signed (``revoke_grant``); the revocation follows the item to every holder of
+the grant (``node.services.notices``). Each request's state moves only through
 ``node.lifecycle.CONSENT_REQUEST``; every message travels as a durable control message.
 """
 
@@ -14,27 +17,37 @@ import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from node import audit
 from node.audit import AuditEvent, AuditReason
+from node.codec import chain_from_bytes
 from node.config import AutoGrant
-from node.errors import FailedPreconditionError, InvalidRequestError, NotFoundError
-from node.lifecycle import CONSENT_REQUEST, ConsentRequestEvent, ConsentRequestState, ControlRpc, Direction
+from node.errors import FailedPreconditionError, InvalidRequestError, NotFoundError, PermissionDeniedError
+from node.lifecycle import CONSENT_REQUEST, ConsentRequestEvent, ConsentRequestState, ControlRpc, Direction, InboxStatus
 from node.services.control import queue_control
 from node.services.holdings import held
-from node.services.notices import refuse_remote
+from node.services.notices import apply_revocation, carried_to, refuse_remote
 from node.services.state import NodeState, record_with_peer
-from node.store import ConsentGrantRow, ConsentRequestRow, OriginalItem
+from node.store import ConsentGrantRow, ConsentRequestRow, InboxItem, OriginalItem
 from protocol.ack import Ack, AckReason
 from protocol.classification import Band
-from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest
+from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation, check_onward
 from protocol.envelope import OriginAttestation
-from protocol.errors import MalformedError, RemoteProtocolError
+from protocol.errors import LocalProtocolError, MalformedError, RemoteProtocolError
 from protocol.policy import Reason
 from protocol.statements import PayloadType, Signed, parse_unverified, sign
 
-__all__ = ["ask_consent", "decide_consent", "receive_consent_decision", "receive_consent_request"]
+__all__ = [
+    "ask_consent",
+    "decide_consent",
+    "grant_onward",
+    "grants",
+    "receive_consent_decision",
+    "receive_consent_request",
+    "revoke_grant",
+]
 
 
 def _request_row(request: ConsentRequest, signed: Signed, direction: Direction, now: datetime) -> ConsentRequestRow:
@@ -310,5 +323,158 @@ def receive_consent_decision(session: Session, state: NodeState, *, signed: Sign
             return refuse_remote(session, state, event, peer, Reason.CONSENT_WRONG_GRANTEE, detail, now)
         session.add(_grant_row(grant, signed))
     reason = None if denial is None else denial.reason
-    _record_decision(session, state, row, decided, signed, reason, event, peer, {}, now)
+    shown: dict[str, audit.DetailValue] = {} if denial is None else {"why": denial.reason}
+    _record_decision(session, state, row, decided, signed, reason, event, peer, shown, now)
     return Ack.done(AckReason.RECORDED, row.state.value)
+
+
+def grant_onward(
+    session: Session,
+    state: NodeState,
+    *,
+    item_id: str,
+    item_version: int,
+    grantee: str,
+    valid_for: timedelta,
+    transferable: bool,
+    conditions: Sequence[str],
+    officer: str,
+    now: datetime,
+) -> Signed:
+    """A holder of a transferable grant signs the onward grant for ``grantee`` (SPEC §9.4.4).
+
+    The grant rests on the chain of a copy this node received whose last grant names
+    this node as grantee and is transferable; it cannot outlast that grant (its expiry is
+    that grant's at the latest) and must name a grantee the chain's ``onward-to``
+    conditions allow. The re-share to ``grantee`` then carries the chain and this grant.
+    """
+    if state.roster.member(grantee) is None:
+        raise InvalidRequestError(f"{grantee} is not in the roster")
+    if valid_for <= timedelta(0):
+        raise InvalidRequestError("a grant needs a positive validity")
+    copies = session.scalars(
+        select(InboxItem)
+        .where(
+            InboxItem.item_id == item_id,
+            InboxItem.item_version == item_version,
+            InboxItem.status != InboxStatus.PURGED,
+        )
+        .order_by(InboxItem.received_at)
+    ).all()
+    if not copies:
+        if session.get(OriginalItem, (item_id, item_version)) is not None:
+            raise InvalidRequestError("this node is the originator: its grants answer consent requests")
+        raise NotFoundError(f"this node holds no copy of {item_id} v{item_version} to pass on")
+    refusal: LocalProtocolError | None = None
+    for copy in copies:
+        carried = chain_from_bytes(copy.consent_chain)
+        chain = [parse_unverified(c, PayloadType.CONSENT_GRANT, ConsentGrant) for c in carried]
+        revoked = [g.grant_id for g in chain if g.grant_id in state.revoked_grants]
+        if revoked:
+            refusal = LocalProtocolError(f"grant {revoked[0]} of the chain was revoked")
+            continue
+        expires_at = now + valid_for
+        if chain and chain[-1].expires_at < expires_at:
+            expires_at = chain[-1].expires_at  # an onward grant cannot outlast the grant it rests on
+        try:
+            parent = check_onward(chain, holder=state.me, grantee=grantee, expires_at=expires_at, now=now)
+        except LocalProtocolError as exc:
+            refusal = exc
+            continue
+        break
+    else:
+        assert refusal is not None  # the loop ran at least once
+        raise PermissionDeniedError(str(refusal))
+    statement = ConsentGrant(
+        grant_id=secrets.token_hex(16),
+        request_id=None,
+        item_id=item_id,
+        item_version=item_version,
+        origin_digest=copy.origin_digest,
+        grantor=state.me,
+        holder=state.me,
+        grantee=grantee,
+        expires_at=expires_at,
+        transferable=transferable,
+        conditions=tuple(conditions),
+        issued_at=now,
+    )
+    signed = sign(PayloadType.CONSENT_GRANT, statement, [state.signing_key])
+    session.add(_grant_row(statement, signed))
+    record_with_peer(
+        session,
+        state,
+        event=AuditEvent.CONSENT_DECISION_SENT,
+        peer=grantee,
+        allowed=True,
+        reason=AuditReason.CONSENT_GRANTED.value,
+        detail={
+            "by": officer,
+            "onward": True,
+            "grant_id": statement.grant_id,
+            "rests_on": parent.grant_id,
+            "grantee": grantee,
+            "transferable": transferable,
+            "conditions": list(statement.conditions),
+            "expires_at": audit.format_time(expires_at),
+            "decision_digest": signed.digest,
+        },
+        now=now,
+        item=(item_id, item_version),
+    )
+    return signed
+
+
+def revoke_grant(
+    session: Session, state: NodeState, *, grant_id: str, reason: str, officer: str, now: datetime
+) -> tuple[Signed, list[str]]:
+    """The grantor withdraws a grant it signed (SPEC §9.4.3); returns the revocation and who is told.
+
+    Told: the grant's holder (when another member) and every member this node passed the
+    item on to under it; each applies it and passes it on along the item's path.
+    """
+    row = session.get(ConsentGrantRow, grant_id)
+    if row is None:
+        raise NotFoundError(f"no grant {grant_id} here")
+    grant = parse_unverified(Signed.model_validate_json(row.statement), PayloadType.CONSENT_GRANT, ConsentGrant)
+    if grant.grantor != state.me:
+        raise PermissionDeniedError(f"grant {grant_id} was signed by {grant.grantor}; only its grantor revokes it")
+    if row.revoked_at is not None:
+        raise FailedPreconditionError(f"grant {grant_id} was already revoked")
+    revocation = ConsentRevocation(
+        revocation_id=secrets.token_hex(16),
+        grant_id=grant_id,
+        item_id=grant.item_id,
+        revoker=state.me,
+        reason=reason,
+        issued_at=now,
+    )
+    signed = sign(PayloadType.CONSENT_REVOCATION, revocation, [state.signing_key])
+    apply_revocation(session, state, grant=grant, revocation_id=revocation.revocation_id, signed=signed, now=now)
+    told = sorted(({grant.holder} - {state.me}) | set(carried_to(session, grant.item_id, grant.item_version, grant_id)))
+    for member in told:
+        queue_control(session, recipient=member, rpc=ControlRpc.NOTIFY, statement=signed, now=now)
+    audit.append(
+        session,
+        now=now,
+        event=AuditEvent.CONSENT_REVOCATION_SENT,
+        actor=officer,
+        item_id=grant.item_id,
+        item_version=grant.item_version,
+        allowed=True,
+        reason=AckReason.REVOKED.value,
+        detail={
+            "grant_id": grant_id,
+            "holder": grant.holder,
+            "grantee": grant.grantee,
+            "why": reason,
+            "notified": told,
+            "notice_digest": signed.digest,
+        },
+    )
+    return signed, told
+
+
+def grants(session: Session, state: NodeState) -> list[ConsentGrantRow]:
+    """The grants this node holds in its grant table (issued by it, or to it), newest expiry first."""
+    return list(session.scalars(select(ConsentGrantRow).order_by(ConsentGrantRow.expires_at.desc())))

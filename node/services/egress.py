@@ -232,6 +232,8 @@ def store_items(
                 "band": int(p.label.band),
                 "created_at": at,
                 "recalled_at": None,
+                "retain_until": driver_time(connection.dialect, p.label.retain_until),
+                "purged_at": None,
             }
             for p in prepared
         ],
@@ -267,6 +269,7 @@ def submit_correction(
     recipients: Sequence[str],
     suite: Suite,
     now: datetime,
+    reason: str = "",
 ) -> SubmitResult:
     """An officer corrects an item this node originated (SPEC §10.2).
 
@@ -281,7 +284,8 @@ def submit_correction(
     label = label.model_copy(update={"item_version": previous.item_version + 1, "supersedes": previous.origin_digest})
     (prepared,) = prepare_items(state, [NewItem(label, item, tuple(recipients), suite, item_id)], now=now)
     (result,) = store_items(session, state, prepared=[prepared], now=now)
-    queue_correction(session, state, previous=previous, origin=prepared.origin, now=now)
+    why = reason or "corrected by the originator"
+    queue_correction(session, state, previous=previous, origin=prepared.origin, now=now, reason=why)
     return result
 
 
@@ -369,7 +373,11 @@ def _grant_id(consent: Signed) -> str:
 def _own_grants(
     session: Session, state: NodeState, attestation: OriginAttestation, recipient: str, now: datetime
 ) -> tuple[Signed, ...]:
-    """The newest live grant letting this node pass the item to ``recipient``, if any."""
+    """This node's grant letting it pass the item to ``recipient``: the newest live one, if any.
+
+    With none live, the newest revoked or expired one, so that the decision names why
+    (CONSENT_REVOKED, CONSENT_EXPIRED) rather than that there is no consent at all.
+    """
     rows = session.scalars(
         select(ConsentGrantRow)
         .where(
@@ -377,14 +385,13 @@ def _own_grants(
             ConsentGrantRow.item_version == attestation.item_version,
             ConsentGrantRow.holder == state.me,
             ConsentGrantRow.grantee == recipient,
-            ConsentGrantRow.revoked_at.is_(None),
         )
         .order_by(ConsentGrantRow.expires_at.desc())
     ).all()
     for row in rows:
-        if row.expires_at > now and row.grant_id not in state.revoked_grants:
+        if row.revoked_at is None and row.expires_at > now and row.grant_id not in state.revoked_grants:
             return (Signed.model_validate_json(row.statement),)
-    return ()
+    return (Signed.model_validate_json(rows[0].statement),) if rows else ()
 
 
 def reshare(

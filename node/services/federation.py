@@ -35,7 +35,12 @@ def held_agreement_versions(state: NodeState) -> list[str]:
 def record_start(session: Session, state: NodeState, *, now: datetime) -> None:
     """Refuse to run under an older roster or agreement than before (SPEC §5.3), then record these."""
     roster_seen, agreements_seen = 0, dict[str, int]()
-    events = (AuditEvent.NODE_STARTED, AuditEvent.AGREEMENT_UPDATED, AuditEvent.ROSTER_UPDATED)
+    events = (
+        AuditEvent.NODE_STARTED,
+        AuditEvent.AGREEMENT_UPDATED,
+        AuditEvent.ROSTER_UPDATED,
+        AuditEvent.AGREEMENT_COUNTERSIGNED,
+    )
     for row in session.scalars(select(AuditEntryRow).where(AuditEntryRow.event.in_(events))):
         detail = json.loads(row.detail)
         roster_seen = max(roster_seen, int(detail.get("roster_version", 0)))

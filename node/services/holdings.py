@@ -37,8 +37,10 @@ __all__ = [
     "consent_requests",
     "held",
     "inbox",
+    "newest_version",
     "node_status",
     "outbox",
+    "purged_error",
     "read_item",
     "record_stored_data_error",
     "resolve_item_id",
@@ -58,21 +60,52 @@ class Held:
     chain: tuple[Signed, ...]
 
 
+def purged_error(
+    item_id: str, version: int, purged_at: datetime | None, retain_until: datetime
+) -> FailedPreconditionError:
+    """What a request for a purged copy is answered with (SPEC §11.13)."""
+    when = "" if purged_at is None else f" on {audit.format_time(purged_at)}"
+    return FailedPreconditionError(
+        f"item {item_id} v{version} was purged{when}: its retention ended (retain until "
+        f"{audit.format_time(retain_until)}); only its metadata is kept"
+    )
+
+
+def newest_version(session: Session, item_id: str) -> int:
+    """The newest version of an item this node originated or received; ``NotFoundError`` if none."""
+    versions = [
+        v
+        for v in (
+            session.scalar(select(func.max(OriginalItem.item_version)).where(OriginalItem.item_id == item_id)),
+            session.scalar(select(func.max(InboxItem.item_version)).where(InboxItem.item_id == item_id)),
+        )
+        if v is not None
+    ]
+    if not versions:
+        raise NotFoundError(f"this node holds no item {item_id}")
+    return max(versions)
+
+
 def held(session: Session, state: NodeState, item_id: str, version: int) -> Held:
-    """An item this node originated or received, opened from its sealed copy."""
+    """An item this node originated or received, opened from its sealed copy; a purged one is refused."""
     original = session.get(OriginalItem, (item_id, version))
     if original is not None:
+        if original.purged_at is not None:
+            raise purged_error(item_id, version, original.purged_at, original.retain_until)
         origin = Signed.model_validate_json(original.origin_statement)
         binding = at_rest_binding(item_id, version, "original")
         plaintext = state.at_rest.open(original.sealed_content, binding, item=(item_id, version))
         return Held(origin, plaintext, ())
-    row = session.scalars(
+    rows = session.scalars(
         select(InboxItem)
         .where(InboxItem.item_id == item_id, InboxItem.item_version == version)
         .order_by(InboxItem.received_at)
-    ).first()
-    if row is None:
+    ).all()
+    if not rows:
         raise NotFoundError(f"this node holds no item {item_id} v{version}")
+    row = next((r for r in rows if r.status is not InboxStatus.PURGED), None)
+    if row is None:
+        raise purged_error(item_id, version, rows[0].purged_at, rows[0].retain_until)
     binding = at_rest_binding(item_id, version, row.envelope_id)
     plaintext = state.at_rest.open(row.sealed_content, binding, item=(item_id, version))
     return Held(Signed.model_validate_json(row.origin_statement), plaintext, chain_from_bytes(row.consent_chain))
@@ -169,13 +202,18 @@ class ItemRead:
 def read_item(
     session: Session, state: NodeState, *, item_id: str, item_version: int, officer: str, now: datetime
 ) -> ItemRead:
-    """An officer reads a held item; the read itself is audited (SPEC §11.4)."""
+    """An officer reads a held item (version 0: the newest); the read itself is audited (SPEC §11.4)."""
+    item_version = item_version or newest_version(session, item_id)
     copy = held(session, state, item_id, item_version)
     row: InboxItem | OriginalItem | None = session.get(OriginalItem, (item_id, item_version))
     if row is None:
         row = session.scalars(
             select(InboxItem)
-            .where(InboxItem.item_id == item_id, InboxItem.item_version == item_version)
+            .where(
+                InboxItem.item_id == item_id,
+                InboxItem.item_version == item_version,
+                InboxItem.status != InboxStatus.PURGED,
+            )
             .order_by(InboxItem.received_at)
         ).first()
     assert row is not None  # held() found it
@@ -218,10 +256,17 @@ def outbox(session: Session, state: NodeState, *, state_filter: OutboxState | No
 
 
 def audit_page(
-    session: Session, state: NodeState, *, after_seq: int, limit: int, event: AuditEvent | None
+    session: Session,
+    state: NodeState,
+    *,
+    after_seq: int,
+    limit: int,
+    event: AuditEvent | None,
+    item_id: str | None = None,
 ) -> list[AuditEntryRow]:
-    """A keyset page of the audit log (``node.audit.list_entries``)."""
-    return audit.list_entries(session, after_seq=after_seq, limit=limit, event=event)
+    """A keyset page of the audit log (``node.audit.list_entries``), of one item's entries if given."""
+    where = audit.EntryFilter(item_id=item_id)
+    return audit.list_entries(session, after_seq=after_seq, limit=limit, event=event, where=where)
 
 
 @dataclass(frozen=True)

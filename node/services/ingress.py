@@ -28,7 +28,7 @@ import json
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select
@@ -41,11 +41,13 @@ from node.lifecycle import InboxStatus
 from node.services.equivocation import HeldOrigins
 from node.services.state import NodeState, at_rest_binding, core_table, record_with_peer
 from node.store import Delivery, HotWrite, InboxItem, driver_time
+from protocol.consent import ConsentGrant, chain_retain_until
 from protocol.envelope import Envelope, EnvelopeHeader
 from protocol.errors import MalformedError
 from protocol.policy import Decision, IngressResult, Reason, check_ingress
 from protocol.receipt import Receipt
-from protocol.statements import PayloadType, Signed, sign, sign_many
+from protocol.retention import retention_deadline
+from protocol.statements import PayloadType, Signed, parse_unverified, sign, sign_many
 
 __all__ = [
     "check_ingress_batch",
@@ -323,6 +325,9 @@ def _store(session: Session, state: NodeState, decided: Sequence[_Decided], now:
                     ),
                     "received_at": at,
                     "status": InboxStatus.HELD.value,
+                    # When this copy's retention ends (SPEC §11.13, §9.4.4).
+                    "retain_until": driver_time(connection.dialect, _deadline(state, entry, label.retain_until, now)),
+                    "purged_at": None,
                 }
             )
         if header is not None and decision.reason is not Reason.REPLAY:
@@ -341,6 +346,16 @@ def _store(session: Session, state: NodeState, decided: Sequence[_Decided], now:
             )
     _INBOX_INSERT.execute(connection, inbox)
     _DELIVERIES_INSERT.execute(connection, deliveries)
+
+
+def _deadline(state: NodeState, entry: _Decided, retain_until: datetime, now: datetime) -> datetime:
+    """When an accepted copy's retention ends: label, chain conditions, agreement maximum (SPEC §11.13)."""
+    chain = [parse_unverified(c, PayloadType.CONSENT_GRANT, ConsentGrant) for c in entry.envelope.consents]
+    agreement = state.agreements.get(entry.sender, state.me)
+    maximum = None if agreement is None else timedelta(days=agreement.max_retention_days)
+    return retention_deadline(
+        retain_until, held_since=now, max_retention=maximum, condition=chain_retain_until(chain) if chain else None
+    )
 
 
 def _audit(

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from node import audit
 from node.audit import AuditEvent
+from node.codec import chain_from_bytes
 from node.errors import NotFoundError
 from node.lifecycle import (
     INBOX_ITEM,
@@ -32,9 +33,17 @@ from node.lifecycle import (
 )
 from node.services.control import queue_control
 from node.services.state import NodeState, record_with_peer
-from node.store import ConsentGrantRow, InboxItem, NoticeAckRow, NoticeRow, OriginalItem, OutboxEntry
+from node.store import (
+    AuditEntryRow,
+    ConsentGrantRow,
+    InboxItem,
+    NoticeAckRow,
+    NoticeRow,
+    OriginalItem,
+    OutboxEntry,
+)
 from protocol.ack import Ack, AckReason
-from protocol.consent import ConsentGrant, ConsentRevocation
+from protocol.consent import ConsentGrant, ConsentRevocation, verify_revocation
 from protocol.envelope import OriginAttestation
 from protocol.errors import RemoteProtocolError
 from protocol.notices import Correction, NoticeAck, Recall, verify_correction, verify_notice_ack, verify_recall
@@ -43,8 +52,11 @@ from protocol.policy import Reason
 from protocol.statements import PayloadType, Signed, parse_unverified, sign
 
 __all__ = [
+    "apply_revocation",
+    "carried_to",
     "delivered_to",
     "follow_late_delivery",
+    "known_grant",
     "queue_correction",
     "recall",
     "receive_ack",
@@ -178,7 +190,13 @@ def recall(
 
 
 def queue_correction(
-    session: Session, state: NodeState, *, previous: OriginalItem, origin: Signed, now: datetime
+    session: Session,
+    state: NodeState,
+    *,
+    previous: OriginalItem,
+    origin: Signed,
+    now: datetime,
+    reason: str = "corrected by the originator",
 ) -> None:
     """Queue a signed correction for every holder of the previous version (SPEC §10.2)."""
     new = OriginAttestation.from_bytes(origin.payload)
@@ -192,7 +210,7 @@ def queue_correction(
             new_version=new.item_version,
             new_origin_digest=origin.digest,
             originator=state.me,
-            reason="corrected by the originator",
+            reason=reason,
             issued_at=now,
         ),
         [state.signing_key],
@@ -200,7 +218,7 @@ def queue_correction(
     # Kept, so the holders' acknowledgements can be matched to it (SPEC §10.3).
     correction_id = str(json.loads(notice.payload)["correction_id"])
     _keep(session, correction_id, NoticeKind.CORRECTION, previous.item_id, previous.item_version, state.me, notice, now)
-    detail: dict[str, audit.DetailValue] = {"new_version": new.item_version}
+    detail: dict[str, audit.DetailValue] = {"new_version": new.item_version, "reason": reason}
     _notify_holders(
         session, state, AuditEvent.CORRECTION_SENT, previous.item_id, previous.item_version, notice, detail, now
     )
@@ -382,25 +400,99 @@ def _json(statement: Signed) -> bytes:
     return statement.model_dump_json().encode()
 
 
+def carried_to(session: Session, item_id: str, item_version: int, grant_id: str) -> list[str]:
+    """Every member this node passed the item version to with ``grant_id`` in the chain (sent or being sent).
+
+    Read from this node's RESHARE entries (which name the grants each envelope carried)
+    and the outbox entries' states, both kept after the item is purged.
+    """
+    envelopes = {}
+    for envelope_id, detail in session.execute(
+        select(AuditEntryRow.envelope_id, AuditEntryRow.detail).where(
+            AuditEntryRow.item_id == item_id,
+            AuditEntryRow.item_version == item_version,
+            AuditEntryRow.event == AuditEvent.RESHARE.value,
+            AuditEntryRow.allowed.is_(True),
+        )
+    ):
+        if envelope_id and grant_id in json.loads(detail).get("grants", []):
+            envelopes[envelope_id] = True
+    if not envelopes:
+        return []
+    return sorted(
+        set(
+            session.scalars(
+                select(OutboxEntry.recipient).where(
+                    OutboxEntry.envelope_id.in_(list(envelopes)),
+                    OutboxEntry.state.in_((OutboxState.DELIVERED, OutboxState.PENDING)),
+                )
+            )
+        )
+    )
+
+
+def known_grant(session: Session, grant_id: str, item_id: str) -> ConsentGrant | None:
+    """A grant this node holds: issued by it or to it, or inside the chain of a copy it received."""
+    row = session.get(ConsentGrantRow, grant_id)
+    if row is not None:
+        return parse_unverified(Signed.model_validate_json(row.statement), PayloadType.CONSENT_GRANT, ConsentGrant)
+    for chain in session.scalars(select(InboxItem.consent_chain).where(InboxItem.item_id == item_id)):
+        for statement in chain_from_bytes(chain):
+            grant = parse_unverified(statement, PayloadType.CONSENT_GRANT, ConsentGrant)
+            if grant.grant_id == grant_id:
+                return grant
+    return None
+
+
+def apply_revocation(
+    session: Session, state: NodeState, *, grant: ConsentGrant, revocation_id: str, signed: Signed, now: datetime
+) -> None:
+    """Record a revocation issued or applied here: the grant stops carrying consent (SPEC §9.4.3)."""
+    row = session.get(ConsentGrantRow, grant.grant_id)
+    if row is not None:
+        row.revoked_at = row.revoked_at or now
+    state.revoked_grants.add(grant.grant_id)
+    _keep(session, revocation_id, NoticeKind.REVOCATION, grant.item_id, grant.item_version, grant.grantor, signed, now)
+
+
 def _receive_revocation(session: Session, state: NodeState, *, signed: Signed, peer: str, now: datetime) -> Ack:
-    """A grant's grantor revokes it (SPEC §9.4.3): the grant stops carrying consent here."""
+    """A grant's grantor revokes it (SPEC §9.4.3): applied here, then passed on along the item's path.
+
+    The grant may be one this node holds in its grant table or one inside the consent
+    chain of a copy it received. The same signed bytes go on to every member this node
+    passed the item on to with that grant in the chain: the grantee, and through onward
+    grants every later holder.
+    """
     event = AuditEvent.CONSENT_REVOKED
     try:
         claimed = parse_unverified(signed, PayloadType.CONSENT_REVOCATION, ConsentRevocation)
-        grant_row = session.get(ConsentGrantRow, claimed.grant_id)
-        grant = None if grant_row is None else Signed.model_validate_json(grant_row.statement)
-        grantor = None if grant is None else parse_unverified(grant, PayloadType.CONSENT_GRANT, ConsentGrant).grantor
-        member = state.roster.member(claimed.revoker)
-        if member is None or grantor != claimed.revoker or state.roster.is_revoked(member.signing_key.keyid):
-            raise RemoteProtocolError("revocation is not by the grant's grantor")
-        state.roster.verify_member(signed, PayloadType.CONSENT_REVOCATION, member.member_id)
+    except RemoteProtocolError as exc:
+        return refuse_remote(session, state, event, peer, Reason.ENVELOPE_MALFORMED, str(exc), now)
+    grant = known_grant(session, claimed.grant_id, claimed.item_id)
+    if grant is None:
+        why = f"{state.me} holds no grant {claimed.grant_id}"
+        return refuse_remote(session, state, event, peer, AckReason.UNKNOWN_GRANT, why, now)
+    try:
+        revocation = verify_revocation(signed, roster=state.roster, grant=grant)
     except RemoteProtocolError as exc:
         return refuse_remote(session, state, event, peer, Reason.CONSENT_INVALID, str(exc), now)
-    assert grant_row is not None
-    grant_row.revoked_at = grant_row.revoked_at or now
-    state.revoked_grants.add(claimed.grant_id)
-    applied, revoked, item = {"grant_id": claimed.grant_id}, Reason.CONSENT_REVOKED.value, (claimed.item_id, None)
+    if session.get(NoticeRow, revocation.revocation_id) is not None:
+        return Ack.done(AckReason.DUPLICATE, "revocation already applied")
+    apply_revocation(session, state, grant=grant, revocation_id=revocation.revocation_id, signed=signed, now=now)
+    forward = [m for m in carried_to(session, grant.item_id, grant.item_version, grant.grant_id) if m != peer]
+    for downstream in forward:  # the same signed bytes travel on unchanged, like a recall (SPEC §10.1)
+        queue_control(session, recipient=downstream, rpc=ControlRpc.NOTIFY, statement=signed, now=now)
+    detail: dict[str, audit.DetailValue] = {
+        "grant_id": grant.grant_id,
+        "revoker": revocation.revoker,
+        "grantee": grant.grantee,
+        "why": revocation.reason,
+        "forwarded_to": forward,
+        "notice_digest": signed.digest,
+    }
+    item = (grant.item_id, grant.item_version)
+    revoked = AckReason.REVOKED.value
     record_with_peer(
-        session, state, event=event, peer=peer, allowed=True, reason=revoked, detail=applied, now=now, item=item
+        session, state, event=event, peer=peer, allowed=True, reason=revoked, detail=detail, now=now, item=item
     )
-    return Ack.done(AckReason.REVOKED, claimed.grant_id)
+    return Ack.done(AckReason.REVOKED, grant.grant_id)

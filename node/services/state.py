@@ -6,6 +6,7 @@ no connection and reads no clock: ``now`` is passed to each function.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from node import audit
 from node.audit import AuditEvent
-from node.config import ConsentPolicy
+from node.config import ConsentPolicy, RetentionSettings
 from node.errors import StoredDataError
 from node.lifecycle import NoticeKind
 from node.store import AuditEntryRow, ConsentGrantRow, NoticeRow, OriginalItem
@@ -81,6 +82,8 @@ class NodeState:
     agreements: AgreementBook
     window: TimeWindow
     consent: ConsentPolicy
+    #: When this node purges its own originals (SPEC §11.13).
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     #: (item_id, version) recalled; loaded at start, kept current by the services.
     recalled: set[tuple[str, int]] = field(default_factory=set)
     revoked_grants: set[str] = field(default_factory=set)
@@ -122,6 +125,10 @@ def load_runtime_sets(session: Session, state: NodeState) -> None:
     state.revoked_grants = set(
         session.scalars(select(ConsentGrantRow.grant_id).where(ConsentGrantRow.revoked_at.is_not(None)))
     )
+    # Revocations of grants this node holds only inside consent chains (SPEC §9.4.3).
+    for statement in session.scalars(select(NoticeRow.statement).where(NoticeRow.kind == NoticeKind.REVOCATION)):
+        payload = Signed.model_validate_json(statement).payload
+        state.revoked_grants.add(str(json.loads(payload)["grant_id"]))
 
 
 def record_with_peer(

@@ -23,6 +23,7 @@ from node.store.engine import (
 )
 from node.store.hotwrite import HotWrite
 from node.store.models import (
+    AgreementProposalRow,
     AuditCheckpoint,
     AuditCosignature,
     AuditEntryRow,
@@ -48,6 +49,7 @@ __all__ = [
     "MIGRATIONS_DIR",
     "SQLITE_BUSY_TIMEOUT_MS",
     "SQLITE_PAGE_SIZE",
+    "AgreementProposalRow",
     "AuditCheckpoint",
     "AuditCosignature",
     "AuditEntryRow",

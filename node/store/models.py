@@ -34,6 +34,7 @@ from node.lifecycle import (
     OriginalState,
     OutboxKind,
     OutboxState,
+    ProposalState,
 )
 from node.store.types import EnumText, UTCDateTime
 
@@ -66,20 +67,29 @@ class OriginalItem(Base):
     """An item this node originated (one row per version)."""
 
     __tablename__ = "original_items"
+    # The retention pump looks for the versions whose retention ended (migration 0006b).
+    __table_args__ = (Index("ix_original_items_due", "purged_at", "retain_until"),)
 
     item_id: Mapped[str] = mapped_column(String, primary_key=True)
     item_version: Mapped[int] = mapped_column(Integer, primary_key=True)
     origin_statement: Mapped[bytes] = mapped_column(LargeBinary)
     origin_digest: Mapped[str] = mapped_column(String(64))
     # Plaintext sealed with the node-local key by the caller; never stored in the clear.
+    # Empty once purged (SPEC §11.13).
     sealed_content: Mapped[bytes] = mapped_column(LargeBinary)
     band: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     recalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The label's ``retain_until`` (SPEC §7.1).
+    retain_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: When the content was destroyed at the end of its retention (SPEC §11.13).
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     @property
     def state(self) -> OriginalState:
-        """Its lifecycle state (``node.lifecycle.ORIGINAL_ITEM``), kept as ``recalled_at``."""
+        """Its lifecycle state (``node.lifecycle.ORIGINAL_ITEM``), kept as ``recalled_at`` and ``purged_at``."""
+        if self.purged_at is not None:
+            return OriginalState.PURGED
         return OriginalState.ACTIVE if self.recalled_at is None else OriginalState.RECALLED
 
 
@@ -90,6 +100,8 @@ class InboxItem(Base):
     __table_args__ = (
         _one_of("status", InboxStatus),
         Index("ix_inbox_items_item", "item_id", "item_version"),
+        # The retention pump's query: not yet purged, retention ended (migration 0006b).
+        Index("ix_inbox_items_due", "purged_at", "retain_until"),
     )
 
     envelope_id: Mapped[str] = mapped_column(String, primary_key=True)
@@ -104,9 +116,14 @@ class InboxItem(Base):
     label_json: Mapped[str] = mapped_column(Text)  # label metadata only, never content
     origin_statement: Mapped[bytes] = mapped_column(LargeBinary)
     consent_chain: Mapped[bytes] = mapped_column(LargeBinary)  # serialised grants; may be empty
-    sealed_content: Mapped[bytes] = mapped_column(LargeBinary)
+    sealed_content: Mapped[bytes] = mapped_column(LargeBinary)  # empty once purged (SPEC §11.13)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[InboxStatus] = mapped_column(EnumText(InboxStatus))
+    #: When this copy's retention ends (SPEC §11.13): its label's ``retain_until``, a
+    #: ``retain-until`` condition of its chain, or the agreement's maximum from its
+    #: arrival, whichever is first; brought forward when an amendment shortens the maximum.
+    retain_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Delivery(Base):
@@ -344,6 +361,38 @@ class WitnessedCheckpoint(Base):
     #: The log's note with this node's cosignature lines.
     note: Mapped[bytes] = mapped_column(LargeBinary)
     witnessed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AgreementProposalRow(Base):
+    """A proposed agreement version, sent (outgoing) or received (incoming) (SPEC §6.4)."""
+
+    __tablename__ = "agreement_proposals"
+    __table_args__ = (
+        _one_of("direction", Direction),
+        _one_of("state", ProposalState),
+        Index("ix_agreement_proposals_agreement", "agreement_id", "version"),
+    )
+
+    proposal_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    direction: Mapped[Direction] = mapped_column(EnumText(Direction))
+    agreement_id: Mapped[str] = mapped_column(String)
+    version: Mapped[int] = mapped_column(Integer)
+    proposer: Mapped[str] = mapped_column(String)
+    counterparty: Mapped[str] = mapped_column(String)
+    #: The signed AGREEMENT_PROPOSAL statement.
+    proposal: Mapped[bytes] = mapped_column(LargeBinary)
+    #: SHA-256 of the proposed agreement's payload: how its countersignature is matched.
+    agreement_digest: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(Text)
+    state: Mapped[ProposalState] = mapped_column(EnumText(ProposalState))
+    #: The AGREEMENT statement both parties signed, once countersigned.
+    countersigned: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: The signed rejection, once rejected.
+    rejection: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Why it was rejected or superseded.
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class NoticeAckRow(Base):

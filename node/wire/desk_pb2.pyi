@@ -7,18 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("label_json", "item_json", "recipients", "suite", "item_id")
+    __slots__ = ("label_json", "item_json", "recipients", "suite", "item_id", "reason")
     LABEL_JSON_FIELD_NUMBER: _ClassVar[int]
     ITEM_JSON_FIELD_NUMBER: _ClassVar[int]
     RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
     SUITE_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     label_json: str
     item_json: str
     recipients: _containers.RepeatedScalarFieldContainer[str]
     suite: str
     item_id: str
-    def __init__(self, label_json: _Optional[str] = ..., item_json: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., suite: _Optional[str] = ..., item_id: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, label_json: _Optional[str] = ..., item_json: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., suite: _Optional[str] = ..., item_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class Outcome(_message.Message):
     __slots__ = ("recipient", "allowed", "reason", "rule", "detail", "envelope_id", "delivery_state")
@@ -149,7 +151,7 @@ class ListConsentRequestsRequest(_message.Message):
     def __init__(self, state: _Optional[str] = ...) -> None: ...
 
 class ConsentRequestEntry(_message.Message):
-    __slots__ = ("request_id", "direction", "item_id", "item_version", "requester", "third_party", "purpose", "state", "created_at", "decided_at", "reason")
+    __slots__ = ("request_id", "direction", "item_id", "item_version", "requester", "third_party", "purpose", "state", "created_at", "decided_at", "reason", "grant_id")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     DIRECTION_FIELD_NUMBER: _ClassVar[int]
     ITEM_ID_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +163,7 @@ class ConsentRequestEntry(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     direction: str
     item_id: str
@@ -172,7 +175,8 @@ class ConsentRequestEntry(_message.Message):
     created_at: str
     decided_at: str
     reason: str
-    def __init__(self, request_id: _Optional[str] = ..., direction: _Optional[str] = ..., item_id: _Optional[str] = ..., item_version: _Optional[int] = ..., requester: _Optional[str] = ..., third_party: _Optional[str] = ..., purpose: _Optional[str] = ..., state: _Optional[str] = ..., created_at: _Optional[str] = ..., decided_at: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    grant_id: str
+    def __init__(self, request_id: _Optional[str] = ..., direction: _Optional[str] = ..., item_id: _Optional[str] = ..., item_version: _Optional[int] = ..., requester: _Optional[str] = ..., third_party: _Optional[str] = ..., purpose: _Optional[str] = ..., state: _Optional[str] = ..., created_at: _Optional[str] = ..., decided_at: _Optional[str] = ..., reason: _Optional[str] = ..., grant_id: _Optional[str] = ...) -> None: ...
 
 class ListConsentRequestsResponse(_message.Message):
     __slots__ = ("requests",)
@@ -225,14 +229,16 @@ class RecallResponse(_message.Message):
     def __init__(self, recall_id: _Optional[str] = ..., notified: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class QueryAuditRequest(_message.Message):
-    __slots__ = ("after_seq", "limit", "event")
+    __slots__ = ("after_seq", "limit", "event", "item_id")
     AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     EVENT_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
     after_seq: int
     limit: int
     event: str
-    def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., event: _Optional[str] = ...) -> None: ...
+    item_id: str
+    def __init__(self, after_seq: _Optional[int] = ..., limit: _Optional[int] = ..., event: _Optional[str] = ..., item_id: _Optional[str] = ...) -> None: ...
 
 class AuditRow(_message.Message):
     __slots__ = ("seq", "at", "event", "json")
@@ -309,3 +315,143 @@ class SubmitBatchResponse(_message.Message):
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[SubmitResponse]
     def __init__(self, results: _Optional[_Iterable[_Union[SubmitResponse, _Mapping]]] = ...) -> None: ...
+
+class ProposeAgreementRequest(_message.Message):
+    __slots__ = ("agreement_json", "note")
+    AGREEMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    agreement_json: str
+    note: str
+    def __init__(self, agreement_json: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class AgreementProposalEntry(_message.Message):
+    __slots__ = ("proposal_id", "direction", "agreement_id", "version", "proposer", "counterparty", "state", "note", "reason", "created_at", "decided_at", "agreement_json")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    DIRECTION_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROPOSER_FIELD_NUMBER: _ClassVar[int]
+    COUNTERPARTY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    direction: str
+    agreement_id: str
+    version: int
+    proposer: str
+    counterparty: str
+    state: str
+    note: str
+    reason: str
+    created_at: str
+    decided_at: str
+    agreement_json: str
+    def __init__(self, proposal_id: _Optional[str] = ..., direction: _Optional[str] = ..., agreement_id: _Optional[str] = ..., version: _Optional[int] = ..., proposer: _Optional[str] = ..., counterparty: _Optional[str] = ..., state: _Optional[str] = ..., note: _Optional[str] = ..., reason: _Optional[str] = ..., created_at: _Optional[str] = ..., decided_at: _Optional[str] = ..., agreement_json: _Optional[str] = ...) -> None: ...
+
+class HeldAgreement(_message.Message):
+    __slots__ = ("agreement_id", "version", "parties", "in_force", "agreement_json")
+    AGREEMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARTIES_FIELD_NUMBER: _ClassVar[int]
+    IN_FORCE_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_JSON_FIELD_NUMBER: _ClassVar[int]
+    agreement_id: str
+    version: int
+    parties: _containers.RepeatedScalarFieldContainer[str]
+    in_force: bool
+    agreement_json: str
+    def __init__(self, agreement_id: _Optional[str] = ..., version: _Optional[int] = ..., parties: _Optional[_Iterable[str]] = ..., in_force: _Optional[bool] = ..., agreement_json: _Optional[str] = ...) -> None: ...
+
+class ListAgreementsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAgreementsResponse(_message.Message):
+    __slots__ = ("agreements", "proposals")
+    AGREEMENTS_FIELD_NUMBER: _ClassVar[int]
+    PROPOSALS_FIELD_NUMBER: _ClassVar[int]
+    agreements: _containers.RepeatedCompositeFieldContainer[HeldAgreement]
+    proposals: _containers.RepeatedCompositeFieldContainer[AgreementProposalEntry]
+    def __init__(self, agreements: _Optional[_Iterable[_Union[HeldAgreement, _Mapping]]] = ..., proposals: _Optional[_Iterable[_Union[AgreementProposalEntry, _Mapping]]] = ...) -> None: ...
+
+class DecideAgreementRequest(_message.Message):
+    __slots__ = ("proposal_id", "countersign", "reason")
+    PROPOSAL_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNTERSIGN_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    proposal_id: str
+    countersign: bool
+    reason: str
+    def __init__(self, proposal_id: _Optional[str] = ..., countersign: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeGrantRequest(_message.Message):
+    __slots__ = ("grant_id", "reason")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    reason: str
+    def __init__(self, grant_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RevokeGrantResponse(_message.Message):
+    __slots__ = ("revocation_id", "notified")
+    REVOCATION_ID_FIELD_NUMBER: _ClassVar[int]
+    NOTIFIED_FIELD_NUMBER: _ClassVar[int]
+    revocation_id: str
+    notified: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revocation_id: _Optional[str] = ..., notified: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GrantOnwardRequest(_message.Message):
+    __slots__ = ("item_id", "item_version", "grantee", "valid_days", "transferable", "conditions")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_FIELD_NUMBER: _ClassVar[int]
+    VALID_DAYS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERABLE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    item_version: int
+    grantee: str
+    valid_days: int
+    transferable: bool
+    conditions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, item_id: _Optional[str] = ..., item_version: _Optional[int] = ..., grantee: _Optional[str] = ..., valid_days: _Optional[int] = ..., transferable: _Optional[bool] = ..., conditions: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GrantEntry(_message.Message):
+    __slots__ = ("grant_id", "item_id", "item_version", "grantor", "holder", "grantee", "expires_at", "transferable", "conditions", "revoked_at", "request_id")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    ITEM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    GRANTOR_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    GRANTEE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERABLE_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_AT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    item_id: str
+    item_version: int
+    grantor: str
+    holder: str
+    grantee: str
+    expires_at: str
+    transferable: bool
+    conditions: _containers.RepeatedScalarFieldContainer[str]
+    revoked_at: str
+    request_id: str
+    def __init__(self, grant_id: _Optional[str] = ..., item_id: _Optional[str] = ..., item_version: _Optional[int] = ..., grantor: _Optional[str] = ..., holder: _Optional[str] = ..., grantee: _Optional[str] = ..., expires_at: _Optional[str] = ..., transferable: _Optional[bool] = ..., conditions: _Optional[_Iterable[str]] = ..., revoked_at: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ListGrantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListGrantsResponse(_message.Message):
+    __slots__ = ("grants",)
+    GRANTS_FIELD_NUMBER: _ClassVar[int]
+    grants: _containers.RepeatedCompositeFieldContainer[GrantEntry]
+    def __init__(self, grants: _Optional[_Iterable[_Union[GrantEntry, _Mapping]]] = ...) -> None: ...

@@ -95,6 +95,36 @@ class DeskStub:
                 request_serializer=intelshare_dot_v1_dot_desk__pb2.StatusRequest.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_desk__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.ProposeAgreement = channel.unary_unary(
+                '/intelshare.v1.Desk/ProposeAgreement',
+                request_serializer=intelshare_dot_v1_dot_desk__pb2.ProposeAgreementRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_desk__pb2.AgreementProposalEntry.FromString,
+                _registered_method=True)
+        self.ListAgreements = channel.unary_unary(
+                '/intelshare.v1.Desk/ListAgreements',
+                request_serializer=intelshare_dot_v1_dot_desk__pb2.ListAgreementsRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_desk__pb2.ListAgreementsResponse.FromString,
+                _registered_method=True)
+        self.DecideAgreement = channel.unary_unary(
+                '/intelshare.v1.Desk/DecideAgreement',
+                request_serializer=intelshare_dot_v1_dot_desk__pb2.DecideAgreementRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_desk__pb2.AgreementProposalEntry.FromString,
+                _registered_method=True)
+        self.RevokeGrant = channel.unary_unary(
+                '/intelshare.v1.Desk/RevokeGrant',
+                request_serializer=intelshare_dot_v1_dot_desk__pb2.RevokeGrantRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_desk__pb2.RevokeGrantResponse.FromString,
+                _registered_method=True)
+        self.GrantOnward = channel.unary_unary(
+                '/intelshare.v1.Desk/GrantOnward',
+                request_serializer=intelshare_dot_v1_dot_desk__pb2.GrantOnwardRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_desk__pb2.GrantEntry.FromString,
+                _registered_method=True)
+        self.ListGrants = channel.unary_unary(
+                '/intelshare.v1.Desk/ListGrants',
+                request_serializer=intelshare_dot_v1_dot_desk__pb2.ListGrantsRequest.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_desk__pb2.ListGrantsResponse.FromString,
+                _registered_method=True)
 
 
 class DeskServicer:
@@ -185,6 +215,48 @@ class DeskServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposeAgreement(self, request, context):
+        """Propose a new agreement version to the other party.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgreements(self, request, context):
+        """List held agreements and proposals.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideAgreement(self, request, context):
+        """Countersign or reject a proposal received.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeGrant(self, request, context):
+        """Revoke a grant this node signed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantOnward(self, request, context):
+        """Sign an onward grant under a transferable grant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGrants(self, request, context):
+        """List the grants this node holds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DeskServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +319,36 @@ def add_DeskServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=intelshare_dot_v1_dot_desk__pb2.StatusRequest.FromString,
                     response_serializer=intelshare_dot_v1_dot_desk__pb2.StatusResponse.SerializeToString,
+            ),
+            'ProposeAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposeAgreement,
+                    request_deserializer=intelshare_dot_v1_dot_desk__pb2.ProposeAgreementRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_desk__pb2.AgreementProposalEntry.SerializeToString,
+            ),
+            'ListAgreements': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgreements,
+                    request_deserializer=intelshare_dot_v1_dot_desk__pb2.ListAgreementsRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_desk__pb2.ListAgreementsResponse.SerializeToString,
+            ),
+            'DecideAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideAgreement,
+                    request_deserializer=intelshare_dot_v1_dot_desk__pb2.DecideAgreementRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_desk__pb2.AgreementProposalEntry.SerializeToString,
+            ),
+            'RevokeGrant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeGrant,
+                    request_deserializer=intelshare_dot_v1_dot_desk__pb2.RevokeGrantRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_desk__pb2.RevokeGrantResponse.SerializeToString,
+            ),
+            'GrantOnward': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantOnward,
+                    request_deserializer=intelshare_dot_v1_dot_desk__pb2.GrantOnwardRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_desk__pb2.GrantEntry.SerializeToString,
+            ),
+            'ListGrants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGrants,
+                    request_deserializer=intelshare_dot_v1_dot_desk__pb2.ListGrantsRequest.FromString,
+                    response_serializer=intelshare_dot_v1_dot_desk__pb2.ListGrantsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -574,6 +676,168 @@ class Desk:
             '/intelshare.v1.Desk/Status',
             intelshare_dot_v1_dot_desk__pb2.StatusRequest.SerializeToString,
             intelshare_dot_v1_dot_desk__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposeAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Desk/ProposeAgreement',
+            intelshare_dot_v1_dot_desk__pb2.ProposeAgreementRequest.SerializeToString,
+            intelshare_dot_v1_dot_desk__pb2.AgreementProposalEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgreements(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Desk/ListAgreements',
+            intelshare_dot_v1_dot_desk__pb2.ListAgreementsRequest.SerializeToString,
+            intelshare_dot_v1_dot_desk__pb2.ListAgreementsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Desk/DecideAgreement',
+            intelshare_dot_v1_dot_desk__pb2.DecideAgreementRequest.SerializeToString,
+            intelshare_dot_v1_dot_desk__pb2.AgreementProposalEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeGrant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Desk/RevokeGrant',
+            intelshare_dot_v1_dot_desk__pb2.RevokeGrantRequest.SerializeToString,
+            intelshare_dot_v1_dot_desk__pb2.RevokeGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantOnward(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Desk/GrantOnward',
+            intelshare_dot_v1_dot_desk__pb2.GrantOnwardRequest.SerializeToString,
+            intelshare_dot_v1_dot_desk__pb2.GrantEntry.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGrants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Desk/ListGrants',
+            intelshare_dot_v1_dot_desk__pb2.ListGrantsRequest.SerializeToString,
+            intelshare_dot_v1_dot_desk__pb2.ListGrantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

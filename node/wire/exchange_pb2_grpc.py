@@ -65,6 +65,11 @@ class ExchangeStub:
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
                 response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
                 _registered_method=True)
+        self.AmendAgreement = channel.unary_unary(
+                '/intelshare.v1.Exchange/AmendAgreement',
+                request_serializer=intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
+                response_deserializer=intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
+                _registered_method=True)
         self.Witness = channel.unary_unary(
                 '/intelshare.v1.Exchange/Witness',
                 request_serializer=intelshare_dot_v1_dot_exchange__pb2.WitnessRequest.SerializeToString,
@@ -133,6 +138,13 @@ class ExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AmendAgreement(self, request, context):
+        """An agreement proposal, countersignature or rejection to the other party (SPEC §6.4).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Witness(self, request, context):
         """Witness a checkpoint of the caller's audit log (SPEC §11.10.5).
         """
@@ -192,6 +204,11 @@ def add_ExchangeServicer_to_server(servicer, server):
             ),
             'Acknowledge': grpc.unary_unary_rpc_method_handler(
                     servicer.Acknowledge,
+                    request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Signed.FromString,
+                    response_serializer=intelshare_dot_v1_dot_exchange__pb2.Ack.SerializeToString,
+            ),
+            'AmendAgreement': grpc.unary_unary_rpc_method_handler(
+                    servicer.AmendAgreement,
                     request_deserializer=intelshare_dot_v1_dot_exchange__pb2.Signed.FromString,
                     response_serializer=intelshare_dot_v1_dot_exchange__pb2.Ack.SerializeToString,
             ),
@@ -377,6 +394,33 @@ class Exchange:
             request,
             target,
             '/intelshare.v1.Exchange/Acknowledge',
+            intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
+            intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AmendAgreement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intelshare.v1.Exchange/AmendAgreement',
             intelshare_dot_v1_dot_exchange__pb2.Signed.SerializeToString,
             intelshare_dot_v1_dot_exchange__pb2.Ack.FromString,
             options,

@@ -45,7 +45,7 @@ from support import (
     signing_key,
 )
 
-from protocol.agreement import Agreement, AgreementBook
+from protocol.agreement import Agreement, AgreementBook, AgreementProposal, AgreementRejection, verify_proposal
 from protocol.bundle import BundleManifest
 from protocol.classification import Band
 from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation
@@ -63,6 +63,8 @@ from protocol.statements import sign as sign_statement
 MODELS: dict[PayloadType, type[Any]] = {
     PayloadType.ROSTER: Roster,
     PayloadType.AGREEMENT: Agreement,
+    PayloadType.AGREEMENT_PROPOSAL: AgreementProposal,
+    PayloadType.AGREEMENT_REJECTION: AgreementRejection,
     PayloadType.ORIGIN: OriginAttestation,
     PayloadType.HEADER: EnvelopeHeader,
     PayloadType.RECEIPT: Receipt,
@@ -79,6 +81,8 @@ MODELS: dict[PayloadType, type[Any]] = {
 #: Which member signs a statement of each type in the corpus.
 SIGNER = {
     PayloadType.AGREEMENT: "KZ",
+    PayloadType.AGREEMENT_PROPOSAL: "KZ",
+    PayloadType.AGREEMENT_REJECTION: "TR",
     PayloadType.ORIGIN: "KZ",
     PayloadType.HEADER: "KZ",
     PayloadType.RECEIPT: "TR",
@@ -124,6 +128,9 @@ def _corpus() -> Corpus:
     def signed(ptype: PayloadType, model: Any, who: str) -> Signed:
         return sign_statement(ptype, model, [signing_key(who)])
 
+    proposed = sign_statement(
+        PayloadType.AGREEMENT, agreement("KZ", "TR", version=2, max_retention_days=30), [signing_key("KZ")]
+    )
     statements = {
         # With the optional fields present, so mutations reach their parsers (SPEC §5.1, §5.4.3).
         PayloadType.ROSTER: signed_roster(
@@ -137,6 +144,33 @@ def _corpus() -> Corpus:
             )
         ),
         PayloadType.AGREEMENT: signed_agreement(agreement("KZ", "TR")),
+        PayloadType.AGREEMENT_PROPOSAL: signed(
+            PayloadType.AGREEMENT_PROPOSAL,
+            AgreementProposal(
+                proposal_id="e" * 32,
+                proposer="KZ",
+                counterparty="TR",
+                agreement=proposed,
+                replaces=1,
+                note="shorter retention",
+                proposed_at=NOW,
+            ),
+            "KZ",
+        ),
+        PayloadType.AGREEMENT_REJECTION: signed(
+            PayloadType.AGREEMENT_REJECTION,
+            AgreementRejection(
+                proposal_id="e" * 32,
+                agreement_id="KZ-TR",
+                version=2,
+                agreement_digest=proposed.digest,
+                proposer="KZ",
+                rejecter="TR",
+                reason="not before the review",
+                rejected_at=NOW,
+            ),
+            "TR",
+        ),
         PayloadType.ORIGIN: origin,
         PayloadType.HEADER: envelope.header,
         PayloadType.RECEIPT: signed(
@@ -484,6 +518,10 @@ def target_statement(payload_type: PayloadType, signed: Signed) -> None:
         return
     if payload_type is PayloadType.AGREEMENT:
         _typed(lambda: AgreementBook().accept(signed, ros), IntelshareError)
+        return
+    if payload_type is PayloadType.AGREEMENT_PROPOSAL:
+        held_agreement = agreement("KZ", "TR")
+        _typed(lambda: verify_proposal(signed, roster=ros, counterparty="TR", held=held_agreement), IntelshareError)
         return
     key = signing_key(SIGNER[payload_type]).public()
     _typed(lambda: verify(signed, payload_type, [key]), IntelshareError)

@@ -56,6 +56,11 @@ def test_demo_from_an_installed_wheel_plays_every_expected_outcome(tmp_path: Pat
         "BAND_ABOVE_CEILING",
         "SENDER_IDENTITY_MISMATCH",
         "KEY_REVOKED",
+        "KZ revokes its grant",
+        "AZ applied it too, passed on by TR",
+        "KZ holds the acknowledgement of every holder",
+        "TR's copy is purged at its retention date",
+        "ITEM_PURGED RETENTION_EXPIRED",
         "All as expected",
     ):
         assert expected in result.stdout
@@ -91,6 +96,11 @@ def test_every_command_has_help() -> None:
         ["send", "--help"],
         ["audit", "verify", "--help"],
         ["consent", "grant", "--help"],
+        ["consent", "revoke", "--help"],
+        ["consent", "onward", "--help"],
+        ["agreement", "propose", "--help"],
+        ["correct", "--help"],
+        ["notices", "--help"],
         ["federation", "init", "--help"],
         ["demo", "--help"],
         ["roster", "--help"],
@@ -153,3 +163,20 @@ def test_every_roster_command_has_help(command: str) -> None:
     result = CliRunner().invoke(app, ["roster", command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+def test_demo_follows_a_tightened_agreement_and_narrates_the_refusal(tmp_path: Path) -> None:
+    # A trainer lowers KZ–TR's ceilings: the first transfer is refused, as the file says, and
+    # the steps that needed the item are skipped with the reason: no abort, no false ✔.
+    example = Path(__file__).resolve().parents[2] / "examples" / "federation.toml"
+    tight = tmp_path / "tight.toml"
+    text = example.read_text(encoding="utf-8")
+    loose = 'ceilings = { KZ = "SECRET", TR = "SECRET" }'
+    assert loose in text
+    tight.write_text(text.replace(loose, 'ceilings = { KZ = "CONFIDENTIAL", TR = "CONFIDENTIAL" }'), encoding="utf-8")
+    result = intelshare("demo", "--dir", str(tmp_path / "demo"), "--federation", str(tight))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "agreement says no: BAND_ABOVE_CEILING" in result.stdout
+    assert "skipped" in result.stdout
+    assert "NOT as expected" not in result.stdout
+    assert "All as expected" in result.stdout

@@ -12,6 +12,7 @@ import pytest
 
 from node.errors import IllegalTransitionError
 from node.lifecycle import (
+    AGREEMENT_PROPOSAL,
     CONSENT_REQUEST,
     CONTROL_MESSAGE,
     INBOX_ITEM,
@@ -32,6 +33,8 @@ from node.lifecycle import (
     OutboxEvent,
     OutboxKind,
     OutboxState,
+    ProposalEvent,
+    ProposalState,
 )
 from node.store import upgrade
 
@@ -41,6 +44,7 @@ MACHINES: list[tuple[Lifecycle[Any, Any], type[StrEnum], type[StrEnum]]] = [
     (ORIGINAL_ITEM, OriginalState, OriginalEvent),
     (CONSENT_REQUEST, ConsentRequestState, ConsentRequestEvent),
     (CONTROL_MESSAGE, ControlState, ControlEvent),
+    (AGREEMENT_PROPOSAL, ProposalState, ProposalEvent),
 ]
 PAIRS = [
     pytest.param(machine, state, event, id=f"{machine.name}:{state.value}:{event.value}")
@@ -72,9 +76,25 @@ def test_settled_outbox_entries_are_final() -> None:
     assert not OUTBOX_ENTRY.is_final(OutboxState.WITHDRAWN)
 
 
-def test_a_recall_is_final_for_a_held_copy() -> None:
-    for event in InboxEvent:
+def test_a_recall_is_final_for_a_held_copy_until_its_retention_ends() -> None:
+    # SPEC §11.11, §11.13: no notice undoes a recall; only a purge changes a recalled copy.
+    for event in (InboxEvent.RECALLED, InboxEvent.CORRECTED):
         assert INBOX_ITEM.next(InboxStatus.RECALLED, event) is InboxStatus.RECALLED
+    assert INBOX_ITEM.next(InboxStatus.RECALLED, InboxEvent.PURGED) is InboxStatus.PURGED
+
+
+def test_a_purged_copy_stays_purged() -> None:
+    # SPEC §11.13: a notice that arrives after the purge is applied to nothing.
+    for event in (InboxEvent.RECALLED, InboxEvent.CORRECTED):
+        assert INBOX_ITEM.next(InboxStatus.PURGED, event) is InboxStatus.PURGED
+    assert not INBOX_ITEM.allows(InboxStatus.PURGED, InboxEvent.PURGED)
+    assert not ORIGINAL_ITEM.allows(OriginalState.PURGED, OriginalEvent.PURGED)
+
+
+def test_a_decided_proposal_is_final() -> None:
+    # SPEC §6.4: countersigned, rejected and superseded proposals take no further decision.
+    for state in (ProposalState.COUNTERSIGNED, ProposalState.REJECTED, ProposalState.SUPERSEDED):
+        assert AGREEMENT_PROPOSAL.is_final(state)
 
 
 def test_a_decided_consent_request_cannot_be_decided_again() -> None:
@@ -110,6 +130,7 @@ def schema(tmp_path_factory: pytest.TempPathFactory) -> str:
         ("state", ControlState),
         ("rpc", ControlRpc),
         ("kind", NoticeKind),
+        ("state", ProposalState),
     ],
 )
 def test_stored_values_are_the_ones_the_migrations_allow(schema: str, column: str, enum: type[StrEnum]) -> None:

@@ -23,6 +23,7 @@ from node.store import (
     Base,
     Delivery,
     HotWrite,
+    InboxItem,
     OriginalItem,
     OutboxEntry,
     driver_time,
@@ -227,6 +228,8 @@ def test_utc_datetime_round_trip(session_factory: sessionmaker[Session]) -> None
                 band=2,
                 created_at=plus_two,
                 recalled_at=None,
+                retain_until=plus_two,
+                purged_at=None,
             )
         )
     with session_factory() as session:
@@ -413,3 +416,47 @@ def test_postgres_plans_do_not_outlive_the_statistics(db_url: str) -> None:
         engine.dispose()
     assert not never_analysed
     assert prepared == 0
+
+
+def test_0006b_gives_existing_copies_their_labels_retention_and_back(db_url: str) -> None:
+    # SPEC §11.13: rows written before retention was enforced take their label's retain_until.
+    from tests.support import label as make_test_label
+    from tests.support import make_origin, report
+
+    cfg = _alembic_config(db_url)
+    command.upgrade(cfg, "0005")
+    origin, _ = make_origin(make_test_label("KZ", retain_until=T0 + timedelta(days=3)), report())
+    statement = origin.model_dump_json().encode()
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO inbox_items (envelope_id, item_id, item_version, originator, sender, origin_digest, "
+                    "band, category, topics, label_json, origin_statement, consent_chain, sealed_content, "
+                    "received_at, status) VALUES ('e1', 'i1', 1, 'KZ', 'KZ', :d, 3, 'intelligence', '[]', '{}', "
+                    ":o, :c, :s, :t, 'held')"
+                ),
+                {"d": origin.digest, "o": statement, "c": b"[]", "s": b"sealed", "t": T0},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO original_items (item_id, item_version, origin_statement, origin_digest, "
+                    "sealed_content, band, created_at, recalled_at) VALUES ('i1', 1, :o, :d, :s, 3, :t, NULL)"
+                ),
+                {"d": origin.digest, "o": statement, "s": b"sealed", "t": T0},
+            )
+        command.upgrade(cfg, "head")
+        with make_sessionmaker(engine)() as session:
+            copy = session.get(InboxItem, "e1")
+            own = session.get(OriginalItem, ("i1", 1))
+            assert copy is not None
+            assert own is not None
+            assert (copy.retain_until, copy.purged_at) == (T0 + timedelta(days=3), None)
+            assert (own.retain_until, own.purged_at) == (T0 + timedelta(days=3), None)
+        command.downgrade(cfg, "0005")
+        with engine.connect() as conn:
+            assert "retain_until" not in {c["name"] for c in inspect(conn).get_columns("inbox_items")}
+            assert "agreement_proposals" not in inspect(conn).get_table_names()
+    finally:
+        engine.dispose()

@@ -240,6 +240,14 @@ def test_retention_exceeds_agreement() -> None:
     refused(ingress(env, "TR", ctx=Ctx().policy(agreements)), Reason.RETENTION_EXCEEDS_AGREEMENT)
 
 
+def test_retention_expired() -> None:
+    # SPEC §9.3.9: an item whose retain_until has passed (the instant itself counts) goes nowhere.
+    origin, pt = kz_to_tr(retain_until=NOW)
+    refused(ingress(make_envelope("KZ", "TR", origin, pt), "TR"), Reason.RETENTION_EXPIRED)
+    att = OriginAttestation.from_bytes(origin.payload)
+    refused(check_egress(Transfer("KZ", "TR", att, origin.digest, ()), Ctx().policy()), Reason.RETENTION_EXPIRED)
+
+
 def test_not_releasable() -> None:
     # SPEC §9.3.10 step 1: the recipient MUST be in releasable_to.
     origin, pt = kz_to_tr(releasable_to=("AZ",))
@@ -274,6 +282,27 @@ def test_consent_revoked() -> None:
     g = grant(origin, grantor="KZ", holder="TR", grantee="AZ", grant_id="ab" * 16)
     ctx = Ctx(revoked_grants={"ab" * 16}).policy()
     refused(ingress(make_envelope("TR", "AZ", origin, pt, consents=(g,)), "AZ", ctx=ctx), Reason.CONSENT_REVOKED)
+
+
+def test_consent_condition_unmet() -> None:
+    # SPEC §9.4.4: a grant's onward-to names the only members a later grant may name.
+    origin, pt = kz_to_tr()
+    to_az = grant(origin, grantor="KZ", holder="TR", grantee="AZ", transferable=True, conditions=("onward-to:KG",))
+    az_on = grant(origin, grantor="AZ", holder="AZ", grantee="UZ", grant_id="0" * 31 + "2")
+    env = make_envelope("AZ", "UZ", origin, pt, consents=(to_az, az_on))
+    refused(ingress(env, "UZ"), Reason.CONSENT_CONDITION_UNMET)
+
+
+def test_consent_condition_retain_until_passed() -> None:
+    # SPEC §9.4.4: a grant's retain-until is when its chain stops carrying consent.
+    origin, pt = kz_to_tr()
+    held_until = grant(
+        origin, grantor="KZ", holder="TR", grantee="AZ", conditions=("retain-until:2026-11-22T12:00:00Z",)
+    )
+    env = make_envelope("TR", "AZ", origin, pt, consents=(held_until,))
+    refused(ingress(env, "AZ"), Reason.CONSENT_CONDITION_UNMET)
+    later = grant(origin, grantor="KZ", holder="TR", grantee="AZ", conditions=("retain-until:2026-11-22T12:00:01Z",))
+    assert ingress(make_envelope("TR", "AZ", origin, pt, consents=(later,)), "AZ").decision.allowed
 
 
 def test_consent_wrong_grantee() -> None:

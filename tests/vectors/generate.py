@@ -30,10 +30,26 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from protocol import envelope as env  # noqa: E402
-from protocol.agreement import Agreement, AgreementBook, ReshareRule, TrustModel  # noqa: E402
+from protocol.agreement import (  # noqa: E402
+    Agreement,
+    AgreementBook,
+    AgreementProposal,
+    AgreementRejection,
+    ReshareRule,
+    TrustModel,
+    countersign,
+    verify_proposal,
+    verify_rejection,
+)
 from protocol.bundle import BundleManifest  # noqa: E402
 from protocol.classification import Band  # noqa: E402
-from protocol.consent import ConsentDenial, ConsentGrant, ConsentRequest, ConsentRevocation  # noqa: E402
+from protocol.consent import (  # noqa: E402
+    ConsentDenial,
+    ConsentGrant,
+    ConsentRequest,
+    ConsentRevocation,
+    verify_revocation,
+)
 from protocol.encoding import canonical_json, hpke_info, pae  # noqa: E402
 from protocol.envelope import Envelope, EnvelopeHeader, OriginAttestation, Suite, seal_info  # noqa: E402
 from protocol.errors import IntelshareError, OpenError  # noqa: E402
@@ -296,9 +312,38 @@ def statements() -> list[tuple[PayloadType, str, Any]]:
     origin, _ = S.make_origin()
     od = origin.digest
     rid = "a" * 32
+    proposed = S.agreement("KZ", "TR", version=2, ceilings={"KZ": Band.CONFIDENTIAL, "TR": Band.CONFIDENTIAL})
+    proposed_by_kz = sign(PayloadType.AGREEMENT, proposed, [S.signing_key("KZ")])
     return [
         (PayloadType.ROSTER, "SECRETARIAT", S.roster()),
         (PayloadType.AGREEMENT, "KZ", S.agreement("KZ", "TR")),
+        (
+            PayloadType.AGREEMENT_PROPOSAL,
+            "KZ",
+            AgreementProposal(
+                proposal_id="f" * 32,
+                proposer="KZ",
+                counterparty="TR",
+                agreement=proposed_by_kz,
+                replaces=1,
+                note="both ceilings to CONFIDENTIAL",
+                proposed_at=NOW,
+            ),
+        ),
+        (
+            PayloadType.AGREEMENT_REJECTION,
+            "TR",
+            AgreementRejection(
+                proposal_id="f" * 32,
+                agreement_id="KZ-TR",
+                version=2,
+                agreement_digest=proposed_by_kz.digest,
+                proposer="KZ",
+                rejecter="TR",
+                reason="not before the annual review",
+                rejected_at=NOW,
+            ),
+        ),
         (PayloadType.ORIGIN, "KZ", OriginAttestation.from_bytes(origin.payload)),
         (PayloadType.HEADER, "KZ", fixed_header(Suite.X25519_AES256GCM, origin_digest=od)),
         (
@@ -344,7 +389,7 @@ def statements() -> list[tuple[PayloadType, str, Any]]:
                 holder="TR",
                 grantee="AZ",
                 expires_at=NOW + timedelta(days=30),
-                conditions=("no onward transfer",),
+                conditions=("onward-to:UZ", "retain-until:2026-12-22T12:00:00Z"),
                 issued_at=NOW,
             ),
         ),
@@ -677,6 +722,7 @@ def gen_decisions() -> None:
     mil_origin, mil_pt = S.make_origin(S.label(category=Category.MILITARY))
     sep_origin, _ = S.make_origin(S.label(topics=("separatism",)))
     ret_origin, ret_pt = S.make_origin(S.label(retain_until=NOW + timedelta(days=400)))
+    expired_origin, expired_pt = S.make_origin(S.label(retain_until=NOW))
     norel_origin, norel_pt = S.make_origin(S.label(releasable_to=("AZ",)))
     open_origin, _ = S.make_origin(S.label(originator_controlled=False, releasable_to=("AZ", "TR")))
     open_tr_only, _ = S.make_origin(S.label(originator_controlled=False, releasable_to=("TR",)))
@@ -693,6 +739,15 @@ def gen_decisions() -> None:
     g_other_item = S.grant(raw_origin, grantor="KZ", holder="TR", grantee="AZ")
     g_transferable = S.grant(origin, grantor="KZ", holder="TR", grantee="AZ", transferable=True)
     g_az_uz = S.grant(origin, grantor="AZ", holder="AZ", grantee="UZ", grant_id="0" * 31 + "2")
+    g_onward_kg = S.grant(
+        origin, grantor="KZ", holder="TR", grantee="AZ", transferable=True, conditions=("onward-to:KG",)
+    )
+    g_onward_uz = S.grant(
+        origin, grantor="KZ", holder="TR", grantee="AZ", transferable=True, conditions=("onward-to:UZ",)
+    )
+    g_held_until_now = S.grant(
+        origin, grantor="KZ", holder="TR", grantee="AZ", conditions=("retain-until:2026-11-22T12:00:00Z",)
+    )
 
     scenarios: list[dict[str, Any]] = []
 
@@ -857,6 +912,15 @@ def gen_decisions() -> None:
         expect=Reason.ALLOWED,
     )
     egress("retention beyond agreement", "KZ", "TR", ret_origin, expect=Reason.RETENTION_EXCEEDS_AGREEMENT)
+    egress("retention ended at now", "KZ", "TR", expired_origin, expect=Reason.RETENTION_EXPIRED)
+    egress(
+        "retention one microsecond ahead",
+        "KZ",
+        "TR",
+        expired_origin,
+        now=NOW - timedelta(microseconds=1),
+        expect=Reason.ALLOWED,
+    )
     egress("recipient not on release list", "KZ", "TR", norel_origin, expect=Reason.NOT_RELEASABLE)
     egress("re-share without consent", "TR", "AZ", origin, expect=Reason.THIRD_PARTY_WITHOUT_CONSENT)
     egress(
@@ -917,6 +981,30 @@ def gen_decisions() -> None:
     )
     egress(
         "two-link chain from a transferable grant", "AZ", "UZ", origin, (g_transferable, g_az_uz), expect=Reason.ALLOWED
+    )
+    egress(
+        "onward grant names a member the first grant's onward-to does not",
+        "AZ",
+        "UZ",
+        origin,
+        (g_onward_kg, g_az_uz),
+        expect=Reason.CONSENT_CONDITION_UNMET,
+    )
+    egress(
+        "onward grant names the member the first grant's onward-to allows",
+        "AZ",
+        "UZ",
+        origin,
+        (g_onward_uz, g_az_uz),
+        expect=Reason.ALLOWED,
+    )
+    egress(
+        "grant's retain-until reached",
+        "TR",
+        "AZ",
+        origin,
+        (g_held_until_now,),
+        expect=Reason.CONSENT_CONDITION_UNMET,
     )
 
     # Ingress (§9.2 then §9.3): whole envelopes.
@@ -1043,6 +1131,18 @@ def gen_decisions() -> None:
         expect=Reason.RETENTION_EXCEEDS_AGREEMENT,
     )
     ingress(
+        "receiver refuses an item whose retention ended",
+        env_("KZ", "TR", expired_origin, expired_pt),
+        "TR",
+        expect=Reason.RETENTION_EXPIRED,
+    )
+    ingress(
+        "receiver re-checks grant conditions",
+        env_("AZ", "UZ", origin, plaintext, (g_onward_kg, g_az_uz)),
+        "UZ",
+        expect=Reason.CONSENT_CONDITION_UNMET,
+    )
+    ingress(
         "receiver re-checks raw data",
         env_("KZ", "TR", raw_origin, raw_pt),
         "TR",
@@ -1080,6 +1180,7 @@ def gen_decisions() -> None:
     covered = {sc["expected"]["reason"] for sc in scenarios}
     missing = {r.value for r in Reason} - covered - set(UNREACHABLE)
     assert not missing, missing
+    revocations = gen_revocations(origin, g_ok, rosters)
     write(
         "decisions.json",
         {
@@ -1091,7 +1192,9 @@ def gen_decisions() -> None:
                 "the transfer or check_ingress on the envelope (receiver's HPKE keys from keys.json). "
                 "is_recalled(item_id, version) is membership in 'recalled'; is_grant_revoked is membership "
                 "in 'revoked_grants'; is_replay(header, digest) is header.nonce in 'seen_nonces'; "
-                "held_origin(item_id, version) is the digest 'held_origins' lists for them, else null."
+                "held_origin(item_id, version) is the digest 'held_origins' lists for them, else null. "
+                "Revocations (SPEC §9.4.3): verify_revocation(revocation, roster, grant) -> 'accepted' or "
+                "the error class."
             ),
             "secretariat_public_hex": sec.public().ed25519.hex(),
             "members": {m: member_seeds(m) for m in MEMBERS},
@@ -1099,8 +1202,50 @@ def gen_decisions() -> None:
             "agreements": {name: obj(s) for name, s in signed_ag.items()},
             "unreachable": UNREACHABLE,
             "scenarios": scenarios,
+            "revocations": revocations,
         },
     )
+
+
+def gen_revocations(origin: Signed, granted: Signed, rosters: dict[str, Any]) -> list[dict[str, Any]]:
+    """Revocations of KZ's grant to TR for AZ, by whom and of what (SPEC §9.4.3)."""
+    grant = ConsentGrant.from_bytes(granted.payload)
+
+    def revocation(signer: str = "KZ", **changes: Any) -> Signed:
+        fields: dict[str, Any] = {
+            "revocation_id": "c" * 32,
+            "grant_id": grant.grant_id,
+            "item_id": grant.item_id,
+            "revoker": signer,
+            "reason": "source at risk",
+            "issued_at": NOW,
+        }
+        fields.update(changes)
+        return sign(PayloadType.CONSENT_REVOCATION, ConsentRevocation.model_validate(fields), [S.signing_key(signer)])
+
+    cases = [
+        ("revoked by the grantor", "default", revocation(), "accepted"),
+        ("revoked by another member", "default", revocation("TR"), "SignatureError"),
+        ("signed by another member in the grantor's name", "default", revocation("TR", revoker="KZ"), "SignatureError"),
+        ("grantor's key revoked", "kz-key-revoked", revocation(), "SignatureError"),
+        ("another grant", "default", revocation(grant_id="f" * 32), "NoticeMismatchError"),
+        ("another item", "default", revocation(item_id="item-2"), "NoticeMismatchError"),
+    ]
+    out = []
+    for name, roster_name, signed, expected in cases:
+        roster = Roster.from_bytes(Signed.from_bytes(json.dumps(rosters[roster_name]).encode()).payload)
+        got = outcome(lambda signed=signed, roster=roster: verify_revocation(signed, roster=roster, grant=grant))
+        assert got == expected, (name, got)
+        out.append(
+            {
+                "name": name,
+                "roster": roster_name,
+                "grant": obj(granted),
+                "revocation": obj(signed),
+                "expected": expected,
+            }
+        )
+    return out
 
 
 def evaluate(sc: dict[str, Any], rosters: dict[str, Any], signed_ag: dict[str, Signed]) -> Any:
@@ -1346,6 +1491,8 @@ def gen_agreements_rosters() -> None:
         ("same party twice", {"parties": ["KZ", "KZ"], "ceilings": {"KZ": "SECRET"}}),
         ("unknown field", {"extra": 1}),
     ]
+    amendments = gen_amendments(rosters, both(v1), v1, v2)
+
     base = obj(v1)
     invalid_docs = []
     for name, changes in invalid:
@@ -1360,7 +1507,12 @@ def gen_agreements_rosters() -> None:
                 "accept_roster(update, secretariat, current) -> 'accepted' or the error class. Agreement "
                 "cases: steps accepted in order into one empty agreement book under the named roster; "
                 "after each step the held version and in-force state at 'now'. Terms: the effective "
-                "direction terms of SPEC §6.3. Invalid: agreement payloads that MUST NOT parse."
+                "direction terms of SPEC §6.3. Invalid: agreement payloads that MUST NOT parse. "
+                "Amendments (SPEC §6.4): verify_proposal(proposal, roster, counterparty=verifier, held) -> "
+                "'accepted' or the error class; for an accepted one, countersign with the verifier's key "
+                "gives exactly 'countersigned' (deterministic Ed25519), which accepted into a book holding "
+                "'held' is in force at 'now' on either party's side. Rejections: "
+                "verify_rejection(rejection, roster, proposal) -> 'accepted' or the error class."
             ),
             "secretariat_public_hex": sec_pub.ed25519.hex(),
             "rosters": rosters,
@@ -1368,8 +1520,119 @@ def gen_agreements_rosters() -> None:
             "agreement_cases": ac,
             "terms": terms,
             "invalid_agreements": invalid_docs,
+            "amendment_cases": amendments["proposals"],
+            "rejection_cases": amendments["rejections"],
         },
     )
+
+
+def gen_amendments(
+    rosters: dict[str, Any], held_signed: Signed, v1: Agreement, v2: Agreement
+) -> dict[str, list[dict[str, Any]]]:
+    """Proposals, countersignatures and rejections between KZ and TR (SPEC §6.4)."""
+    roster = Roster.from_bytes(Signed.from_bytes(json.dumps(rosters["default"]).encode()).payload)
+
+    def proposal(
+        agreement: Agreement, *, signer: str = "KZ", replaces: int | None = 1, pid: str = "f" * 32
+    ) -> tuple[AgreementProposal, Signed]:
+        inner = sign(PayloadType.AGREEMENT, agreement, [S.signing_key(signer)])
+        p = AgreementProposal(
+            proposal_id=pid,
+            proposer="KZ",
+            counterparty="TR",
+            agreement=inner,
+            replaces=replaces,
+            note="both ceilings to CONFIDENTIAL",
+            proposed_at=NOW,
+        )
+        return p, sign(PayloadType.AGREEMENT_PROPOSAL, p, [S.signing_key(signer)])
+
+    tighter = v2.model_copy(update={"ceilings": {"KZ": Band.CONFIDENTIAL, "TR": Band.CONFIDENTIAL}})
+    good, good_signed = proposal(tighter)
+    other_id = tighter.model_copy(update={"agreement_id": "KZ-TR-bis"})
+    cases: list[tuple[str, Signed, str, Signed | None, str]] = [
+        ("proposal verified, countersigned, in force", good_signed, "TR", held_signed, "accepted"),
+        ("no agreement held yet", proposal(tighter, replaces=None)[1], "TR", None, "accepted"),
+        (
+            "signed by another member in the proposer's name",
+            proposal(tighter, signer="AZ")[1],
+            "TR",
+            held_signed,
+            "SignatureError",
+        ),
+        ("addressed to another member", good_signed, "AZ", held_signed, "NoticeMismatchError"),
+        ("version not newer than the one held", proposal(v1, replaces=None)[1], "TR", held_signed, "RollbackError"),
+        ("another agreement id than the one held", proposal(other_id)[1], "TR", held_signed, "ConfigurationError"),
+    ]
+    out = []
+    for name, signed, verifier, held, expected in cases:
+        held_agreement = None if held is None else Agreement.from_bytes(held.payload)
+        got = outcome(
+            lambda signed=signed, verifier=verifier, held_agreement=held_agreement: verify_proposal(
+                signed, roster=roster, counterparty=verifier, held=held_agreement
+            )
+        )
+        assert got == expected, (name, got)
+        case: dict[str, Any] = {
+            "name": name,
+            "roster": "default",
+            "now": ts(NOW),
+            "proposal": obj(signed),
+            "verifier": verifier,
+            "held": None if held is None else obj(held),
+            "expected": expected,
+        }
+        if expected == "accepted":
+            parsed = verify_proposal(signed, roster=roster, counterparty=verifier, held=held_agreement)
+            countersigned = countersign(
+                parsed, key=S.signing_key(verifier), me=verifier, roster=roster, held=held_agreement
+            )
+            for side in ("KZ", "TR"):
+                book = AgreementBook()
+                if held is not None:
+                    book.accept(held, roster)
+                assert book.accept(countersigned, roster).version == 2
+                assert book.in_force(side, "KZ" if side == "TR" else "TR", NOW)
+            case["countersigned"] = obj(countersigned)
+        out.append(case)
+
+    def rejection(signer: str = "TR", **changes: Any) -> Signed:
+        fields: dict[str, Any] = {
+            "proposal_id": good.proposal_id,
+            "agreement_id": "KZ-TR",
+            "version": 2,
+            "agreement_digest": good.agreement.digest,
+            "proposer": "KZ",
+            "rejecter": signer,
+            "reason": "not before the annual review",
+            "rejected_at": NOW,
+        }
+        fields.update(changes)
+        return sign(PayloadType.AGREEMENT_REJECTION, AgreementRejection.model_validate(fields), [S.signing_key(signer)])
+
+    rejections = []
+    for name, signed, expected in (
+        ("rejected by the counterparty", rejection(), "accepted"),
+        ("rejected by another member", rejection("AZ"), "SignatureError"),
+        ("rejection of another version", rejection(version=3), "NoticeMismatchError"),
+        (
+            "rejection of another text",
+            rejection(agreement_digest=hashlib.sha256(b"other").hexdigest()),
+            "NoticeMismatchError",
+        ),
+    ):
+        got = outcome(lambda signed=signed: verify_rejection(signed, roster=roster, proposal=good))
+        assert got == expected, (name, got)
+        rejections.append(
+            {
+                "name": name,
+                "roster": "default",
+                "proposal": obj(good_signed),
+                "rejection": obj(signed),
+                "expected": expected,
+            }
+        )
+    return {"proposals": out, "rejections": rejections}
 
 
 # --- batch-signatures.json ----------------------------------------------------------------
@@ -1697,7 +1960,7 @@ def gen_encoding() -> None:
         grantee="AZ",
         expires_at=NOW + timedelta(days=30, microseconds=999999),
         transferable=True,
-        conditions=("no onward transfer", "dönüş yok"),
+        conditions=("onward-to:UZ", "onward-to:TR-MIT", "retain-until:2026-12-22T12:00:00.999999Z"),
         issued_at=NOW,
     )
     asymmetric = S.agreement(
@@ -1725,7 +1988,7 @@ def gen_encoding() -> None:
         ("largest item version 2^31 - 1", PayloadType.ORIGIN.value, largest.payload),
         ("fraction of a second: .004500", PayloadType.RECEIPT.value, receipt.to_bytes()),
         ("fraction of a second: .000001", PayloadType.RECALL.value, recall.to_bytes()),
-        ("fraction .999999, non-ASCII conditions, null request_id", PayloadType.CONSENT_GRANT.value, grant.to_bytes()),
+        ("fraction .999999, typed conditions, null request_id", PayloadType.CONSENT_GRANT.value, grant.to_bytes()),
         ("asymmetric ceilings, map keys sorted, largest retention", PayloadType.AGREEMENT.value, asymmetric.to_bytes()),
         ("roster: markings maps sorted by band name, sets sorted", PayloadType.ROSTER.value, revoking.to_bytes()),
         ("report content with escapes and an attachment", ITEM, report.to_bytes()),
@@ -1744,7 +2007,8 @@ def gen_encoding() -> None:
     ros = revoking.to_bytes()
     raw_bytes = raw_item.to_bytes()
     den = escapes.to_bytes()
-    o, r, h, a, ro, it, d = (
+    gr = grant.to_bytes()
+    o, r, h, a, ro, it, d, g = (
         PayloadType.ORIGIN.value,
         PayloadType.RECEIPT.value,
         PayloadType.HEADER.value,
@@ -1752,6 +2016,7 @@ def gen_encoding() -> None:
         PayloadType.ROSTER.value,
         ITEM,
         PayloadType.CONSENT_DENIAL.value,
+        PayloadType.CONSENT_GRANT.value,
     )
     two_revoked = json.loads(ros)["revoked_keyids"]
     refuse: list[tuple[str, str, str, bytes]] = [
@@ -1886,6 +2151,15 @@ def gen_encoding() -> None:
             _once(ag, b'"valid_until":"2027-11-22T12:00:00Z"', b'"valid_until":"2025-11-22T12:00:00Z"'),
         ),
         ("item of an unknown kind", "5", it, _once(raw_bytes, b'"kind":"raw"', b'"kind":"other"')),
+        ("grant condition in free text", "5", g, _once(gr, b'"onward-to:UZ"', b'"no onward transfer"')),
+        ("grant condition of an unknown kind", "5", g, _once(gr, b'"onward-to:UZ"', b'"embargo:UZ"')),
+        ("grant condition onward-to a lower-case id", "5", g, _once(gr, b'"onward-to:UZ"', b'"onward-to:uz"')),
+        (
+            "grant condition retain-until with a zone offset",
+            "5",
+            g,
+            _once(gr, b"2026-12-22T12:00:00.999999Z", b"2026-12-22T15:00:00.999999+03:00"),
+        ),
         # rule 6: bytes are exactly the canonical encoding
         ("space after a colon", "6", r, _once(rec, b'"accepted":false', b'"accepted": false')),
         ("space before the object", "6", r, b" " + rec),
