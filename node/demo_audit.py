@@ -23,10 +23,11 @@ from rich.table import Table
 from node import audit
 from node.audit.bundle import BundleError, open_bundle, write_bundle
 from node.audit.reconcile import reconcile
-from node.audit.sources import AuditView, bundle_view, federation_view, pins_for
+from node.audit.sources import AuditView, bundle_view, federation_view, pins_for, roster_from_bundles
 from node.audit.trace import trace
 from node.cli.oversight import trace_tree
 from node.config import load_material, load_node_config
+from node.config.material import read_secretariat
 from node.harness import LocalFederation, eventually
 from node.insider import Insider
 from node.store import make_reader, make_sessionmaker
@@ -137,12 +138,19 @@ def audit_after(fed: LocalFederation, t: Narrator, members: tuple[str, ...]) -> 
     t.step(
         "An auditor reconciles the federation from audit bundles",
         "Each node exports a signed bundle of its audit data (metadata and digests, never content). The "
-        "auditor checks each bundle against the roster, verifies every log against its checkpoints and "
-        "what the other members hold, and compares both sides of every transfer, consent and recall.",
+        "auditor holds only the secretariat's public keys: it takes the roster from the bundles, checks "
+        "each bundle against it, verifies every log against its checkpoints and what the other members "
+        "hold, and compares both sides of every transfer, consent and recall.",
     )
-    roster = federation_view(root).roster
     revoked = _revoked(root, members)
     bundles = dict(zip(members, _bundle_all(root, members, root / "bundles"), strict=True))
+    roster = roster_from_bundles(list(bundles.values()), read_secretariat(root / "secretariat.json"))
+    in_force = federation_view(root).roster.version
+    t.expect(
+        "the bundles carry the roster in force, signed by the secretariat",
+        roster.version == in_force,
+        f"version {roster.version}",
+    )
     for member in sorted(revoked):  # signed with a key the roster revoked: not evidence of anything
         try:
             open_bundle(bundles[member], roster=roster)

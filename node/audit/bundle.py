@@ -3,7 +3,8 @@
 A bundle is a SQLite file with the node's schema (so the auditor's tools read it like a
 node's own database) holding the tables an auditor needs: the log and its tree,
 checkpoints and cosignatures, the checkpoints it witnessed for others, receipts,
-notices and acknowledgements, consents, and the metadata of items, never their content:
+notices and acknowledgements, consents, the roster versions it held (the public roster,
+signed by the secretariat), and the metadata of items, never their content:
 sealed content is blanked and sealed envelopes are left out. The node signs a
 ``BundleManifest`` naming its log's size and root and the SHA-256 of every table as
 written; ``open_bundle`` checks that signature against the roster and recomputes every
@@ -38,7 +39,15 @@ from protocol.merkle import Frontier
 from protocol.roster import Roster
 from protocol.statements import PayloadType, Signed, sign, verify_and_parse
 
-__all__ = ["BUNDLED_TABLES", "BundleError", "OpenedBundle", "bundled_members", "open_bundle", "write_bundle"]
+__all__ = [
+    "BUNDLED_TABLES",
+    "BundleError",
+    "OpenedBundle",
+    "bundled_members",
+    "bundled_rosters",
+    "open_bundle",
+    "write_bundle",
+]
 
 #: The tables a bundle holds, and the schema revision table so a reader knows what it reads.
 BUNDLED_TABLES = (
@@ -57,6 +66,7 @@ BUNDLED_TABLES = (
     "original_items",
     "consent_requests",
     "consent_grants",
+    "roster_history",
 )
 #: Content never leaves the node, not even sealed with its at-rest key.
 _BLANKED = {"inbox_items": "sealed_content", "original_items": "sealed_content"}
@@ -136,6 +146,27 @@ def open_bundle(path: Path, *, roster: Roster) -> OpenedBundle:
     finally:
         engine.dispose()
     return OpenedBundle(path, manifest, url)
+
+
+def bundled_rosters(path: Path) -> list[Signed]:
+    """The signed roster versions a bundle carries, unverified: each is checked against the
+    secretariat's keys by whoever uses it (SPEC §11.10.8), so they are read before the manifest,
+    whose signature needs a roster to check."""
+    if not path.is_file():
+        raise BundleError(f"{path}: no such bundle")
+    engine = make_reader(f"sqlite:///{path}")
+    try:
+        with engine.connect() as conn:
+            history = _table("roster_history")
+            blobs = conn.execute(select(history.c.statement).order_by(history.c.version)).scalars().all()
+    except Exception as exc:  # no SQLite database, or no roster table: not a bundle
+        raise BundleError(f"{path}: not an audit bundle: {str(exc).splitlines()[0]}") from exc
+    finally:
+        engine.dispose()
+    try:
+        return [Signed.from_bytes(bytes(blob)) for blob in blobs]
+    except RemoteProtocolError as exc:
+        raise BundleError(f"{path}: a roster it carries is no signed statement: {exc}") from exc
 
 
 def _manifest(conn: Connection, path: Path, roster: Roster) -> BundleManifest:

@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from node.audit.bundle import BundleError, bundled_members, open_bundle
+from node.audit.bundle import BundleError, bundled_members, bundled_rosters, open_bundle
 from node.audit.verify import Pin
 from node.config import load_node_config
 from node.config.material import read_secretariat
@@ -26,7 +26,7 @@ from protocol.checkpoint import verify_checkpoint
 from protocol.errors import ConfigurationError, RemoteProtocolError
 from protocol.notices import verify_notice_ack
 from protocol.receipt import Receipt
-from protocol.roster import Roster, accept_roster
+from protocol.roster import Roster, SecretariatKeys, accept_roster
 from protocol.statements import PayloadType, Signed
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "pin_from_checkpoint",
     "pin_from_statement",
     "pins_for",
+    "roster_from_bundles",
 ]
 
 
@@ -89,6 +90,37 @@ def bundle_view(roster: Roster, paths: Sequence[Path]) -> AuditView:
         if bundle.manifest.federation != roster.federation:
             raise BundleError(f"{bundle.path}: a bundle of federation {bundle.manifest.federation!r}")
     return AuditView(roster, {m: LogSource(m, b.url, "bundle") for m, b in sorted(opened.items())})
+
+
+def roster_from_bundles(paths: Sequence[Path], secretariat: SecretariatKeys) -> Roster:
+    """The newest roster the bundles carry, reached from the secretariat's keys alone (SPEC §11.10.8).
+
+    Every version any bundle carries is tried in ascending order, each accepted as a node
+    accepts a published one (SPEC §11.12): signed by the threshold the previous accepted
+    version declares, or the trust anchor's for the first. A version that does not verify
+    is passed over, so a bundle cannot hold the auditor to a forged roster; a member that
+    left newer versions out cannot either, as long as one bundle carries them.
+    """
+    versions: dict[bytes, Signed] = {}
+    for path in paths:
+        for signed in bundled_rosters(path):
+            versions.setdefault(signed.to_bytes(), signed)
+    roster: Roster | None = None
+    for signed in sorted(versions.values(), key=_claimed_version):
+        try:
+            roster = accept_roster(signed, secretariat=secretariat, current=roster)
+        except RemoteProtocolError:
+            continue
+    if roster is None:
+        raise BundleError("no roster signed by the secretariat in the bundles given")
+    return roster
+
+
+def _claimed_version(signed: Signed) -> int:
+    try:
+        return Roster.from_bytes(signed.payload).version
+    except RemoteProtocolError:
+        return -1  # refused in turn by accept_roster
 
 
 def pins_for(view: AuditView, member: str) -> list[Pin]:

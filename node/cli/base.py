@@ -213,12 +213,18 @@ def audit_view(directory: Path, bundles: Sequence[Path] | None = None) -> AuditV
     """A federation directory as an auditor sees it (read-only, no private key), or fail with one line.
 
     With ``bundles``, the logs are those bundles, each checked against the directory's
-    roster before it is read, and no node's database is opened.
+    roster before it is read, and no node's database is opened. An auditor's directory
+    may hold only ``secretariat.json``, the federation's public trust anchor: the roster
+    is then the newest one the bundles carry that the secretariat signed.
     """
-    from node.audit.sources import bundle_view, federation_view
+    from node.audit.sources import bundle_view, federation_view, roster_from_bundles
+    from node.config.material import read_secretariat
 
+    if bundles and not (directory / "roster.json").is_file() and (directory / "secretariat.json").is_file():
+        roster = roster_from_bundles(bundles, read_secretariat(directory / "secretariat.json"))
+        return bundle_view(roster, bundles)
     if not (directory / "roster.json").is_file():
-        fail(f"{directory} is not a federation directory (no roster.json)")
+        fail(f"{directory} is not a federation directory (no roster.json), nor an auditor's (secretariat.json)")
     view = federation_view(directory)
     return bundle_view(view.roster, bundles) if bundles else view
 

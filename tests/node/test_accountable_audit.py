@@ -28,7 +28,8 @@ from test_integration import FEDERATION_TOML, REPO, inbox_entry, request_state, 
 from node import audit
 from node.audit.bundle import BundleError, open_bundle
 from node.audit.reconcile import MismatchKind, reconcile
-from node.audit.sources import AuditView, bundle_view, federation_view, pins_for
+from node.audit.sources import AuditView, bundle_view, federation_view, pins_for, roster_from_bundles
+from node.config.material import read_secretariat
 from node.harness import LocalFederation, make_label
 from node.insider import Entry, Insider
 from node.store import make_reader, make_sessionmaker
@@ -416,6 +417,38 @@ def test_bundles_verify_and_reconcile_away_from_the_nodes(copy: History, bundles
     assert verified.stdout.count("verifies") == len(MEMBERS)
     reconciled = cli("audit", "reconcile", "--dir", str(copy.root), *bundle_args(bundles))
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
+
+
+def test_bundles_need_only_the_secretariat_keys(copy: History, bundles: dict[str, Path], tmp_path: Path) -> None:
+    # SPEC §11.10.8: an auditor's directory holds the federation's public trust anchor and
+    # nothing else; the roster comes from the bundles, checked against the secretariat's keys.
+    auditor = tmp_path / "auditor"
+    auditor.mkdir()
+    shutil.copy(copy.root / "secretariat.json", auditor / "secretariat.json")
+    for command in (("verify",), ("reconcile",), ("trace", copy.second)):
+        done = cli("audit", *command, "--dir", str(auditor), *bundle_args(bundles))
+        assert done.returncode == 0, (command, done.stdout + done.stderr)
+    assert not list(auditor.rglob("*.key"))
+
+
+def test_roster_forged_by_a_member_in_its_bundle_is_passed_over(copy: History, tmp_path: Path) -> None:
+    # An insider at TR slips a roster without KZ into TR's history and exports honestly:
+    # the roster is not the secretariat's, so the auditor keeps the one it can verify.
+    honest = federation_view(copy.root).roster
+    members = tuple(m for m in honest.members if m.member_id != "KZ")
+    forged = honest.model_copy(update={"version": 99, "members": members})
+    statement = sign(PayloadType.ROSTER, forged, [Insider(copy.root, "TR").material.signing_key])
+    execute(
+        copy.root,
+        "TR",
+        "INSERT INTO roster_history (version, digest, statement, source, held_at) "
+        "SELECT 99, digest, ?, source, held_at FROM roster_history ORDER BY version DESC LIMIT 1",
+        statement.to_bytes(),
+    )
+    paths = {member: bundle(copy.root, member, tmp_path) for member in MEMBERS}
+    roster = roster_from_bundles(list(paths.values()), read_secretariat(copy.root / "secretariat.json"))
+    assert roster.version == honest.version
+    assert roster.member("KZ") is not None
 
 
 def test_bundle_holds_no_content(bundles: dict[str, Path]) -> None:
