@@ -18,7 +18,7 @@ from node.client import DeskClient, DeskError
 from node.config import AutoGrant, load_node_config
 from node.demo_referee import Cast, Referee, Transcript, forge_delivery
 from node.harness import LocalFederation, eventually, make_label
-from node.store import make_engine, make_sessionmaker
+from node.store import make_reader, make_sessionmaker
 from protocol.classification import Band
 from protocol.item import ReportTemplate
 from protocol.label import Label
@@ -57,7 +57,7 @@ def _verify_audits(fed: LocalFederation, members: tuple[str, ...], t: Transcript
         table.add_column(column)
     for member in members:
         cfg = load_node_config(fed.root / "nodes" / member / "node.toml")
-        engine = make_engine(cfg.database_url)
+        engine = make_reader(cfg.database_url)  # the node runs: read, never write
         try:
             with make_sessionmaker(engine)() as session:
                 report = audit.verify(session)
