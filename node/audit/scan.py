@@ -15,7 +15,9 @@ read-only.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
@@ -125,14 +127,57 @@ def scan_chunks(session: Session, after_seq: int = 0) -> Iterator[Chunk]:
     streamed = {"stream_results": True, "yield_per": CHUNK}  # for this statement, not the connection
     if connection.dialect.name == "postgresql":
         result = connection.exec_driver_sql(_POSTGRES_ROWS.format(after=int(after_seq)), execution_options=streamed)
-        while rows := result.fetchmany(CHUNK):
-            yield _postgres_chunk(rows)
+        yield from _read_ahead(lambda: result.fetchmany(CHUNK))
         return
     # SQLite's cursor hands rows over as they are: no copy through the result.
     cursor = connection.exec_driver_sql(_SQLITE_ROWS.format(after=int(after_seq)), execution_options=streamed).cursor
     assert cursor is not None
     while rows := cursor.fetchmany(CHUNK):
         yield _sqlite_chunk(rows)
+
+
+def _read_ahead(fetch: Callable[[], Sequence[Any]]) -> Iterator[Chunk]:
+    """PostgreSQL's chunks, fetched by a thread of their own one chunk ahead of the caller.
+
+    The server hashes a chunk only when it is fetched; fetched in turn, the server and
+    the caller would each wait for the other. Fetched ahead, the server hashes the next
+    chunk while the caller grows the tree over this one (the driver waits for the server
+    without holding the GIL). The connection is the thread's until the generator ends,
+    however it ends: a caller that stops early waits for at most the fetch in progress.
+    """
+    chunks: queue.Queue[Chunk | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            while not stop.is_set() and (rows := fetch()):
+                _offer(chunks, _postgres_chunk(rows), stop)
+            _offer(chunks, None, stop)
+        except BaseException as exc:  # the caller's to raise
+            _offer(chunks, exc, stop)
+
+    thread = threading.Thread(target=produce, name="audit-scan", daemon=True)
+    thread.start()
+    try:
+        while (item := chunks.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _offer(
+    chunks: queue.Queue[Chunk | BaseException | None], item: Chunk | BaseException | None, stop: threading.Event
+) -> None:
+    """Queue ``item`` unless the caller stopped reading."""
+    while not stop.is_set():
+        try:
+            chunks.put(item, timeout=0.05)
+        except queue.Full:
+            continue
+        return
 
 
 def scan(session: Session, after_seq: int = 0) -> Iterator[Scanned]:

@@ -33,6 +33,7 @@ from node.audit import (
     merkle_root,
     verify,
 )
+from node.audit.scan import CHUNK, scan_chunks
 from node.store import AuditEntryRow, AuditHead
 
 T0 = datetime(2026, 5, 9, 12, 0, 0, tzinfo=UTC)
@@ -215,6 +216,31 @@ def test_values_that_need_escaping_verify_and_their_edits_are_found(
     with engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET peer = 'Ψ' WHERE seq = 1"))
     assert _kinds(_verify(session_factory)) == [(1, "edited")]
+
+
+def test_log_of_several_chunks_is_read_whole_and_an_edit_past_the_first_is_named(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    # PostgreSQL's chunks are fetched ahead by a thread (node.audit.scan): every one arrives, in order.
+    with session_factory.begin() as session:
+        _append_n(session, CHUNK + 3)
+    report = _verify(session_factory)
+    assert (report.ok, report.entries) == (True, CHUNK + 3)
+    with engine.begin() as conn:
+        conn.execute(
+            text(f"UPDATE audit_log SET entry = replace(entry, 'member-b', 'member-c') WHERE seq = {CHUNK + 2}")
+        )
+    assert _kinds(_verify(session_factory)) == [(CHUNK + 2, "edited")]
+
+
+def test_scan_left_early_leaves_the_session_usable(session_factory: sessionmaker[Session]) -> None:
+    # A start check stops at the first bad entry: the read-ahead thread gives the connection back.
+    with session_factory.begin() as session:
+        _append_n(session, CHUNK + 3)
+    with session_factory() as session:
+        first = next(iter(scan_chunks(session)))
+        assert first.seqs[0] == 1
+        assert session.scalar(select(AuditHead.seq)) == CHUNK + 3
 
 
 def test_unreadable_row_is_edited(five: sessionmaker[Session], engine: Engine) -> None:
