@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from node.audit.checkpoints import record_checkpoint
 from node.audit.entries import GENESIS_HASH, entry_bytes, hash_hex
 from node.audit.tree import completed_rows
 from node.config import load_material, load_node_config
@@ -114,7 +115,7 @@ class Insider:
             root=frontier.root(),
             now=now,
         )
-        session.merge(AuditCheckpoint(size=size, root=frontier.root(), signed_at=now, note=note))
+        record_checkpoint(session, note, frontier, now)  # where the node keeps its latest
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

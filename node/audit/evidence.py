@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from node.store import AuditCheckpoint
+from node.audit.checkpoints import checkpoint_at, own_checkpoint_roots
 from protocol.checkpoint import verify_checkpoint
 from protocol.errors import RemoteProtocolError
 from protocol.merkle import Frontier
@@ -35,23 +34,22 @@ class Outcome:
 
 
 def own_checkpoints(session: Session) -> list[tuple[int, bytes]]:
-    """(size, root) of every checkpoint row, oldest first (signatures are checked only where relied on)."""
-    rows = session.execute(select(AuditCheckpoint.size, AuditCheckpoint.root).order_by(AuditCheckpoint.size))
-    return [(int(size), bytes(root)) for size, root in rows]
+    """(size, root) of every checkpoint the node kept, oldest first (signatures are checked only where relied on)."""
+    return own_checkpoint_roots(session)
 
 
 def signature_checker(session: Session, roster: Roster, member: str) -> Callable[[int], bool]:
     """Whether the checkpoint row of a size carries ``member``'s valid signature for that size and root."""
 
     def signed(size: int) -> bool:
-        row = session.get(AuditCheckpoint, size)
+        row = checkpoint_at(session, size)
         if row is None:
             return False
         try:
-            verified = verify_checkpoint(bytes(row.note), roster=roster, member_id=member)
+            verified = verify_checkpoint(row.note, roster=roster, member_id=member)
         except RemoteProtocolError:
             return False
-        return (verified.checkpoint.size, verified.checkpoint.root) == (row.size, bytes(row.root))
+        return (verified.checkpoint.size, verified.checkpoint.root) == (row.size, row.root)
 
     return signed
 

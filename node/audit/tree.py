@@ -5,8 +5,9 @@ The leaves are the entries' ``entry_hash`` values (RFC 9162 leaf hashes, SPEC §
 itself; the roots of the perfect subtrees at levels 8, 16, 24, … are stored in
 ``audit_subtrees`` as the writer completes them, so any proof or root costs a bounded
 read (``node_hashes``). A node keeps its log's frontier between transactions
-(``LogTree``) and signs a checkpoint in every commit that grew the log (``seal``): an
-entry no checkpoint of the node covers was not written by the node.
+(``LogTree``) and signs a checkpoint in every commit that grew the log (``seal``, kept
+as ``node.audit.checkpoints`` says): an entry no checkpoint of the node covers was not
+written by the node.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from node.audit.checkpoints import latest_checkpoint
 from node.audit.entries import GENESIS_HASH, STREAM_BATCH
 from node.audit.scan import disagreeing, scan
 from node.errors import LogTamperedError
-from node.store import AuditCheckpoint, AuditEntryRow, AuditHead, AuditSubtree
+from node.store import AuditEntryRow, AuditHead, AuditSubtree
 from protocol.checkpoint import sign_checkpoint, verify_own_checkpoint
 from protocol.errors import RemoteProtocolError
 from protocol.keys import PublicSigningKey, SigningKey
@@ -34,7 +36,6 @@ __all__ = [
     "completed_rows",
     "node_hashes",
     "open_log",
-    "record_checkpoint",
 ]
 
 #: Subtree roots are stored at every level that is a multiple of this (level 0: the entries).
@@ -103,6 +104,8 @@ class LogTree:
         self._frontier = frontier
         self.last_hash = last_hash
         self.signer = signer
+        #: Checkpoints signed and committed but not yet in the history (``node.audit.checkpoints``).
+        self.unkept: tuple[dict[str, object], ...] = ()
 
     @classmethod
     def load(cls, session: Session, signer: CheckpointSigner | None = None) -> LogTree:
@@ -119,14 +122,9 @@ class LogTree:
         """A copy for one transaction to extend."""
         return self._frontier.copy()
 
-    def committed(self, frontier: Frontier, last_hash: str) -> None:
-        """The transaction that extended ``frontier`` committed."""
-        self._frontier, self.last_hash = frontier, last_hash
-
-
-def record_checkpoint(session: Session, note: bytes, frontier: Frontier, now: datetime) -> None:
-    """Keep a signed checkpoint in the transaction whose appends it covers."""
-    session.add(AuditCheckpoint(size=frontier.size, root=frontier.root(), signed_at=now, note=note))
+    def committed(self, frontier: Frontier, last_hash: str, unkept: tuple[dict[str, object], ...]) -> None:
+        """The transaction that extended ``frontier`` (leaving ``unkept`` for the history) committed."""
+        self._frontier, self.last_hash, self.unkept = frontier, last_hash, unkept
 
 
 def open_log(session: Session, signer: CheckpointSigner, keys: Sequence[PublicSigningKey]) -> LogTree:
@@ -186,13 +184,13 @@ def open_log(session: Session, signer: CheckpointSigner, keys: Sequence[PublicSi
 def _latest_signed_checkpoint(
     session: Session, federation: str, member: str, keys: Sequence[PublicSigningKey]
 ) -> tuple[int, bytes] | None:
-    row = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).first()
+    row = latest_checkpoint(session)
     if row is None:
         return None
     try:
-        verified = verify_own_checkpoint(bytes(row.note), federation=federation, member_id=member, keys=keys)
+        verified = verify_own_checkpoint(row.note, federation=federation, member_id=member, keys=keys)
     except RemoteProtocolError as exc:
-        raise LogTamperedError(f"audit log: the latest checkpoint row is not signed by {member}: {exc}") from exc
-    if (verified.checkpoint.size, verified.checkpoint.root) != (row.size, bytes(row.root)):
-        raise LogTamperedError(f"audit log: the latest checkpoint row (size {row.size}) is not the one {member} signed")
+        raise LogTamperedError(f"audit log: the latest checkpoint is not signed by {member}: {exc}") from exc
+    if (verified.checkpoint.size, verified.checkpoint.root) != (row.size, row.root):
+        raise LogTamperedError(f"audit log: the latest checkpoint (size {row.size}) is not the one {member} signed")
     return verified.checkpoint.size, verified.checkpoint.root

@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session, SessionTransaction
 
+from node.audit.checkpoints import KEEP_EVERY, keep_rows, record_checkpoint, unkept_row
 from node.audit.entries import (
     AuditEvent,
     DetailValue,
@@ -20,7 +21,7 @@ from node.audit.entries import (
     format_time,
     utc,
 )
-from node.audit.tree import LogTree, completed_rows, node_hashes, record_checkpoint
+from node.audit.tree import LogTree, completed_rows, node_hashes
 from node.errors import LogTamperedError
 from node.store import AuditEntryRow, AuditHead, AuditSubtree, HotWrite, driver_time
 from protocol.merkle import Frontier, leaf_hash
@@ -103,21 +104,28 @@ class AuditWriter:
         connection.execute(_HEAD_ADVANCE, {"new_seq": head.seq, "new_hash": head.entry_hash})
         _SUBTREE_INSERT.execute(connection, subtrees)
 
-    def seal(self, now: datetime) -> tuple[Frontier, str] | None:
+    def seal(self, now: datetime) -> tuple[Frontier, str, tuple[dict[str, object], ...]] | None:
         """Sign a checkpoint of what this transaction appended, in it (SPEC §11.10.2).
 
-        Returns the frontier and last hash for the runtime's ``LogTree`` once the
-        transaction commits (signed or, in the checkpoint-cost benchmark, not); None if
-        nothing was appended or no running node keeps a tree.
+        Returns the frontier, last hash and checkpoints not yet in the history for the
+        runtime's ``LogTree`` once the transaction commits (signed or, in the
+        checkpoint-cost benchmark, not); None if nothing was appended or no running node
+        keeps a tree.
         """
         head, tree = self._head, self._session.info.get(TREE_KEY)
         if head is None or not head.appended or self._session.get_transaction() is not self._txn:
             return None
         if not isinstance(tree, LogTree):
             return None
+        unkept = tree.unkept
         if tree.signer is not None:  # None only in the checkpoint-cost benchmark (``UNSAFE_NO_CHECKPOINTS_ENV``)
-            record_checkpoint(self._session, tree.signer.sign(head.frontier, now), head.frontier, now)
-        return head.frontier, head.entry_hash
+            note = tree.signer.sign(head.frontier, now)
+            record_checkpoint(self._session, note, head.frontier, now)
+            unkept += (unkept_row(self._session, note, head.frontier, now),)
+            if len(unkept) >= KEEP_EVERY:
+                keep_rows(self._session, unkept)
+                unkept = ()
+        return head.frontier, head.entry_hash, unkept
 
     def append(self, *, now: datetime, entry: Entry) -> AuditEntryRow:
         """Add the next entry to the session (no commit) and advance the head."""
@@ -222,7 +230,7 @@ def append_many(session: Session, *, now: datetime, entries: Sequence[Entry]) ->
     return _writer(session).append_many(now=now, entries=entries)
 
 
-def seal(session: Session, *, now: datetime) -> tuple[Frontier, str] | None:
+def seal(session: Session, *, now: datetime) -> tuple[Frontier, str, tuple[dict[str, object], ...]] | None:
     """Sign a checkpoint of the entries appended in the session's transaction (``AuditWriter.seal``)."""
     writer = session.info.get(_WRITER_KEY)
     return writer.seal(now) if isinstance(writer, AuditWriter) else None

@@ -19,14 +19,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from sqlalchemy import func, make_url, select
+from sqlalchemy import make_url, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from node.audit import AuditProblem, verify
+from node.audit.checkpoints import checkpoint_at, latest_checkpoint
 from node.audit.reconcile import Mismatch, reconcile
 from node.audit.sources import AuditView, LogSource, pins_for
-from node.store import AuditCheckpoint, AuditCosignature, AuditHead
+from node.store import AuditCosignature, AuditHead
 from protocol.checkpoint import verify_checkpoint, verify_cosigned
 from protocol.errors import RemoteProtocolError
 
@@ -112,7 +113,7 @@ def _head(session: Session) -> int:
 def _checkpoint_time(session: Session, size: int | None) -> datetime | None:
     if size is None:
         return None
-    row = session.get(AuditCheckpoint, size)
+    row = checkpoint_at(session, size)
     return None if row is None else row.signed_at
 
 
@@ -122,13 +123,13 @@ def witnessed(session: Session, view: AuditView, member: str) -> Witnessed | Non
         select(AuditCosignature.size).group_by(AuditCosignature.size).order_by(AuditCosignature.size.desc()).limit(8)
     )
     for size in sizes:
-        checkpoint = session.get(AuditCheckpoint, size)
+        checkpoint = checkpoint_at(session, size)
         if checkpoint is None:
             continue
         lines = session.scalars(select(AuditCosignature.lines).where(AuditCosignature.size == size))
-        note = bytes(checkpoint.note) + b"".join(bytes(line) for line in lines)
+        note = checkpoint.note + b"".join(bytes(line) for line in lines)
         try:
-            verify_checkpoint(bytes(checkpoint.note), roster=view.roster, member_id=member)
+            verify_checkpoint(checkpoint.note, roster=view.roster, member_id=member)
             cosigned = verify_cosigned(note, roster=view.roster, member_id=member, quorum=1)
         except RemoteProtocolError:
             continue
@@ -146,7 +147,8 @@ def check(view: AuditView, member: str, *, force: bool = False) -> NodeCheck:
             entries = _head(session)
             seen = witnessed(session, view, member)
             if entries > AUTO_VERIFY_ENTRIES and not force:
-                latest = session.scalar(select(func.max(AuditCheckpoint.size)))
+                newest = latest_checkpoint(session)
+                latest = None if newest is None else newest.size
                 return NodeCheck(
                     member,
                     "not_checked",

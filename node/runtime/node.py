@@ -8,6 +8,7 @@ methods below.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
@@ -18,6 +19,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import grpc
 from sqlalchemy.orm import Session, sessionmaker
 
+from node.audit.checkpoints import keep_rows
 from node.audit.tree import CheckpointSigner, open_log
 from node.codec import Undecodable, envelope_from_pb
 from node.config import NodeConfig, NodeMaterial
@@ -268,6 +270,13 @@ class Node:
         for server in (self.exchange_server, self.desk_server):
             if server is not None:
                 await server.stop(grace=2.0)
+        tree = self.commit.tree
+        if tree is not None and tree.unkept:  # the checkpoint history the last batches left (precision only)
+            unkept = tree.unkept
+            try:
+                await asyncio.wait_for(self.commit.submit(lambda session: keep_rows(session, unkept)), timeout=5.0)
+            except Exception as exc:  # the head still holds the latest checkpoint: nothing the start check needs
+                logging.getLogger("intelshare.node").warning("checkpoint history not written at stop: %s", exc)
         for task in self._tasks:
             task.cancel()
         self.background.cancel_all()

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from node.audit.checkpoints import checkpoint_at, latest_checkpoint
 from node.audit.tree import node_hashes
 from node.errors import FailedPreconditionError, InvalidRequestError
 from node.services.state import NodeState
-from node.store import AuditCheckpoint, AuditEntryRow, NoticeAckRow, OutboxEntry, WitnessedCheckpoint
+from node.store import AuditEntryRow, NoticeAckRow, OutboxEntry, WitnessedCheckpoint
 from protocol.merkle import consistency_proof, inclusion_proof
 from protocol.statements import Signed
 
@@ -78,12 +79,13 @@ def held_about(session: Session, state: NodeState, *, member: str, limit: int) -
 
 def prove(session: Session, state: NodeState, *, size: int, index: int, consistency: bool) -> Proof:
     """A proof of this node's log at ``size`` (at most its latest signed checkpoint's)."""
-    latest = int(session.scalar(select(func.coalesce(func.max(AuditCheckpoint.size), 0))) or 0)
+    newest = latest_checkpoint(session)
+    latest = 0 if newest is None else newest.size
     if not 1 <= size <= latest:
         raise FailedPreconditionError(f"{state.me} signed no checkpoint as large as {size} (its latest: {latest})")
     nodes = node_hashes(session)
-    note = session.scalar(select(AuditCheckpoint.note).where(AuditCheckpoint.size == size))
-    checkpoint = b"" if note is None else bytes(note)
+    kept = checkpoint_at(session, size)
+    checkpoint = b"" if kept is None else kept.note
     if consistency:
         if not 1 <= index <= size:
             raise InvalidRequestError(f"a consistency proof runs from a size of 1 to {size}")

@@ -21,9 +21,10 @@ from sqlalchemy.orm import Session
 
 from node import audit
 from node.audit import AuditEvent
+from node.audit.checkpoints import keep_checkpoint, latest_checkpoint
 from node.audit.tree import node_hashes
 from node.services.state import NodeState, record_with_peer
-from node.store import AuditCheckpoint, AuditCosignature, AuditEntryRow, WitnessedCheckpoint
+from node.store import AuditCosignature, AuditEntryRow, WitnessedCheckpoint
 from protocol.checkpoint import (
     Witnessed,
     WitnessReason,
@@ -140,7 +141,7 @@ def request_witnessing(
     the size the witness says it holds). Nothing is asked when the witness already
     co-signed the latest checkpoint, or when only witnessing entries came since.
     """
-    latest = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.size.desc()).limit(1)).first()
+    latest = latest_checkpoint(session)
     if latest is None:
         return None
     if old_size is None:
@@ -158,7 +159,8 @@ def request_witnessing(
         if old_size >= latest.size or not session.scalar(select(news)):
             return None
     proof = consistency_proof(old_size, latest.size, node_hashes(session)) if 0 < old_size < latest.size else []
-    return build_witness_request(old_size, proof, bytes(latest.note)), bytes(latest.note)
+    keep_checkpoint(session, latest)  # the checkpoint a cosignature will be of stays beside it
+    return build_witness_request(old_size, proof, latest.note), latest.note
 
 
 def record_cosignature(

@@ -313,6 +313,10 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger)
     entry_hash: Mapped[str] = mapped_column(String(64))
+    #: The node's signed checkpoint of the log at ``seq`` (SPEC §11.10.8): rewritten with the
+    #: head by every commit that appends, so it costs no page of its own. None before 0009.
+    checkpoint: Mapped[bytes | None] = mapped_column(LargeBinary)
+    checkpoint_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AuditSubtree(Base):
@@ -326,7 +330,7 @@ class AuditSubtree(Base):
 
 
 class AuditCheckpoint(Base):
-    """A checkpoint of this node's audit log, signed by the node in the commit that grew the log."""
+    """A checkpoint of this node's audit log that a witness was asked to co-sign (the latest is the head's)."""
 
     __tablename__ = "audit_checkpoints"
 

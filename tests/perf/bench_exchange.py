@@ -633,12 +633,14 @@ def checkpoints_ab(args: Any, tmp: Path, with_fed: Any, window: int, label: Any,
     pairs = [1 - x / y for x, y in zip(rates["A"], rates["B"], strict=True)]
     checkpoints = ro_connect(sqlite_path(with_fed.nodes["TR"].config.database_url))
     try:
-        signed = checkpoints.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
+        covered = checkpoints.execute("SELECT seq FROM audit_head WHERE checkpoint IS NOT NULL").fetchone()
+        shown = checkpoints.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
         cosigned = checkpoints.execute("SELECT count(*) FROM audit_cosignatures").fetchone()[0]
     finally:
         checkpoints.close()
     print(
-        f"\nA (checkpoint per commit, witnessing): median {a:.0f} items/s; TR signed {signed}, KZ co-signed {cosigned}"
+        f"\nA (checkpoint per commit, witnessing): median {a:.0f} items/s; TR's latest checkpoint covers "
+        f"{covered[0] if covered else 0} entries, {shown} in its history, {cosigned} co-signed by KZ"
     )
     print(f"B (neither):                           median {b:.0f} items/s")
     overhead = 1 - a / b
