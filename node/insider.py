@@ -115,7 +115,7 @@ class Insider:
             root=frontier.root(),
             now=now,
         )
-        record_checkpoint(session, note, frontier, now)  # where the node keeps its latest
+        record_checkpoint(session, note, now)  # where the node keeps its latest
 
     @contextmanager
     def _session(self) -> Iterator[Session]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -44,6 +44,8 @@ __all__ = [
 KEEP_EVERY = 32
 _INSERT = HotWrite(cast(Table, AuditCheckpoint.__table__).insert())
 
+#: Written with every checkpoint; a head row edited to lack it still reads.
+_UNKNOWN_TIME = datetime(1970, 1, 1, tzinfo=UTC)
 _HEAD_CHECKPOINT = (
     update(AuditHead).where(AuditHead.id == 1).values(checkpoint=bindparam("note"), checkpoint_at=bindparam("at"))
 )
@@ -59,9 +61,8 @@ class OwnCheckpoint:
     signed_at: datetime
 
 
-def record_checkpoint(session: Session, note: bytes, frontier: Frontier, now: datetime) -> None:
+def record_checkpoint(session: Session, note: bytes, now: datetime) -> None:
     """Keep the checkpoint of what this transaction appended in the head row, in the transaction."""
-    del frontier  # the note names the size and root it was signed over
     session.connection().execute(_HEAD_CHECKPOINT, {"note": note, "at": now})
 
 
@@ -90,8 +91,8 @@ def _head(session: Session) -> OwnCheckpoint | None:
     try:
         parsed = parse_checkpoint(note).checkpoint
     except RemoteProtocolError:  # kept as found: whoever relies on it verifies the signature, and fails
-        return OwnCheckpoint(int(row.seq), b"", note, row.checkpoint_at or datetime.min)
-    return OwnCheckpoint(parsed.size, parsed.root, note, row.checkpoint_at or datetime.min)
+        return OwnCheckpoint(int(row.seq), b"", note, row.checkpoint_at or _UNKNOWN_TIME)
+    return OwnCheckpoint(parsed.size, parsed.root, note, row.checkpoint_at or _UNKNOWN_TIME)
 
 
 def _row(row: AuditCheckpoint | None) -> OwnCheckpoint | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, select
@@ -180,7 +180,7 @@ def _offer(
         return
 
 
-def scan(session: Session, after_seq: int = 0) -> Iterator[Scanned]:
+def scan(session: Session, after_seq: int = 0) -> Generator[Scanned]:
     """The entries after ``after_seq`` in seq order, each with whether its bytes match its hash."""
     for chunk in scan_chunks(session, after_seq):
         bad = set(chunk.bad)

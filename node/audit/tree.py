@@ -13,6 +13,7 @@ written by the node.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -172,9 +173,12 @@ def open_log(session: Session, signer: CheckpointSigner, keys: Sequence[PublicSi
     head = session.execute(select(AuditHead.seq, AuditHead.entry_hash).where(AuditHead.id == 1)).one()
     if (int(head.seq), str(head.entry_hash)) != (size, prev):
         raise LogTamperedError(f"audit log: the head row does not name entry {size}")
-    for entry in scan(session, after_seq=restarted or 0):  # what the last run appended, from its contents
-        if not entry.intact:
-            raise LogTamperedError(f"audit log: entry {entry.seq} does not match its hash (contents edited)")
+    # What the last run appended, from its contents; closed at once on the first bad entry,
+    # so the scan's reader (node.audit.scan) gives the connection back before anything else.
+    with closing(scan(session, after_seq=restarted or 0)) as appended:
+        for entry in appended:
+            if not entry.intact:
+                raise LogTamperedError(f"audit log: entry {entry.seq} does not match its hash (contents edited)")
     edited = disagreeing(session.connection(), after_seq=restarted or 0)
     if edited:
         raise LogTamperedError(f"audit log: entry {edited[0]}'s fields no longer say what its hashed bytes say")

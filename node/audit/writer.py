@@ -120,7 +120,7 @@ class AuditWriter:
         unkept = tree.unkept
         if tree.signer is not None:  # None only in the checkpoint-cost benchmark (``UNSAFE_NO_CHECKPOINTS_ENV``)
             note = tree.signer.sign(head.frontier, now)
-            record_checkpoint(self._session, note, head.frontier, now)
+            record_checkpoint(self._session, note, now)
             unkept += (unkept_row(self._session, note, head.frontier, now),)
             if len(unkept) >= KEEP_EVERY:
                 keep_rows(self._session, unkept)
