@@ -202,5 +202,5 @@ def audit_after(fed: LocalFederation, t: Narrator, members: tuple[str, ...]) -> 
     t.console.print(
         f"   Try it: [bold]intelshare audit verify --dir {copy} --member TR[/]  ·  "
         f"[bold]intelshare audit reconcile --dir {copy}[/]  ·  "
-        f"[bold]intelshare audit trace {item_id[:10]} --dir {copy}[/]"
+        f"[bold]intelshare audit trace {item_id[:20]} --dir {copy}[/]"
     )

@@ -44,7 +44,7 @@ def _holdings(fed: LocalFederation, members: tuple[str, ...], t: Transcript) -> 
                 if e.sender != e.originator:
                     rule += f" + {e.originator}'s signed consent"
                 table.add_row(
-                    member, e.item_id[:12], e.originator, e.sender, f"{e.band} ({e.reader_marking})", rule, e.status
+                    member, e.item_id, e.originator, e.sender, f"{e.band} ({e.reader_marking})", rule, e.status
                 )
         finally:
             desk.close()

@@ -125,7 +125,7 @@ def consent_onward(
             conditions=condition or (),
         )
     console.print(
-        f"grant {grant.grant_id}: {grant.grantor} lets itself pass {grant.item_id[:12]} v{grant.item_version} to "
+        f"grant {grant.grant_id}: {grant.grantor} lets itself pass {grant.item_id} v{grant.item_version} to "
         f"{grant.grantee} until {grant.expires_at} (transferable: {grant.transferable})"
     )
 
@@ -139,7 +139,7 @@ def consent_grants(directory: DirOpt, member: MemberOpt) -> None:
     rows = [
         (
             g.grant_id,
-            f"{g.item_id[:12]} v{g.item_version}",
+            f"{g.item_id} v{g.item_version}",
             g.grantor,
             f"{g.holder} → {g.grantee}",
             g.expires_at,
