@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from node.audit.entries import hash_matches
 from node.store import AuditEntryRow
 
-__all__ = ["CHUNK", "Chunk", "Scanned", "disagreeing", "scan", "scan_chunks"]
+__all__ = ["CHUNK", "Chunk", "Scanned", "disagreeing", "mismatched", "scan", "scan_chunks"]
 
 #: Rows per chunk: a power of two, so the verifier can hash a chunk's tree a level at a time.
 CHUNK = 4096
@@ -36,6 +36,13 @@ _POSTGRES_ROWS = (
     "SELECT seq, prev_hash, entry_hash,"
     " encode(sha256('\\x00'::bytea || convert_to(entry, 'UTF8')), 'hex') = entry_hash"
     " FROM audit_log WHERE seq > {after} ORDER BY seq"
+)
+# The links alone, when the hashes are checked apart (``mismatched``, on another connection).
+_POSTGRES_LINKS = "SELECT seq, prev_hash, entry_hash, true FROM audit_log WHERE seq > {after} ORDER BY seq"
+_POSTGRES_MISMATCHED = (
+    "SELECT seq FROM audit_log WHERE seq > {after}"
+    " AND encode(sha256('\\x00'::bytea || convert_to(entry, 'UTF8')), 'hex') IS DISTINCT FROM entry_hash"
+    " ORDER BY seq"
 )
 # Columns that say something else than the entry's bytes (SQLite: json_extract of true is 1).
 _SQLITE_DISAGREE = """SELECT seq FROM audit_log WHERE seq > {after} AND CASE WHEN json_valid(entry) THEN
@@ -121,12 +128,17 @@ def _postgres_chunk(rows: Sequence[Any]) -> Chunk:
     return Chunk(seqs, prevs, hashes, leaves, bad)
 
 
-def scan_chunks(session: Session, after_seq: int = 0) -> Iterator[Chunk]:
-    """The entries after ``after_seq`` in seq order, ``CHUNK`` at a time, each checked against its hash."""
+def scan_chunks(session: Session, after_seq: int = 0, *, hashed: bool = True) -> Iterator[Chunk]:
+    """The entries after ``after_seq`` in seq order, ``CHUNK`` at a time, each checked against its hash.
+
+    On PostgreSQL, ``hashed=False`` leaves the hashes to ``mismatched`` (run beside the
+    scan on another connection): every chunk then says none is bad. SQLite hashes here.
+    """
     connection = session.connection()
     streamed = {"stream_results": True, "yield_per": CHUNK}  # for this statement, not the connection
     if connection.dialect.name == "postgresql":
-        result = connection.exec_driver_sql(_POSTGRES_ROWS.format(after=int(after_seq)), execution_options=streamed)
+        query = _POSTGRES_ROWS if hashed else _POSTGRES_LINKS
+        result = connection.exec_driver_sql(query.format(after=int(after_seq)), execution_options=streamed)
         yield from _read_ahead(lambda: result.fetchmany(CHUNK))
         return
     # SQLite's cursor hands rows over as they are: no copy through the result.
@@ -186,6 +198,12 @@ def scan(session: Session, after_seq: int = 0) -> Generator[Scanned]:
         bad = set(chunk.bad)
         for i, seq in enumerate(chunk.seqs):
             yield Scanned(seq, chunk.hashes[i], chunk.prevs[i], i not in bad)
+
+
+def mismatched(connection: Connection, after_seq: int = 0) -> list[int]:
+    """PostgreSQL: the entries after ``after_seq`` whose stored bytes do not hash to their ``entry_hash``."""
+    query = _POSTGRES_MISMATCHED.format(after=int(after_seq))
+    return [int(seq) for (seq,) in connection.exec_driver_sql(query)]
 
 
 def disagreeing(connection: Connection, after_seq: int = 0) -> list[int]:

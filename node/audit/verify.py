@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from node.audit.entries import GENESIS_HASH, STREAM_BATCH, hash_hex, hash_matches
 from node.audit.evidence import OWN, Comparisons, Outcome, own_checkpoints, signature_checker
-from node.audit.scan import CHUNK, Chunk, disagreeing, scan_chunks
+from node.audit.scan import CHUNK, Chunk, disagreeing, mismatched, scan_chunks
 from node.store import AuditEntryRow, AuditHead
 from protocol.merkle import Frontier
 from protocol.roster import Roster
@@ -256,35 +256,40 @@ class _Tree:
         self.frontier.extend(leaves[done:])
 
 
-class _FieldsCheck:
-    """``scan.disagreeing`` on a second connection in a thread, when the log is read-only; else afterwards.
+class _DatabaseChecks:
+    """What the database finds alone, on a second connection in a thread when the log is read-only, else afterwards.
 
-    A read-only database has no uncommitted rows a second connection could miss, and the
-    database's own work (JSON functions in SQLite's C code, or PostgreSQL's server
-    process) then runs on the other core while this one hashes.
+    Always ``scan.disagreeing`` (columns that no longer say what the bytes say). On
+    PostgreSQL read-only, ``scan.mismatched`` too (bytes that do not hash to the entry's
+    hash): the server's hashing then leaves the pass (``hashes``), which streams only the
+    links, and the two connections' work runs on both cores while this one builds the
+    tree. A read-only database has no uncommitted rows a second connection could miss.
     """
 
     def __init__(self, session: Session) -> None:
         self._session = session
         self._thread: threading.Thread | None = None
-        self._found: list[int] = []
+        self._found: tuple[list[int], list[int]] = ([], [])
         self._error: BaseException | None = None
+        #: Whether these checks include the hashes, so the pass need not check them.
+        self.hashes = False
         engine = session.get_bind()
         if isinstance(engine, Engine) and _read_only(session):
+            self.hashes = engine.dialect.name == "postgresql"
             self._thread = threading.Thread(target=self._run, args=(engine,), daemon=True)
             self._thread.start()
 
     def _run(self, engine: Engine) -> None:
         try:
             with engine.connect() as connection:
-                self._found = disagreeing(connection)
+                self._found = (disagreeing(connection), mismatched(connection) if self.hashes else [])
         except BaseException as exc:
             self._error = exc
 
-    def result(self) -> list[int]:
-        """The disagreeing entries' seqs, ascending."""
+    def result(self) -> tuple[list[int], list[int]]:
+        """The seqs of entries whose columns disagree, and of those whose bytes do not hash (``hashes``)."""
         if self._thread is None:
-            return disagreeing(self._session.connection())
+            return disagreeing(self._session.connection()), []
         self._thread.join()
         if self._error is not None:
             raise self._error
@@ -317,9 +322,10 @@ def verify(
     signed = signature_checker(session, roster, member) if roster is not None and member is not None else None
     own = own_checkpoints(session) if signed is not None else []
     comparisons = Comparisons(own, [(p.size, p.root, p.leaf, p.source) for p in pins])
-    # Columns that no longer say what their entry's bytes say: found by the database, beside
-    # the pass when the log is opened read-only (a second connection sees the same log).
-    fields = _FieldsCheck(session)
+    # Columns that no longer say what their entry's bytes say (and, on PostgreSQL, bytes
+    # that do not hash): found by the database, beside the pass when the log is opened
+    # read-only (a second connection sees the same log).
+    checks = _DatabaseChecks(session)
     # An entry that does not match its hash is classified (moved or edited) after the
     # pass, when every such entry is known and their predecessors are found together.
     problems: list[AuditProblem | int] = []
@@ -328,7 +334,7 @@ def verify(
     links: dict[int, AuditProblem] = {}
     expected, prev_hash, prev_flagged, count = 1, GENESIS_HASH, False, 0
     tree = _Tree(comparisons)
-    for chunk in scan_chunks(session):
+    for chunk in scan_chunks(session, hashed=not checks.hashes):
         n = len(chunk.seqs)
         if (
             not chunk.bad
@@ -356,9 +362,11 @@ def verify(
                 expected, prev_hash, prev_flagged = seq + 1, chunk.hashes[i], flagged
         tree.grow(chunk)
         count += n
-    # Entries whose columns were changed while their bytes were not: edited in place, or
-    # moved with them; a link that broke next to one is explained by it, not reported apart.
-    for seq in fields.result():
+    # Entries whose columns were changed while their bytes were not (edited in place, or
+    # moved with them), and those the database found not to match their hash: a link that
+    # broke next to one is explained by it, not reported apart (as in the pass).
+    disagree, unhashed = checks.result()
+    for seq in sorted(set(disagree) | set(unhashed)):
         links.pop(seq, None)
         links.pop(seq + 1, None)
         if seq not in mismatched:

@@ -34,7 +34,7 @@ from node.audit import (
     verify,
 )
 from node.audit.scan import CHUNK, scan_chunks
-from node.store import AuditEntryRow, AuditHead
+from node.store import AuditEntryRow, AuditHead, make_reader, make_sessionmaker
 
 T0 = datetime(2026, 5, 9, 12, 0, 0, tzinfo=UTC)
 AUDIT = cast(Table, AuditEntryRow.__table__)
@@ -241,6 +241,36 @@ def test_scan_left_early_leaves_the_session_usable(session_factory: sessionmaker
         first = next(iter(scan_chunks(session)))
         assert first.seqs[0] == 1
         assert session.scalar(select(AuditHead.seq)) == CHUNK + 3
+
+
+READ_ONLY_CASES = {
+    "bytes edited": ["UPDATE audit_log SET entry = replace(entry, 'member-b', 'member-c') WHERE seq = 2"],
+    "column edited": ["UPDATE audit_log SET reason = 'ALLOWED' WHERE seq = 2"],
+    "hash replaced": ["UPDATE audit_log SET entry_hash = '" + "00" * 32 + "' WHERE seq = 3"],
+    "bytes unreadable": ["UPDATE audit_log SET entry = 'not json' WHERE seq = 4"],
+    "entry deleted": ["DELETE FROM audit_log WHERE seq = 3"],
+    "last entry deleted": ["DELETE FROM audit_log WHERE seq = 5"],
+}
+
+
+@pytest.mark.parametrize("case", list(READ_ONLY_CASES))
+def test_read_only_verify_finds_what_a_writable_one_does(
+    five: sessionmaker[Session], engine: Engine, migrated_url: str, case: str
+) -> None:
+    # Read-only, the database checks hashes and columns on a second connection (on
+    # PostgreSQL the pass then streams only the links): the same problems, named the same.
+    with engine.begin() as conn:
+        for statement in READ_ONLY_CASES[case]:
+            conn.execute(text(statement))
+    writable = _verify(five)
+    reader = make_reader(migrated_url)
+    try:
+        read_only = _verify(make_sessionmaker(reader))
+    finally:
+        reader.dispose()
+    assert not writable.ok
+    found = sorted((p.seq, p.kind, p.message) for p in writable.problems)
+    assert sorted((p.seq, p.kind, p.message) for p in read_only.problems) == found
 
 
 def test_unreadable_row_is_edited(five: sessionmaker[Session], engine: Engine) -> None:

@@ -13,6 +13,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import select
+
 from node import audit
 from node.store import AuditHead, make_engine, make_reader, make_sessionmaker, upgrade
 
@@ -57,8 +59,8 @@ def size(url: str) -> int:
     engine = make_reader(url)
     try:
         with make_sessionmaker(engine)() as session:
-            head = session.get(AuditHead, 1)
-            return 0 if head is None else int(head.seq)
+            seq = session.scalar(select(AuditHead.seq).where(AuditHead.id == 1))  # any schema revision
+            return 0 if seq is None else int(seq)
     finally:
         engine.dispose()
 
@@ -67,6 +69,7 @@ def build(db: Path, entries: int, rebuild: bool) -> None:
     """A log of ``entries`` entries at ``db`` (kept from an earlier run if it has exactly that many)."""
     url = f"sqlite:///{db}"
     if db.exists() and not rebuild and size(url) == entries:
+        upgrade(url)  # a log kept from a run before the newest migration
         print(f"reusing {db} ({entries:,} entries)")
         return
     for stale in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
