@@ -3,13 +3,14 @@
 ``audit verify`` of a million entries must take seconds. Each entry keeps the exact
 bytes its ``entry_hash`` covers (the ``entry`` column), so checking it is one SHA-256
 over stored bytes, done a chunk at a time; on PostgreSQL the server computes the hashes
-(``sha256``), on a core of its own.
+(``sha256``), in the scan or, for a log opened read-only, beside it on a second
+connection (``mismatched``), so that its work runs on the other core.
 
 The columns an auditor's queries use (event, peer, reason, …) must say what the bytes
 say. ``disagreeing`` finds the entries whose columns do not, in one SQL statement that
-runs in the database's C code (SQLite's JSON functions, PostgreSQL's ``jsonb``); a
-caller can run it beside the scan, on a second connection, when the log is opened
-read-only.
+runs in the database's C code (SQLite's JSON functions; on PostgreSQL, the bytes the
+columns would make, compared with the stored ones); a caller can run it beside the scan,
+on a second connection, when the log is opened read-only.
 """
 
 from __future__ import annotations
