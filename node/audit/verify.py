@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from node.audit.entries import GENESIS_HASH, STREAM_BATCH, hash_hex, hash_matches
@@ -268,32 +268,36 @@ class _DatabaseChecks:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._thread: threading.Thread | None = None
-        self._found: tuple[list[int], list[int]] = ([], [])
-        self._error: BaseException | None = None
+        self._threads: list[threading.Thread] = []
+        self._found: dict[str, list[int]] = {}
+        self._errors: list[BaseException] = []
         #: Whether these checks include the hashes, so the pass need not check them.
         self.hashes = False
         engine = session.get_bind()
         if isinstance(engine, Engine) and _read_only(session):
             self.hashes = engine.dialect.name == "postgresql"
-            self._thread = threading.Thread(target=self._run, args=(engine,), daemon=True)
-            self._thread.start()
+            checks = {"disagreeing": disagreeing} | ({"mismatched": mismatched} if self.hashes else {})
+            for name, check in checks.items():  # a connection each: the server runs them side by side
+                thread = threading.Thread(target=self._run, args=(engine, name, check), daemon=True)
+                thread.start()
+                self._threads.append(thread)
 
-    def _run(self, engine: Engine) -> None:
+    def _run(self, engine: Engine, name: str, check: Callable[[Connection], list[int]]) -> None:
         try:
             with engine.connect() as connection:
-                self._found = (disagreeing(connection), mismatched(connection) if self.hashes else [])
+                self._found[name] = check(connection)
         except BaseException as exc:
-            self._error = exc
+            self._errors.append(exc)
 
     def result(self) -> tuple[list[int], list[int]]:
         """The seqs of entries whose columns disagree, and of those whose bytes do not hash (``hashes``)."""
-        if self._thread is None:
+        if not self._threads:
             return disagreeing(self._session.connection()), []
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._found
+        for thread in self._threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
+        return self._found.get("disagreeing", []), self._found.get("mismatched", [])
 
 
 def _read_only(session: Session) -> bool:
