@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
@@ -116,6 +118,8 @@ def write_bundle(
     finally:
         reader.dispose()
         writer.dispose()
+    with closing(sqlite3.connect(out)) as conn:  # one file for the auditor, no write-ahead log beside it
+        conn.execute("PRAGMA journal_mode=DELETE")
     return manifest
 
 

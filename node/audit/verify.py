@@ -257,13 +257,14 @@ class _Tree:
 
 
 class _DatabaseChecks:
-    """What the database finds alone, on a second connection in a thread when the log is read-only, else afterwards.
+    """What the database finds alone: beside the pass when the log is read-only (a connection
+    and a thread each), else after it on the session's connection.
 
     Always ``scan.disagreeing`` (columns that no longer say what the bytes say). On
     PostgreSQL read-only, ``scan.mismatched`` too (bytes that do not hash to the entry's
     hash): the server's hashing then leaves the pass (``hashes``), which streams only the
-    links, and the two connections' work runs on both cores while this one builds the
-    tree. A read-only database has no uncommitted rows a second connection could miss.
+    links, and the server's work runs on both cores while this process grows the tree. A
+    read-only database has no uncommitted rows another connection could miss.
     """
 
     def __init__(self, session: Session) -> None:

@@ -459,6 +459,12 @@ def test_bundle_holds_no_content(bundles: dict[str, Path]) -> None:
         assert conn.execute("SELECT count(*) FROM outbox_envelopes").fetchone() == (0,)
 
 
+def test_bundle_is_one_file(history: History, bundles: dict[str, Path]) -> None:
+    # An auditor is handed the file alone: nothing of it lives in a write-ahead log beside it.
+    open_bundle(bundles["TR"], roster=federation_view(history.root).roster)
+    assert sorted(p.name for p in bundles["TR"].parent.iterdir()) == sorted(f"{m}.bundle" for m in MEMBERS)
+
+
 def test_edited_bundle_is_refused(history: History, bundles: dict[str, Path], tmp_path: Path) -> None:
     edited = dict(bundles, TR=Path(shutil.copy(bundles["TR"], tmp_path / "TR.bundle")))
     with sqlite3.connect(edited["TR"]) as conn:
