@@ -7,11 +7,15 @@ The latest rides in the head row with every commit that appends; the history is 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+import node
 from node import audit
 from node.audit import AuditEvent
 from node.audit.checkpoints import (
@@ -28,6 +32,7 @@ from node.store import AuditCheckpoint
 from protocol.checkpoint import verify_own_checkpoint
 from protocol.keys import SigningKey
 
+MIGRATIONS = Path(node.__file__).parent / "migrations"
 T0 = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 KEY = SigningKey.generate(hybrid=False)
 
@@ -107,3 +112,21 @@ def test_a_log_from_before_the_head_carried_one_reads_its_table(
         latest = latest_checkpoint(session)
         assert latest is not None
         assert latest.size == KEEP_EVERY
+
+
+def test_downgrade_below_0009_keeps_the_latest_checkpoint_in_the_table(
+    session_factory: sessionmaker[Session], tree: LogTree, engine: Engine, migrated_url: str
+) -> None:
+    # The code before migration 0009 finds its latest checkpoint in the table: put it there.
+    _commit(session_factory, tree, 3)
+    engine.dispose()
+    cfg = Config(str(MIGRATIONS / "alembic.ini"))
+    cfg.attributes["url"] = migrated_url
+    command.downgrade(cfg, "0008")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT size, note FROM audit_checkpoints")).all()
+    assert [int(size) for size, _ in rows] == [3]
+    verified = verify_own_checkpoint(bytes(rows[0][1]), federation="test", member_id="TR", keys=[KEY.public()])
+    assert verified.checkpoint.size == 3
+    engine.dispose()
+    command.upgrade(cfg, "head")
