@@ -333,8 +333,9 @@ def _forgery(fed: LocalFederation, t: Transcript, r: DeskClient, c: Cast) -> Non
     )
 
 
-def _revocations(desk: DeskClient, item_id: str) -> list[dict[str, Any]]:
-    return [e for e in desk.audit(event="CONSENT_REVOKED", item_id=item_id) if e["allowed"]]
+def _applied(desk: DeskClient, event: str, item_id: str) -> list[dict[str, Any]]:
+    """The allowed ``event`` entries about ``item_id`` in ``desk``'s audit log."""
+    return [e for e in desk.audit(event=event, item_id=item_id) if e["allowed"]]
 
 
 def _revoke(t: Transcript, o: DeskClient, r: DeskClient, tgt: DeskClient, c: Cast, s: _Story) -> None:
@@ -349,21 +350,17 @@ def _revoke(t: Transcript, o: DeskClient, r: DeskClient, tgt: DeskClient, c: Cas
         return
     revoked = o.revoke_grant(s.grant_id, "the source is at risk")
     t.note(f"revocation {revoked.revocation_id} sent to {', '.join(revoked.notified)}")
-    applied = _waited(lambda: len(_revocations(r, s.item_id)) == 1)
+    applied = _waited(lambda: len(_applied(r, "CONSENT_REVOKED", s.item_id)) == 1)
     t.expect(f"{c.recipient} applied the revocation", applied, "CONSENT_REVOKED … REVOKED" if applied else "not yet")
     if s.held_by_target:
-        passed = _waited(lambda: len(_revocations(tgt, s.item_id)) == 1)
-        got = _revocations(tgt, s.item_id)
+        passed = _waited(lambda: len(_applied(tgt, "CONSENT_REVOKED", s.item_id)) == 1)
+        got = _applied(tgt, "CONSENT_REVOKED", s.item_id)
         t.expect(
             f"{c.reshare_target} applied it too, passed on by {c.recipient}",
             passed and got[0]["peer"] == c.recipient,
             f"from {got[0]['peer']}" if got else "not yet",
         )
         t.refused(r.reshare(s.item_id, [c.reshare_target]), Reason.CONSENT_REVOKED.value)
-
-
-def _acks(o: DeskClient, item_id: str) -> list[dict[str, Any]]:
-    return [e for e in o.audit(event="NOTICE_ACKNOWLEDGED", item_id=item_id) if e["allowed"]]
 
 
 def _recall(t: Transcript, o: DeskClient, r: DeskClient, tgt: DeskClient, c: Cast, s: _Story) -> None:
@@ -384,8 +381,8 @@ def _recall(t: Transcript, o: DeskClient, r: DeskClient, tgt: DeskClient, c: Cas
         done = _waited(lambda d=desk: _status(d, s.item_id) == "recalled")  # type: ignore[misc]
         t.expect(f"{member}'s copy is recalled", done, _status(desk, s.item_id) or "-")
     expected = {member for member, _ in holders}
-    _waited(lambda: {str(a["detail"]["holder"]) for a in _acks(o, s.item_id)} >= expected)
-    acks = _acks(o, s.item_id)
+    _waited(lambda: {str(a["detail"]["holder"]) for a in _applied(o, "NOTICE_ACKNOWLEDGED", s.item_id)} >= expected)
+    acks = _applied(o, "NOTICE_ACKNOWLEDGED", s.item_id)
     table = Table(title=f"{c.originator}'s signed acknowledgements of the recall", box=None)
     for column in ("holder", "via", "holder's entry", "kept at"):
         table.add_column(column)

@@ -231,7 +231,7 @@ def countersign_proposal(
         "by": officer,
         "proposal_id": proposal_id,
         "agreement_digest": statement.digest,
-        "agreements": held_agreement_versions(state),
+        "agreements": held_agreement_versions(state.agreements),
     }
     _audit(
         session,
@@ -402,7 +402,7 @@ def _receive_countersigned(session: Session, state: NodeState, *, signed: Signed
         "by": peer,
         "proposal_id": row.proposal_id,
         "agreement_digest": signed.digest,
-        "agreements": held_agreement_versions(state),
+        "agreements": held_agreement_versions(state.agreements),
     }
     _audit(session, state, event, peer=peer, reason=AckReason.IN_FORCE, agreement=agreement, detail=detail, now=now)
     return Ack.done(AckReason.IN_FORCE, f"{agreement.agreement_id} v{agreement.version} in force at {state.me}")

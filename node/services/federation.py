@@ -18,6 +18,7 @@ from node import audit
 from node.audit import AuditEvent, AuditReason
 from node.services.state import NodeState
 from node.store import AuditEntryRow
+from protocol.agreement import AgreementBook
 from protocol.errors import ConfigurationError, RollbackError
 
 __all__ = ["ForeignLogError", "held_agreement_versions", "record_agreement_update", "record_start"]
@@ -27,9 +28,9 @@ class ForeignLogError(ConfigurationError):
     """The node's database holds another member's audit log: each node needs its own (SPEC §11.7)."""
 
 
-def held_agreement_versions(state: NodeState) -> list[str]:
-    """``agreement_id:version`` of every agreement held, sorted."""
-    return sorted(f"{a.agreement_id}:{a.version}" for a in state.agreements.agreements())
+def held_agreement_versions(book: AgreementBook) -> list[str]:
+    """``agreement_id:version`` of every agreement in ``book`` (the held one: ``state.agreements``), sorted."""
+    return sorted(f"{a.agreement_id}:{a.version}" for a in book.agreements())
 
 
 def record_start(session: Session, state: NodeState, *, now: datetime) -> None:
@@ -62,7 +63,7 @@ def record_start(session: Session, state: NodeState, *, now: datetime) -> None:
         now=now,
         event=AuditEvent.NODE_STARTED,
         actor=state.me,
-        detail={"roster_version": state.roster.version, "agreements": held_agreement_versions(state)},
+        detail={"roster_version": state.roster.version, "agreements": held_agreement_versions(state.agreements)},
     )
     # Checked after the append, which waits for the log's head: two nodes starting together
     # on one empty database cannot both find it empty. The first entry is its owner's start.
@@ -85,5 +86,5 @@ def record_agreement_update(
         actor=state.me,
         allowed=ok,
         reason=(AuditReason.AGREEMENT_HELD if ok else AuditReason.AGREEMENT_REFUSED).value,
-        detail={"file": file, "detail": detail, "agreements": held_agreement_versions(state) if ok else []},
+        detail={"file": file, "detail": detail, "agreements": held_agreement_versions(state.agreements) if ok else []},
     )

@@ -27,6 +27,7 @@ from node.config.keyring import NodeKeys
 from node.config.material import hold_agreements
 from node.lifecycle import CONTROL_MESSAGE, ControlEvent, ControlRpc, ControlState
 from node.services.control import queue_control
+from node.services.federation import held_agreement_versions
 from node.services.state import NodeState
 from node.store import ControlMessage, RosterRow
 from protocol.ack import Ack, AckReason
@@ -42,7 +43,6 @@ __all__ = [
     "RosterChange",
     "add_opening_key",
     "adopt_roster",
-    "held_agreement_versions_of",
     "receive_roster",
     "roster_changes",
     "settle_roster_at_start",
@@ -159,7 +159,7 @@ def _audit_applied(
         "digest": change.signed.digest,
         "source": source,
         **roster_changes(previous, change.roster),
-        "agreements": held_agreement_versions_of(change.agreements),
+        "agreements": held_agreement_versions(change.agreements),
     }
     if change.keys is None:
         detail["own_keys"] = "this node holds no private key its roster entry names"
@@ -187,11 +187,6 @@ def _audit_set_aside(session: Session, state: NodeState, change: RosterChange, *
             reason=AuditReason.AGREEMENT_SET_ASIDE.value,
             detail={"agreement": agreement_id, "detail": why, "roster_version": change.roster.version},
         )
-
-
-def held_agreement_versions_of(book: AgreementBook) -> list[str]:
-    """``agreement_id:version`` of every agreement in ``book``, sorted."""
-    return sorted(f"{a.agreement_id}:{a.version}" for a in book.agreements())
 
 
 def _pass_on(session: Session, state: NodeState, signed: Signed, roster: Roster, now: datetime) -> None:
